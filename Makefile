@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs: `make demo` and `make test`. Both create .venv and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel by default; GPU users can pass TORCH=torch (or keep the build they already have in the venv).
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test lint format bench
+
+$(BIN)/llava-mixes: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/llava-mixes
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/llava-mixes demo --out llava_mixes_demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/bench_dedup_search.py

@@ -1,0 +1,25 @@
+"""llava_mixes: LLaVA-style instruction sets as clean, deduplicated, versioned `datasets` configs.
+
+Importing the package registers the `llava_mixes` builder with `datasets`, so that
+`load_dataset("llava_mixes", "mix665k-dedup-0.8", data_dir=DIR)` builds from local raw downloads.
+"""
+
+from llava_mixes.builder import LlavaMixes, load_report
+from llava_mixes.config import LlavaMixesConfig
+from llava_mixes.dedup import deduplicate
+from llava_mixes.embedding import add_embeddings
+from llava_mixes.plugin import register
+from llava_mixes.report import BuildReport
+
+__version__ = "0.1.0"
+__all__ = [
+    "BuildReport",
+    "LlavaMixes",
+    "LlavaMixesConfig",
+    "add_embeddings",
+    "deduplicate",
+    "load_report",
+    "register",
+]
+
+register()

@@ -1,0 +1,206 @@
+"""The `llava_mixes` dataset builder: plain configs normalise the sources; dedup configs embed and filter.
+
+A plain config streams each source's annotation file through `SourceNormaliser` into the `train` split.
+A deduplicated config builds (or reuses) its plain config, adds cached embeddings with a `Dataset.map`,
+splits it with `deduplicate` (a `Dataset.filter`) into `train` and `removed`, and copies both splits
+into its own cache. Every build writes a `BuildReport` next to its Arrow files (see `load_report`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+from datasets.builder import Key
+from datasets.table import InMemoryTable
+from datasets.utils import tqdm as hf_tqdm
+
+from llava_mixes import schema
+from llava_mixes.builders import SOURCES
+from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
+from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs
+from llava_mixes.embedders import resolve_embedder
+from llava_mixes.embedding import EmbeddingCache, attach_embeddings, fill_cache
+from llava_mixes.errors import LlavaMixesError, MissingDataError
+from llava_mixes.images import ImageIndex
+from llava_mixes.normalise import SourceNormaliser
+from llava_mixes.report import REPORT_FILE, BuildReport, Rejection, group_stats
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAME = "llava_mixes"
+PART_REPORTS = "reports"
+KEEP_RULE = (
+    "distinct images of a scope are visited in order of first appearance; an image is removed when its cosine "
+    "similarity to an image already kept in its scope is >= the threshold; byte-identical files are duplicates "
+    "at every threshold"
+)
+
+
+class LlavaMixes(datasets.ArrowBasedBuilder):
+    """Builds every llava_mixes config from local raw downloads (`data_dir`)."""
+
+    VERSION = VERSION
+    BUILDER_CONFIG_CLASS = LlavaMixesConfig
+    BUILDER_CONFIGS = named_configs()
+    DEFAULT_CONFIG_NAME = "mix665k"
+    config: LlavaMixesConfig
+
+    def _info(self) -> datasets.DatasetInfo:
+        self.config.validate()
+        sources = [SOURCES[name] for name in self.config.sources]
+        dim = None
+        if self.config.is_dedup and self.config.keep_embeddings:
+            dim = EmbeddingCache(self.config.cache_root(), self._embedder()).dim
+        return datasets.DatasetInfo(
+            description=self.config.description or " + ".join(source.description for source in sources),
+            features=schema.output_features(self.config.is_dedup, dim),
+            homepage=" ".join(source.homepage for source in sources),
+            license="; ".join(f"{source.name}: {source.license}" for source in sources),
+            citation="\n".join(source.citation for source in sources),
+        )
+
+    def _embedder(self) -> Any:
+        config = self.config
+        return resolve_embedder(config.embedder, config.embedder_revision, config.device, config.precision)
+
+    def _data_dir(self) -> Path:
+        hints = " ".join(SOURCES[name].download_hint for name in self.config.sources)
+        if not self.config.data_dir:
+            raise MissingDataError(f"llava_mixes builds from your local downloads: pass data_dir=<folder>. {hints}")
+        data_dir = Path(self.config.data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise MissingDataError(f"data_dir {str(data_dir)!r} is not a folder. {hints}")
+        return data_dir
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        data_dir = self._data_dir()
+        if not self.config.is_dedup:
+            for name in self.config.sources:
+                SOURCES[name]().locate_files(data_dir)
+            return [datasets.SplitGenerator(schema.TRAIN_SPLIT, gen_kwargs={"sources": list(self.config.sources)})]
+        forced = bool(getattr(dl_manager.download_config, "force_download", False))
+        result = self._deduplicated(rebuild_base=forced)
+        return [
+            datasets.SplitGenerator(split, gen_kwargs={"dataset": result[split]})
+            for split in (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
+        ]
+
+    def _base_builder(self) -> LlavaMixes:
+        kwargs = {"data_dir": self.config.data_dir, **self.config.base_overrides()}
+        return LlavaMixes(
+            cache_dir=self._cache_dir_root,
+            config_name=self.config.base_name,
+            hash=self.hash,
+            dataset_name=self.dataset_name,
+            **kwargs,
+        )
+
+    def _deduplicated(self, rebuild_base: bool) -> datasets.DatasetDict:
+        config = self.config
+        model = self._embedder()
+        base_builder = self._base_builder()
+        base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
+        base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
+        cache, stats = fill_cache(base, model, config.cache_root(), config.batch_size, config.num_workers)
+        result = deduplicate(attach_embeddings(base, cache), config.dedup_threshold, config.dedup_scope)
+        if not config.keep_embeddings:
+            result = result.remove_columns(schema.EMBEDDING)
+        base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
+        self._pending_report = BuildReport(
+            config_name=config.name,
+            version=str(config.version),
+            sources=list(config.sources),
+            rows_in=base_report.rows_in,
+            rejected=base_report.rejected,
+            groups=dedup_group_stats(result, base_report.rejected),
+            dedup={
+                "threshold": config.dedup_threshold,
+                "scope": config.dedup_scope,
+                "rule": KEEP_RULE,
+                "embedder": model.identity(),
+            },
+            embedding={"cache_key": stats.embedder, "images": stats.images, "embedded": stats.embedded},
+        )
+        return result
+
+    def _generate_tables(
+        self, sources: list[str] | None = None, dataset: datasets.Dataset | None = None
+    ) -> Iterator[tuple[Key, pa.Table]]:
+        if dataset is not None:
+            if len(dataset) == 0:
+                yield Key(0, 0), self.info.features.arrow_schema.empty_table()
+            for batch, table in enumerate(dataset.with_format("arrow").iter(batch_size=1000)):
+                yield Key(0, batch), table
+            return
+        data_dir = self._data_dir()
+        index = ImageIndex(self.config.cache_root(), self.config.num_workers)
+        for shard, name in enumerate(sources or []):
+            source = SOURCES[name]()
+            normaliser = SourceNormaliser(source, data_dir, index, self.config.on_bad_records)
+            total = sum(path.stat().st_size for path in source.locate_files(data_dir))
+            with hf_tqdm(total=total, unit="B", unit_scale=True, desc=f"Normalising {source.name}") as progress:
+                for batch, table in enumerate(normaliser.tables(progress.update)):
+                    yield Key(shard, batch), table
+            report_dir = getattr(self, "_part_report_dir", None)
+            if report_dir is not None:
+                part = BuildReport(name, str(self.config.version), [name], normaliser.result.rows_in)
+                part.rejected = normaliser.result.rejected
+                part.save(Path(report_dir) / f"{name}.json")
+
+    def _download_and_prepare(self, dl_manager: Any, verification_mode: Any, **prepare_split_kwargs: Any) -> None:
+        self._part_report_dir = str(Path(self._output_dir) / PART_REPORTS)
+        self._pending_report = None
+        # Split sizes loaded from an earlier build are no expectation: the local sources may have changed.
+        self.info.splits = None
+        try:
+            super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        except datasets.exceptions.DatasetGenerationError as error:
+            if isinstance(error.__cause__, LlavaMixesError):
+                raise error.__cause__ from None
+            raise
+        report = self._pending_report or self._plain_report()
+        report.save(Path(self._output_dir) / REPORT_FILE)
+
+    def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
+        """As in `datasets`, except that an empty split (a dedup that removed nothing) loads as empty."""
+        named = isinstance(split, (str, datasets.NamedSplit))
+        recorded = (self.info.splits or {}).get(str(split)) if named else None
+        if recorded is not None and recorded.num_examples == 0:
+            return datasets.Dataset(
+                InMemoryTable(self.info.features.arrow_schema.empty_table()),
+                info=self.info.copy(),
+                split=datasets.NamedSplit(str(split)),
+                fingerprint=self._get_dataset_fingerprint(split),
+            )
+        return super()._as_dataset(split, in_memory)
+
+    def _plain_report(self) -> BuildReport:
+        report = BuildReport(self.config.name, str(self.config.version), list(self.config.sources))
+        rejected: list[Rejection] = []
+        for name in self.config.sources:
+            part = BuildReport.load(Path(self._part_report_dir) / f"{name}.json")
+            report.rows_in += part.rows_in
+            rejected.extend(part.rejected)
+        report.rejected = rejected
+        files = sorted(Path(self._output_dir).glob(f"{self.dataset_name}-{schema.TRAIN_SPLIT}*.arrow"))
+        rows = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in files])
+        report.groups = group_stats(group_path_pairs(rows), [], rejected)
+        return report
+
+
+def load_report(dataset: datasets.Dataset | datasets.DatasetDict) -> BuildReport:
+    """The `BuildReport` of a dataset loaded with `load_dataset("llava_mixes", ...)`."""
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = next(iter(dataset.values()))
+    if not dataset.cache_files:
+        raise ValueError("this dataset has no cache files, so it was not built by llava_mixes' builder")
+    folder = Path(dataset.cache_files[0]["filename"]).parent
+    path = folder / REPORT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {REPORT_FILE} in {folder}: was it built by llava_mixes' builder?")
+    return BuildReport.load(path)

@@ -1,0 +1,152 @@
+"""The `llava-mixes` command line: list configs, build one (printing its statistics), run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+
+from llava_mixes import builder as builder_module
+from llava_mixes.builders import SOURCES
+from llava_mixes.config import BAD_RECORD_POLICIES, PRECISIONS, SCOPES
+from llava_mixes.errors import LlavaMixesError
+from llava_mixes.plugin import DATASET_NAME, register
+from llava_mixes.report import REPORT_FILE, BuildReport, format_table
+
+logger = logging.getLogger("llava_mixes")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every named config with its sources and dedup threshold."""
+    for config in builder_module.LlavaMixes.BUILDER_CONFIGS:
+        sources = ", ".join(SOURCES[name].name for name in config.sources)
+        dedup = f"dedup >= {config.dedup_threshold} per image group" if config.is_dedup else "not deduplicated"
+        _out(f"{config.name:28s} v{config.version}  {dedup:34s} {sources}")
+    return 0
+
+
+def _config_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    names = {
+        "threshold": "dedup_threshold",
+        "scope": "dedup_scope",
+        "embedder": "embedder",
+        "embedder_revision": "embedder_revision",
+        "device": "device",
+        "precision": "precision",
+        "batch_size": "batch_size",
+        "num_workers": "num_workers",
+        "content_cache_dir": "content_cache_dir",
+        "on_bad_records": "on_bad_records",
+    }
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+
+
+def build(config: str, data_dir: str, cache_dir: str | None = None, **config_kwargs: object) -> BuildReport:
+    """Build (or reuse) one config and return its report."""
+    register()
+    dataset_builder = datasets.load_dataset_builder(
+        DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs
+    )
+    dataset_builder.download_and_prepare()
+    return BuildReport.load(Path(dataset_builder.cache_dir) / REPORT_FILE)
+
+
+def _print_report(report: BuildReport) -> None:
+    _out(f"\n{report.config_name} (v{report.version}): {report.rows_in:,} rows in")
+    if report.dedup:
+        embedder = report.dedup["embedder"]
+        _out(f"dedup: cosine >= {report.dedup['threshold']} per {report.dedup['scope']}, embedder {embedder}")
+    _out(format_table(report))
+    if report.rejected:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reject_reasons().items())
+        _out(f"rejected rows by reason: {reasons}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build a config from local downloads, print its statistics table and write it as JSON."""
+    report = build(args.config, args.data_dir, args.cache_dir, **_config_kwargs(args))
+    _print_report(report)
+    stats_path = Path(args.stats_json or f"{args.config}.stats.json")
+    report.save(stats_path)
+    _out(f"statistics written to {stats_path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Write the playground, build `mix665k` and `mix665k-dedup-0.8` with the thumbnail embedder."""
+    from llava_mixes.playground import write_playground
+
+    out = Path(args.out)
+    playground = write_playground(out / "playground")
+    _out(f"playground: {playground.rows} rows, {len(playground.planted)} planted near-duplicates, in {out}")
+    kwargs = {"embedder": args.embedder, "content_cache_dir": str(out / "content_cache")}
+    for config in ("mix665k", "mix665k-dedup-0.8"):
+        report = build(config, str(out / "playground"), str(out / "hf_cache"), **kwargs)
+        _print_report(report)
+        report.save(out / f"{config}.stats.json")
+    _out(f"\nstatistics written to {out}/*.stats.json")
+    return 0
+
+
+def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a config name from `llava-mixes list`")
+    parser.add_argument("--data-dir", required=True, help="folder with the raw annotation files and images")
+    parser.add_argument("--threshold", type=float, help="dedup cosine threshold, e.g. 0.85")
+    parser.add_argument("--scope", choices=SCOPES, help="compare images per image group or globally")
+    parser.add_argument("--embedder", help="HF model id or local path, or 'thumbnail'")
+    parser.add_argument("--embedder-revision", help="hub branch, tag or commit of the embedder")
+    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: cuda when available)")
+    parser.add_argument("--precision", choices=PRECISIONS)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--num-workers", type=int, help="image decoding threads")
+    parser.add_argument("--on-bad-records", choices=BAD_RECORD_POLICIES)
+    parser.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
+    parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
+    parser.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "list": (cmd_list, "list the configs"),
+    "build": (cmd_build, "build a config and print its statistics"),
+    "demo": (cmd_demo, "build the bundled playground offline and print its statistics"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="llava-mixes", description=__doc__)
+    root.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS)
+    commands = root.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name == "build":
+            _add_build_options(sub)
+        if name == "demo":
+            sub.add_argument("--out", default="llava_mixes_demo", help="folder for the playground and caches")
+            sub.add_argument("--embedder", default="thumbnail", help="embedder for the dedup config")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logger.setLevel(args.log_level)
+    datasets.utils.logging.set_verbosity(logging.getLevelName(args.log_level))
+    try:
+        return COMMANDS[args.command][0](args)
+    except (LlavaMixesError, json.JSONDecodeError) as error:
+        logger.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

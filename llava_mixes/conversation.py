@@ -1,0 +1,114 @@
+"""Turn normalisation: role names, alternation, and the single `<image>` placeholder rule.
+
+The rule for image rows: every `<image>` token is taken out of the first human turn (together with the
+line break or spaces that joined it to the text), and one `<image>\\n` is put at the start of that turn.
+The rest of the text is kept verbatim. A token anywhere else, or more than one token, rejects the row.
+Text-only rows must not contain the token at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from llava_mixes import schema
+from llava_mixes.errors import RecordRejected
+
+ROLE_ALIASES: dict[str, str] = {
+    "human": schema.HUMAN,
+    "user": schema.HUMAN,
+    "gpt": schema.GPT,
+    "assistant": schema.GPT,
+}
+
+
+def read_turns(raw_turns: Any, *, from_key: str = "from", value_key: str = "value") -> list[dict[str, str]]:
+    """Turn a source's list of turn objects into `{from, value}` dicts with canonical role names."""
+    if not isinstance(raw_turns, list):
+        raise RecordRejected(schema.MALFORMED_RECORD, f"conversations is {type(raw_turns).__name__}, not a list")
+    if not raw_turns:
+        raise RecordRejected(schema.EMPTY_CONVERSATION, "the conversation has no turns")
+    turns = []
+    for position, turn in enumerate(raw_turns):
+        if not isinstance(turn, Mapping):
+            raise RecordRejected(schema.MALFORMED_RECORD, f"turn {position} is {type(turn).__name__}, not an object")
+        role, value = turn.get(from_key), turn.get(value_key)
+        if not isinstance(value, str):
+            raise RecordRejected(schema.MALFORMED_RECORD, f"turn {position} has no string {value_key!r}")
+        canonical = ROLE_ALIASES.get(role.lower()) if isinstance(role, str) else None
+        if canonical is None:
+            allowed = sorted(ROLE_ALIASES)
+            raise RecordRejected(schema.BAD_ROLE, f"turn {position} has role {role!r}; allowed: {allowed}")
+        turns.append({"from": canonical, "value": value})
+    return turns
+
+
+def check_alternation(turns: list[dict[str, str]]) -> None:
+    """Require human/gpt alternation starting with human, ending with gpt, and no empty turn."""
+    for position, turn in enumerate(turns):
+        expected = schema.HUMAN if position % 2 == 0 else schema.GPT
+        if turn["from"] != expected:
+            raise RecordRejected(
+                schema.TURNS_NOT_ALTERNATING, f"turn {position} is {turn['from']!r} where {expected!r} was expected"
+            )
+        if not turn["value"].strip():
+            raise RecordRejected(schema.EMPTY_TURN, f"turn {position} ({turn['from']}) is empty")
+    if turns[-1]["from"] != schema.GPT:
+        raise RecordRejected(schema.LAST_TURN_NOT_GPT, f"the last of {len(turns)} turns is a human turn")
+
+
+def _join_around_token(left: str, right: str) -> str:
+    """Join the text on both sides of a removed token, dropping the whitespace that surrounded it."""
+    stripped_left = left.rstrip(" \t\n")
+    stripped_right = right.lstrip(" \t\n")
+    if not stripped_left or not stripped_right:
+        return stripped_left + stripped_right
+    gap = left[len(stripped_left) :] + right[: len(right) - len(stripped_right)]
+    return stripped_left + ("\n" if "\n" in gap else " ") + stripped_right
+
+
+def strip_image_tokens(text: str) -> str:
+    """Remove every `<image>` token from `text`, keeping the rest verbatim."""
+    pieces = text.split(schema.IMAGE_TOKEN)
+    joined = pieces[0]
+    for piece in pieces[1:]:
+        joined = _join_around_token(joined, piece)
+    return joined
+
+
+def place_image_token(turns: list[dict[str, str]], *, has_image: bool) -> list[dict[str, str]]:
+    """Apply the placeholder rule (module docstring) and return new turns."""
+    counts = [turn["value"].count(schema.IMAGE_TOKEN) for turn in turns]
+    total = sum(counts)
+    if not has_image:
+        if total:
+            raise RecordRejected(
+                schema.IMAGE_TOKEN_IN_TEXT_ONLY_ROW, f"{total} {schema.IMAGE_TOKEN} token(s) in a row without image"
+            )
+        return [dict(turn) for turn in turns]
+    if total > 1:
+        raise RecordRejected(schema.MULTIPLE_IMAGE_TOKENS, f"{total} {schema.IMAGE_TOKEN} tokens for one image")
+    if total == 1 and counts[0] != 1:
+        where = next(position for position, count in enumerate(counts) if count)
+        raise RecordRejected(schema.IMAGE_TOKEN_MISPLACED, f"{schema.IMAGE_TOKEN} is in turn {where}, not turn 0")
+    first = strip_image_tokens(turns[0]["value"])
+    placed = schema.IMAGE_TOKEN + ("\n" + first if first else "")
+    return [{"from": turns[0]["from"], "value": placed}] + [dict(turn) for turn in turns[1:]]
+
+
+def normalise_turns(
+    raw_turns: Any, *, has_image: bool, from_key: str = "from", value_key: str = "value"
+) -> list[dict[str, str]]:
+    """Read, check and place the image token: the full turn pipeline for one record."""
+    turns = read_turns(raw_turns, from_key=from_key, value_key=value_key)
+    placed = place_image_token(turns, has_image=has_image)
+    check_alternation(placed)
+    return placed
+
+
+def first_human_text(turns: Iterable[Mapping[str, str]]) -> str:
+    """The first human turn's text without the image token (what task heuristics look at)."""
+    for turn in turns:
+        if turn["from"] == schema.HUMAN:
+            return strip_image_tokens(turn["value"])
+    return ""

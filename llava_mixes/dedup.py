@@ -1,0 +1,193 @@
+"""`deduplicate`: near-duplicate image removal as a `Dataset.filter`, with the keep rule made explicit.
+
+Rule: within a scope (an `image_group`, or all images for `scope="global"`), distinct images are
+visited in order of first appearance; an image is removed when its cosine similarity to an image
+already kept in its scope is >= the threshold. Byte-identical files (same SHA-256) under different paths
+are duplicates at every threshold: the first path is the one judged, the others follow it. Rows without
+an image are always kept. The result depends only on the input rows and the threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import pyarrow as pa
+from datasets.fingerprint import Hasher
+
+from llava_mixes import schema
+from llava_mixes.config import SCOPES
+from llava_mixes.errors import ConfigError
+from llava_mixes.report import GroupStats, Rejection, group_stats
+from llava_mixes.search import greedy_keep_first
+
+logger = logging.getLogger(__name__)
+
+GLOBAL_SCOPE = "(global)"
+
+
+@dataclass
+class _Scope:
+    """The distinct contents of one scope, in order of first appearance."""
+
+    content_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PathDecision:
+    """What happened to one image path."""
+
+    kept: bool
+    duplicate_of: str | None = None
+    similarity: float | None = None
+
+
+def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"threshold={threshold!r} is not allowed; it must be a number in (0, 1]")
+    if scope not in SCOPES:
+        raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
+    needed = [schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, schema.EMBEDDING]
+    absent = [column for column in needed if column not in dataset.column_names]
+    if absent:
+        raise ValueError(f"deduplicate needs the columns {absent} (run add_embeddings first)")
+
+
+def _batches(dataset: datasets.Dataset) -> Iterator[pa.Table]:
+    columns = [schema.ID, schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, schema.EMBEDDING]
+    yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=8192)
+
+
+def decide(dataset: datasets.Dataset, threshold: float, scope: str, block_size: int = 1024) -> dict[str, PathDecision]:
+    """Apply the rule (module docstring) and return the decision for every image path."""
+    path_content: dict[str, int] = {}
+    content_first_path: list[str] = []
+    content_of: dict[tuple[str, str], int] = {}
+    scopes: dict[str, _Scope] = {}
+    vectors: list[np.ndarray] = []
+    missing: list[str] = []
+    for table in _batches(dataset):
+        paths = table.column(schema.IMAGE_PATH).to_pylist()
+        hashes = table.column(schema.IMAGE_SHA256).to_pylist()
+        groups = table.column(schema.IMAGE_GROUP).to_pylist()
+        embeddings = table.column(schema.EMBEDDING).combine_chunks()
+        valid = embeddings.is_valid().to_numpy(zero_copy_only=False)
+        new_rows = []
+        for row, (path, sha, group) in enumerate(zip(paths, hashes, groups, strict=True)):
+            if path is None or path in path_content:
+                continue
+            if not valid[row]:
+                missing.append(table.column(schema.ID)[row].as_py())
+                continue
+            scope_name = GLOBAL_SCOPE if scope == "global" else str(group)
+            key = (scope_name, sha)
+            if key not in content_of:
+                content_of[key] = len(content_first_path)
+                content_first_path.append(path)
+                scopes.setdefault(scope_name, _Scope()).content_ids.append(content_of[key])
+                new_rows.append(row)
+            path_content[path] = content_of[key]
+        if new_rows:
+            taken = embeddings.take(pa.array(new_rows)).flatten().to_numpy(zero_copy_only=False)
+            vectors.append(taken.reshape(len(new_rows), -1).astype(np.float32, copy=False))
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image rows have no embedding (first ids: {missing[:5]}); drop them before deduplicate"
+        )
+    all_vectors = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
+    content_kept = np.ones(len(content_first_path), dtype=bool)
+    content_duplicate_of = np.full(len(content_first_path), -1, dtype=np.int64)
+    content_similarity = np.full(len(content_first_path), np.nan, dtype=np.float32)
+    for scope_name, members in scopes.items():
+        ids = np.asarray(members.content_ids, dtype=np.int64)
+        result = greedy_keep_first(all_vectors[ids], threshold, block_size=block_size)
+        content_kept[ids] = result.kept
+        removed = ~result.kept
+        content_duplicate_of[ids[removed]] = ids[result.duplicate_of[removed]]
+        content_similarity[ids] = result.similarity
+        logger.info("%s: %d of %d distinct images kept", scope_name, int(result.kept.sum()), len(ids))
+    decisions: dict[str, PathDecision] = {}
+    for path, content in path_content.items():
+        if not content_kept[content]:
+            target = content_first_path[content_duplicate_of[content]]
+            decisions[path] = PathDecision(False, target, float(content_similarity[content]))
+        elif content_first_path[content] != path:
+            decisions[path] = PathDecision(False, content_first_path[content], 1.0)
+        else:
+            decisions[path] = PathDecision(True)
+    return decisions
+
+
+def _select(indices: list[int], mask: np.ndarray, want: bool) -> list[bool]:
+    """`Dataset.filter` function: the rows whose keep flag equals `want`."""
+    return (mask[np.asarray(indices, dtype=np.int64)] == want).tolist()
+
+
+def deduplicate(
+    dataset: datasets.Dataset,
+    threshold: float = 0.8,
+    scope: str = "group",
+    *,
+    block_size: int = 1024,
+    num_proc: int | None = None,
+) -> datasets.DatasetDict:
+    """Split `dataset` into `train` (kept rows) and `removed` (rows whose image was removed).
+
+    Both splits gain `duplicate_of` (the kept image's path) and `similarity` (cosine to it), null on
+    kept rows. The rule is in this module's docstring.
+    """
+    _check_arguments(dataset, threshold, scope)
+    decisions = decide(dataset, float(threshold), scope, block_size)
+    paths = dataset.with_format("arrow").select_columns([schema.IMAGE_PATH])
+    keep = np.ones(len(dataset), dtype=bool)
+    duplicate_of: list[str | None] = [None] * len(dataset)
+    similarity: list[float | None] = [None] * len(dataset)
+    row = 0
+    for table in paths.iter(batch_size=65536):
+        for path in table.column(schema.IMAGE_PATH).to_pylist():
+            decision = decisions.get(path) if path is not None else None
+            if decision is not None and not decision.kept:
+                keep[row] = False
+                duplicate_of[row], similarity[row] = decision.duplicate_of, decision.similarity
+            row += 1
+    run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope))
+    annotated = dataset.add_column(
+        schema.DUPLICATE_OF,
+        duplicate_of,
+        feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
+        new_fingerprint=run + "a",
+    ).add_column(
+        schema.SIMILARITY, similarity, feature=schema.DEDUP_FEATURES[schema.SIMILARITY], new_fingerprint=run + "b"
+    )
+    splits = {}
+    for split, want in ((schema.TRAIN_SPLIT, True), (schema.REMOVED_SPLIT, False)):
+        splits[split] = annotated.filter(
+            _select,
+            with_indices=True,
+            batched=True,
+            input_columns=[],
+            fn_kwargs={"mask": keep, "want": want},
+            num_proc=num_proc,
+            new_fingerprint=f"{run}-{split}",
+            desc=f"Selecting {split} rows",
+        )
+    return datasets.DatasetDict(splits)
+
+
+def group_path_pairs(dataset: datasets.Dataset) -> Iterator[tuple[str | None, str | None]]:
+    """`(image_group, image_path)` of every row, in order, read in Arrow batches."""
+    columns = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")
+    for table in columns.iter(batch_size=65536):
+        yield from zip(
+            table.column(schema.IMAGE_GROUP).to_pylist(), table.column(schema.IMAGE_PATH).to_pylist(), strict=True
+        )
+
+
+def dedup_group_stats(result: datasets.DatasetDict, rejected: list[Rejection]) -> list[GroupStats]:
+    """Per-group statistics of a `deduplicate` result (see `report.group_stats`)."""
+    return group_stats(
+        group_path_pairs(result[schema.TRAIN_SPLIT]), group_path_pairs(result[schema.REMOVED_SPLIT]), rejected
+    )

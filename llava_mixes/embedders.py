@@ -1,0 +1,242 @@
+"""Image embedders: a weight-free grey thumbnail, and the class embedding of any HF vision checkpoint.
+
+An embedder splits its work in two: `prepare(bytes)` decodes and preprocesses one image (thread-safe,
+run in decode workers) and `embed(batch)` turns a stacked batch into L2-normalised float32 vectors.
+`identity()` describes everything that changes the vectors; the embedding cache is keyed by it.
+
+`thumbnail` (32x32 grey, mean-centred, so cosine = correlation of the thumbnails) finds re-encoded,
+resized, brightened or contrast-changed and lightly cropped copies. It cannot find flipped, rotated or
+heavily cropped copies, nor two photos of the same scene: that takes a ViT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from llava_mixes.errors import EmbedderUnavailableError
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL = "thumbnail"
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class Embedder(ABC):
+    """Image bytes to vectors (see the module docstring)."""
+
+    dim: int
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """A JSON-serialisable description of everything that changes the vectors."""
+
+    def key(self) -> str:
+        """A short, filesystem-safe digest of `identity()`."""
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:20]
+        return f"{self.identity()['kind']}-{digest}"
+
+    def load(self) -> None:  # noqa: B027 - only embedders with weights need to do anything here
+        """Load weights; called once, and only when some image is not cached yet."""
+
+    @abstractmethod
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Decode and preprocess one image."""
+
+    @abstractmethod
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Vectors (float32, shape `(len(batch), dim)`, unit length) for a stack of prepared images."""
+
+
+class ThumbnailEmbedder(Embedder):
+    """A small grey thumbnail, mean-centred and L2-normalised (see the module docstring)."""
+
+    VERSION = 1
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self.dim = size * size
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": THUMBNAIL, "size": self.size, "version": self.VERSION}
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format == "JPEG":
+                image.draft("L", (self.size * 2, self.size * 2))
+            grey = image.convert("L").resize((self.size, self.size), Image.Resampling.BOX)
+        vector = np.asarray(grey, dtype=np.float32).ravel()
+        vector = vector - vector.mean()
+        norm = float(np.linalg.norm(vector))
+        if norm < 1e-3:
+            # A flat image: give every flat image the same direction, orthogonal to all centred ones.
+            return np.full(self.dim, 1.0 / np.sqrt(self.dim), dtype=np.float32)
+        return vector / norm
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(batch, dtype=np.float32)
+
+
+def _unavailable(model: str, cause: str) -> EmbedderUnavailableError:
+    return EmbedderUnavailableError(
+        f"cannot use the embedder {model!r}: {cause}. Either make the weights available (online, they are "
+        f"downloaded on first use; offline, run `hf download {model}` on a connected machine and copy the HF "
+        "cache, or pass embedder=<local checkpoint folder>), or use embedder='thumbnail', which needs no "
+        "weights. If the embeddings are already cached, embedder_revision=<commit sha> skips the weight lookup."
+    )
+
+
+def _local_digest(folder: Path) -> str:
+    """A digest of a local checkpoint: its small files' contents and its weight files' sizes and times."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        digest.update(name.encode())
+        if path.suffix == ".json":
+            digest.update(path.read_bytes())
+        else:
+            stat = path.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _resolve_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HFVisionEmbedder(Embedder):
+    """The pooled class embedding of an HF vision checkpoint (CLIP/SigLIP vision tower, ViT, DINOv2)."""
+
+    def __init__(
+        self, model: str, revision: str | None = None, device: str | None = None, precision: str = "auto"
+    ) -> None:
+        self.model_name = model
+        self.device = _resolve_device(device)
+        on_cuda = self.device.startswith("cuda")
+        self.precision = ("bf16" if on_cuda else "fp32") if precision == "auto" else precision
+        self._model: Any = None
+        self._processor: Any = None
+        self.model_ref = model
+        local = Path(model).expanduser()
+        if local.is_dir():
+            self.location, self.revision = local.resolve(), _local_digest(local.resolve())
+            self.model_ref = str(self.location)
+            self.dim = self._dim_from_config(self.location / "config.json")
+        elif revision is not None and COMMIT_RE.match(revision) and not self._cached_config(revision):
+            self.location, self.revision, self.dim = None, revision, -1
+        else:
+            config_path = self._fetch_config(revision)
+            self.location, self.revision = config_path.parent, config_path.parent.name
+            self.dim = self._dim_from_config(config_path)
+
+    def _cached_config(self, revision: str) -> Path | None:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(self.model_name, "config.json", revision=revision)
+        return Path(found) if isinstance(found, str) else None
+
+    def _fetch_config(self, revision: str | None) -> Path:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+        try:
+            return Path(hf_hub_download(self.model_name, "config.json", revision=revision))
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+            raise _unavailable(
+                self.model_name, "it is not in the local HF cache and the Hub is unreachable"
+            ) from error
+        except HfHubHTTPError as error:
+            raise _unavailable(self.model_name, f"the Hub refused it ({error})") from error
+
+    @staticmethod
+    def _dim_from_config(path: Path) -> int:
+        config = json.loads(path.read_text())
+        vision = config.get("vision_config") or config
+        return int(vision.get("hidden_size") or config.get("hidden_size"))
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "kind": "hf",
+            "model": self.model_ref,
+            "revision": self.revision,
+            "pooling": "pooler_output",
+            "precision": self.precision,
+            "preprocess": "pil",
+        }
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPVisionModel, SiglipVisionModel
+
+        source = str(self.location) if self.location is not None else self.model_name
+        kwargs = {} if self.location is not None else {"revision": self.revision}
+        try:
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            model_class = {
+                "clip": CLIPVisionModel,
+                "clip_vision_model": CLIPVisionModel,
+                "siglip": SiglipVisionModel,
+                "siglip_vision_model": SiglipVisionModel,
+            }.get(config.model_type, AutoModel)
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+            self._model = model_class.from_pretrained(source, dtype=dtype, **kwargs).to(self.device).eval()
+            self._processor = AutoImageProcessor.from_pretrained(source, backend="pil", **kwargs)
+        except OSError as error:
+            raise _unavailable(self.model_name, str(error).splitlines()[0]) from error
+        if self.dim < 0:
+            self.dim = self._dim_from_config_object(config)
+        logger.info("loaded %s (%s, %s) on %s", self.model_name, self.revision, self.precision, self.device)
+
+    @staticmethod
+    def _dim_from_config_object(config: Any) -> int:
+        vision = getattr(config, "vision_config", None) or config
+        return int(vision.hidden_size)
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        if self._processor is None:
+            self.load()
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = image.convert("RGB")
+        return self._processor(images=rgb, return_tensors="np")["pixel_values"][0]
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.load()
+        with torch.inference_mode():
+            pixels = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, dtype=self._model.dtype)
+            output = self._model(pixel_values=pixels)
+            pooled = output.pooler_output if getattr(output, "pooler_output", None) is not None else None
+            if pooled is None:
+                pooled = output.last_hidden_state[:, 0]
+            vectors = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return vectors.cpu().numpy()
+
+
+def resolve_embedder(
+    embedder: str | Embedder, revision: str | None = None, device: str | None = None, precision: str = "auto"
+) -> Embedder:
+    """An `Embedder` from a name (`thumbnail`, an HF model id or a local folder) or an instance."""
+    if isinstance(embedder, Embedder):
+        return embedder
+    if embedder == THUMBNAIL:
+        return ThumbnailEmbedder()
+    return HFVisionEmbedder(embedder, revision=revision, device=device, precision=precision)

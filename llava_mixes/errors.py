@@ -1,0 +1,36 @@
+"""Exceptions raised by llava_mixes; each message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class LlavaMixesError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(LlavaMixesError, ValueError):
+    """A configuration value is not allowed; the message names the value and the allowed ones."""
+
+
+class MissingDataError(LlavaMixesError, FileNotFoundError):
+    """A data directory or annotation file is absent; the message says what to download and where."""
+
+
+class MalformedSourceError(LlavaMixesError, ValueError):
+    """An annotation file cannot be parsed; the message names the file and the position."""
+
+
+class EmbedderUnavailableError(LlavaMixesError, RuntimeError):
+    """The embedding model cannot be loaded; the message names the ways out."""
+
+
+class RecordRejected(LlavaMixesError):
+    """One record cannot be normalised. Carries a reason from `schema.REJECT_REASONS` and a detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class BadRecordError(LlavaMixesError, ValueError):
+    """Raised under `on_bad_records="error"` for the first rejected record."""

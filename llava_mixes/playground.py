@@ -1,0 +1,207 @@
+"""A small, deterministic LLaVA playground: generated images in every group, planted near-duplicates,
+and the quirks of the real files, for the demo and the tests.
+
+Planted near-duplicates (all found by the `thumbnail` embedder at 0.8): re-encoded, resized, cropped and
+brightened copies, and a byte-identical copy under another path. Quirks: integer GQA ids, a repeated id,
+`<image>` at the end and in the middle of a turn, text-only rows with `"model": ""`, GIF and PNG bytes
+behind `.jpg` names, an OCR-VQA image saved as `.gif`, and rows that must be rejected (missing,
+truncated and undecodable images, a path that leaves `data_dir`, turns that do not alternate).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance
+
+ANNOTATION_FILE = "llava_v1_5_mix665k.json"
+GROUP_FOLDERS = {
+    "coco": "coco/train2017",
+    "gqa": "gqa/images",
+    "ocr_vqa": "ocr_vqa/images",
+    "textvqa": "textvqa/train_images",
+    "VG_100K": "vg/VG_100K",
+    "VG_100K_2": "vg/VG_100K_2",
+}
+IMAGES_PER_GROUP = {"coco": 10, "gqa": 6, "ocr_vqa": 6, "textvqa": 5, "VG_100K": 5, "VG_100K_2": 5}
+
+
+@dataclass
+class Playground:
+    """What was written: the folder, the planted duplicates and the rows that must be rejected."""
+
+    root: Path
+    rows: int = 0
+    planted: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """copy path -> (original path, kind of copy), paths as written in the annotation file."""
+    expected_rejections: dict[str, str] = field(default_factory=dict)
+    """row id -> reject reason."""
+
+
+def synthetic_photo(rng: np.random.Generator, width: int = 160, height: int = 120) -> Image.Image:
+    """A smooth random colour field with a few shapes: unrelated images correlate weakly."""
+    coarse = rng.uniform(0, 255, size=(4, 5, 3)).astype(np.uint8)
+    image = Image.fromarray(coarse, "RGB").resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
+        x1, y1 = x0 + int(rng.integers(10, 60)), y0 + int(rng.integers(10, 50))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    return image
+
+
+def _encode(image: Image.Image, fmt: str = "JPEG", quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.convert("RGB").save(buffer, fmt, quality=quality)
+    else:
+        image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _image_name(group: str, number: int) -> str:
+    if group == "coco":
+        return f"{number:012d}.jpg"
+    if group == "ocr_vqa":
+        return f"{number:09d}X.jpg"
+    if group == "textvqa":
+        return f"{number:016x}.jpg"
+    return f"{number}.jpg"
+
+
+def _image_id(group: str, name: str) -> str | int:
+    stem = name.rsplit(".", 1)[0]
+    if group == "gqa":
+        return int(stem)
+    if group.startswith("VG"):
+        return f"{group}/{stem}"
+    return stem
+
+
+def _questions(group: str, number: int) -> list[dict[str, str]]:
+    if group == "coco" and number % 2 == 0:
+        return [
+            {"from": "human", "value": "<image>\nWhat colour is the largest shape?"},
+            {"from": "gpt", "value": f"The largest shape is colour number {number}."},
+            {"from": "human", "value": "How many shapes are there?"},
+            {"from": "gpt", "value": "There are four shapes."},
+        ]
+    if group == "coco":
+        return [
+            {"from": "human", "value": "Describe the image in detail.\n<image>"},
+            {"from": "gpt", "value": f"A smooth gradient with four shapes, picture {number}."},
+        ]
+    if group.startswith("VG"):
+        prompt = "Please provide a short description for this region: [0.12, 0.2, 0.5, 0.61]."
+        return [{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": "A coloured shape."}]
+    suffix = "\nAnswer the question using a single word or phrase."
+    return [
+        {"from": "human", "value": f"<image>\nIs there an ellipse?{suffix}"},
+        {"from": "gpt", "value": "Yes" if number % 3 else "No"},
+    ]
+
+
+class _Writer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.records: list[dict[str, object]] = []
+        self.playground = Playground(root)
+
+    def image(self, folder_path: str, data: bytes) -> None:
+        path = self.root / folder_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def row(self, record: dict[str, object], reject: str | None = None) -> None:
+        if reject is not None:
+            self.playground.expected_rejections[f"llava_v1_5_mix665k-{len(self.records):07d}"] = reject
+        self.records.append(record)
+
+
+def write_playground(root: Path, seed: int = 0) -> Playground:
+    """Write the playground under `root` (see the module docstring) and describe it."""
+    rng = np.random.default_rng(seed)
+    writer = _Writer(Path(root))
+    originals: dict[str, tuple[str, Image.Image]] = {}
+    for group, count in IMAGES_PER_GROUP.items():
+        for number in range(1, count + 1):
+            name = _image_name(group, number * 7919 % 100000 + number)
+            written = f"{GROUP_FOLDERS[group]}/{name}"
+            photo = synthetic_photo(rng)
+            fmt = (
+                "GIF" if (group, number) == ("ocr_vqa", 2) else "PNG" if (group, number) == ("ocr_vqa", 3) else "JPEG"
+            )
+            on_disk = written[:-4] + ".gif" if (group, number) == ("ocr_vqa", 4) else written
+            writer.image(on_disk, _encode(photo, fmt))
+            originals[written] = (group, photo)
+            writer.row({"id": _image_id(group, name), "image": written, "conversations": _questions(group, number)})
+    _plant_duplicates(writer, originals)
+    _add_quirks(writer, originals)
+    (writer.root / ANNOTATION_FILE).write_text(json.dumps(writer.records, indent=1))
+    writer.playground.rows = len(writer.records)
+    return writer.playground
+
+
+def _plant_duplicates(writer: _Writer, originals: dict[str, tuple[str, Image.Image]]) -> None:
+    by_group: dict[str, list[str]] = {}
+    for path, (group, _) in originals.items():
+        by_group.setdefault(group, []).append(path)
+    plans = [
+        ("coco", 0, "re-encoded", lambda im: Image.open(io.BytesIO(_encode(im, quality=40)))),
+        ("coco", 2, "resized", lambda im: im.resize((96, 72), Image.Resampling.BILINEAR)),
+        ("coco", 4, "cropped", lambda im: im.crop((4, 3, 156, 117))),
+        ("gqa", 1, "brightened", lambda im: ImageEnhance.Brightness(im).enhance(1.25)),
+        ("textvqa", 0, "resized", lambda im: im.resize((200, 150), Image.Resampling.BICUBIC)),
+        ("VG_100K_2", 2, "re-encoded", lambda im: Image.open(io.BytesIO(_encode(im, quality=50)))),
+    ]
+    for number, (group, index, kind, transform) in enumerate(plans, start=1):
+        original = by_group[group][index]
+        copy = f"{GROUP_FOLDERS[group]}/{_image_name(group, 90000 + number)}"
+        writer.image(copy, _encode(transform(originals[original][1])))
+        writer.playground.planted[copy] = (original, kind)
+        conversation = _questions(group, number)
+        writer.row({"id": _image_id(group, copy.rsplit("/", 1)[1]), "image": copy, "conversations": conversation})
+    source = by_group["VG_100K"][0]
+    twin = f"{GROUP_FOLDERS['VG_100K']}/{_image_name('VG_100K', 99999)}"
+    writer.image(twin, (writer.root / source).read_bytes())
+    writer.playground.planted[twin] = (source, "byte-identical")
+    writer.row({"id": f"VG_100K/{99999}", "image": twin, "conversations": _questions("VG_100K", 1)})
+
+
+def _add_quirks(writer: _Writer, originals: dict[str, tuple[str, Image.Image]]) -> None:
+    coco = [path for path, (group, _) in originals.items() if group == "coco"]
+    qa = [{"from": "human", "value": "What is shown?\n<image>"}, {"from": "gpt", "value": "Shapes."}]
+    writer.row({"id": coco[1].rsplit("/", 1)[1][:-4], "image": coco[1], "conversations": qa})
+    mid = [
+        {"from": "human", "value": "What do you think is going on in this snapshot?\n<image> In a style that echoes."},
+        {"from": "gpt", "value": "Shapes float on a gradient."},
+    ]
+    writer.row({"id": "mid-token", "image": coco[3], "conversations": mid})
+    for number in range(3):
+        text = [
+            {"from": "human", "value": f"Explain recursion, example {number}."},
+            {"from": "gpt", "value": "A function that calls itself."},
+        ]
+        writer.row({"id": f"sharegpt_{number}", "model": "", "conversations": text})
+    good_photo = synthetic_photo(np.random.default_rng(12345))
+    truncated = _encode(good_photo)
+    writer.image("coco/train2017/000000777777.jpg", truncated[: len(truncated) // 2])
+    writer.row(
+        {"id": "000000777777", "image": "coco/train2017/000000777777.jpg", "conversations": qa}, "undecodable_image"
+    )
+    writer.image("gqa/images/31337.jpg", bytes(np.random.default_rng(7).integers(0, 256, 2048, dtype=np.uint8)))
+    writer.row({"id": 31337, "image": "gqa/images/31337.jpg", "conversations": qa}, "undecodable_image")
+    writer.row(
+        {"id": "0000000000", "image": "textvqa/train_images/ffffffffffffffff.jpg", "conversations": qa},
+        "missing_image",
+    )
+    writer.row({"id": "escape", "image": "../outside.jpg", "conversations": qa}, "path_escapes_data_dir")
+    backwards = [{"from": "gpt", "value": "<image>\nHello"}, {"from": "human", "value": "Hi"}]
+    writer.row({"id": "backwards", "image": coco[5], "conversations": backwards}, "turns_not_alternating")
+    double = [{"from": "human", "value": "<image>\n<image>\nTwo?"}, {"from": "gpt", "value": "No."}]
+    writer.row({"id": "two-tokens", "image": coco[6], "conversations": double}, "multiple_image_tokens")

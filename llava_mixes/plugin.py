@@ -1,0 +1,52 @@
+"""Registration with `datasets`, so that `load_dataset("llava_mixes", CONFIG, data_dir=DIR)` works.
+
+`datasets` (>= 4) no longer runs loading scripts, and its packaged-module route scans `data_dir` for data
+files first, which would list a whole image tree. So `dataset_module_factory` in `datasets.load` and
+`datasets.inspect` (private API, pinned by the `datasets` range in pyproject.toml and guarded by a test) is
+wrapped: the name `llava_mixes` resolves straight to this package's builder, with no scan and no network call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import datasets.inspect
+import datasets.load
+from datasets.load import DatasetModule
+
+DATASET_NAME = "llava_mixes"
+BUILDER_MODULE = "llava_mixes.builder"
+_PACKAGE_DIR = Path(__file__).parent
+
+
+def code_hash() -> str:
+    """A digest of this package's code (builders included): it is part of the builder's cache path."""
+    from llava_mixes import builders
+
+    digest = hashlib.sha256()
+    for folder in (_PACKAGE_DIR, Path(builders.__file__).parent):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _factory(original: Any) -> Any:
+    def dataset_module_factory(path: str, *args: Any, **kwargs: Any) -> DatasetModule:
+        if path == DATASET_NAME:
+            return DatasetModule(BUILDER_MODULE, code_hash(), {"dataset_name": DATASET_NAME})
+        return original(path, *args, **kwargs)
+
+    dataset_module_factory.__wrapped__ = original  # type: ignore[attr-defined]
+    dataset_module_factory.llava_mixes = True  # type: ignore[attr-defined]
+    return dataset_module_factory
+
+
+def register() -> None:
+    """Make `datasets` resolve the name `llava_mixes` to this package's builder; idempotent."""
+    for module in (datasets.load, datasets.inspect):
+        current = module.dataset_module_factory
+        if not getattr(current, "llava_mixes", False):
+            module.dataset_module_factory = _factory(current)

@@ -1,0 +1,161 @@
+"""Build reports: rejected rows with their reasons, per-group dedup statistics, and their tables.
+
+The statistics follow the seed study's tables (rows, distinct images, similar images removed, images
+kept) plus kept rows and rejected rows, so that for every group and in total
+`rows + rejected rows = rows in` and `kept rows + removed rows = rows`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llava_mixes.store import write_atomic
+
+REPORT_FILE = "llava_mixes_report.json"
+TEXT_ONLY_GROUP = "(text only)"
+NO_GROUP = "(no image group)"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected input row and why."""
+
+    source: str
+    row_index: int
+    source_id: str | None
+    image_group: str | None
+    image_path: str | None
+    reason: str
+    detail: str
+
+
+@dataclass
+class GroupStats:
+    """One line of the statistics table."""
+
+    image_group: str
+    rows: int = 0
+    images: int = 0
+    removed_images: int = 0
+    kept_images: int = 0
+    kept_rows: int = 0
+    removed_rows: int = 0
+    rejected_rows: int = 0
+
+
+@dataclass
+class BuildReport:
+    """Everything a build did to its input: counts, rejections, and dedup statistics when it deduplicated."""
+
+    config_name: str
+    version: str
+    sources: list[str]
+    rows_in: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    groups: list[GroupStats] = field(default_factory=list)
+    dedup: dict[str, Any] | None = None
+    embedding: dict[str, Any] | None = None
+
+    @property
+    def rejected_rows(self) -> int:
+        return len(self.rejected)
+
+    def reject_reasons(self) -> dict[str, int]:
+        return dict(Counter(rejection.reason for rejection in self.rejected).most_common())
+
+    def total(self) -> GroupStats:
+        """The sum of every group's line."""
+        total = GroupStats("total")
+        for group in self.groups:
+            for name in ("rows", "images", "removed_images", "kept_images", "kept_rows", "removed_rows"):
+                setattr(total, name, getattr(total, name) + getattr(group, name))
+            total.rejected_rows += group.rejected_rows
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rejected_rows"] = self.rejected_rows
+        data["reject_reasons"] = self.reject_reasons()
+        data["total"] = asdict(self.total())
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BuildReport:
+        return cls(
+            config_name=data["config_name"],
+            version=data["version"],
+            sources=list(data["sources"]),
+            rows_in=data["rows_in"],
+            rejected=[Rejection(**item) for item in data["rejected"]],
+            groups=[GroupStats(**item) for item in data["groups"]],
+            dedup=data.get("dedup"),
+            embedding=data.get("embedding"),
+        )
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False).encode())
+
+    @classmethod
+    def load(cls, path: Path) -> BuildReport:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def group_stats(
+    kept: Iterable[tuple[str | None, str | None]],
+    removed: Iterable[tuple[str | None, str | None]],
+    rejected: Iterable[Rejection],
+) -> list[GroupStats]:
+    """Per-group lines from `(image_group, image_path)` pairs of kept and removed rows and the rejections."""
+    groups: dict[str, GroupStats] = {}
+    kept_images: dict[str, set[str]] = {}
+    removed_images: dict[str, set[str]] = {}
+
+    def line(group: str | None, path: str | None) -> GroupStats:
+        name = group if path is not None and group is not None else TEXT_ONLY_GROUP if path is None else NO_GROUP
+        return groups.setdefault(name, GroupStats(name))
+
+    for group, path in kept:
+        stats = line(group, path)
+        stats.rows += 1
+        stats.kept_rows += 1
+        if path is not None:
+            kept_images.setdefault(stats.image_group, set()).add(path)
+    for group, path in removed:
+        stats = line(group, path)
+        stats.rows += 1
+        stats.removed_rows += 1
+        if path is not None:
+            removed_images.setdefault(stats.image_group, set()).add(path)
+    for rejection in rejected:
+        groups.setdefault(rejection.image_group or NO_GROUP, GroupStats(rejection.image_group or NO_GROUP))
+        groups[rejection.image_group or NO_GROUP].rejected_rows += 1
+    for name, stats in groups.items():
+        stats.kept_images = len(kept_images.get(name, ()))
+        stats.removed_images = len(removed_images.get(name, ()))
+        stats.images = stats.kept_images + stats.removed_images
+    return sorted(groups.values(), key=lambda stats: (stats.image_group.startswith("("), stats.image_group))
+
+
+COLUMNS = (
+    ("image_group", "group"),
+    ("rows", "rows"),
+    ("images", "images"),
+    ("removed_images", "similar (removed) images"),
+    ("kept_images", "kept images"),
+    ("kept_rows", "kept rows"),
+    ("rejected_rows", "rejected rows"),
+)
+
+
+def format_table(report: BuildReport) -> str:
+    """The statistics as a Markdown table, with a total line, in the shape of the seed study's tables."""
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for stats in [*report.groups, report.total()]:
+        cells = [stats.image_group] + [f"{getattr(stats, name):,}" for name, _ in COLUMNS[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

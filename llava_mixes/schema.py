@@ -1,0 +1,99 @@
+"""The common conversation schema: column names, feature types and the vocabularies every builder shares."""
+
+from __future__ import annotations
+
+import datasets
+import pyarrow as pa
+
+IMAGE_TOKEN = "<image>"
+HUMAN = "human"
+GPT = "gpt"
+
+# Column names: every other module refers to these constants, never to string literals.
+ID = "id"
+SOURCE_ID = "source_id"
+SOURCE = "source"
+IMAGE_GROUP = "image_group"
+IMAGE_PATH = "image_path"
+IMAGE = "image"
+IMAGE_SHA256 = "image_sha256"
+CONVERSATIONS = "conversations"
+LANGUAGE = "language"
+TASK = "task"
+EMBEDDING = "embedding"
+DUPLICATE_OF = "duplicate_of"
+SIMILARITY = "similarity"
+
+TURN_FEATURE = {"from": datasets.Value("string"), "value": datasets.Value("string")}
+
+ROW_FEATURES = datasets.Features(
+    {
+        ID: datasets.Value("string"),
+        SOURCE_ID: datasets.Value("string"),
+        SOURCE: datasets.Value("string"),
+        IMAGE_GROUP: datasets.Value("string"),
+        IMAGE_PATH: datasets.Value("string"),
+        IMAGE: datasets.Image(),
+        IMAGE_SHA256: datasets.Value("string"),
+        CONVERSATIONS: datasets.List(TURN_FEATURE),
+        LANGUAGE: datasets.Value("string"),
+        TASK: datasets.Value("string"),
+    }
+)
+
+DEDUP_FEATURES = {
+    DUPLICATE_OF: datasets.Value("string"),
+    SIMILARITY: datasets.Value("float32"),
+}
+
+TRAIN_SPLIT = "train"
+REMOVED_SPLIT = "removed"
+
+# Reasons a record is rejected. Each one is reported with its count and the rows it hit.
+MALFORMED_RECORD = "malformed_record"
+BAD_ROLE = "bad_role"
+EMPTY_CONVERSATION = "empty_conversation"
+EMPTY_TURN = "empty_turn"
+TURNS_NOT_ALTERNATING = "turns_not_alternating"
+LAST_TURN_NOT_GPT = "last_turn_not_gpt"
+MULTIPLE_IMAGE_TOKENS = "multiple_image_tokens"
+IMAGE_TOKEN_MISPLACED = "image_token_misplaced"
+IMAGE_TOKEN_IN_TEXT_ONLY_ROW = "image_token_in_text_only_row"
+PATH_ESCAPES_DATA_DIR = "path_escapes_data_dir"
+MISSING_IMAGE = "missing_image"
+UNDECODABLE_IMAGE = "undecodable_image"
+EMBEDDING_FAILED = "embedding_failed"
+
+REJECT_REASONS = (
+    MALFORMED_RECORD,
+    BAD_ROLE,
+    EMPTY_CONVERSATION,
+    EMPTY_TURN,
+    TURNS_NOT_ALTERNATING,
+    LAST_TURN_NOT_GPT,
+    MULTIPLE_IMAGE_TOKENS,
+    IMAGE_TOKEN_MISPLACED,
+    IMAGE_TOKEN_IN_TEXT_ONLY_ROW,
+    PATH_ESCAPES_DATA_DIR,
+    MISSING_IMAGE,
+    UNDECODABLE_IMAGE,
+    EMBEDDING_FAILED,
+)
+
+
+def embedding_feature(dim: int) -> datasets.List:
+    """The `embedding` column type: a fixed-length float32 vector."""
+    return datasets.List(datasets.Value("float32"), length=dim)
+
+
+def output_features(dedup: bool, embedding_dim: int | None = None) -> datasets.Features:
+    """Features of a built config: the row schema, plus dedup columns and embeddings where asked for."""
+    features = datasets.Features(dict(ROW_FEATURES))
+    if embedding_dim is not None:
+        features[EMBEDDING] = embedding_feature(embedding_dim)
+    if dedup:
+        features.update(DEDUP_FEATURES)
+    return features
+
+
+ROW_ARROW_SCHEMA: pa.Schema = ROW_FEATURES.arrow_schema

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from llava_mixes import add_embeddings, embedding, schema
+from llava_mixes.embedders import ThumbnailEmbedder
+from llava_mixes.embedding import EmbeddingError
+from llava_mixes.playground import Playground
+
+
+@pytest.fixture
+def base(playground: Playground) -> datasets.Dataset:
+    return datasets.load_dataset("llava_mixes", "mix665k", data_dir=str(playground.root), split="train")
+
+
+class CountingThumbnail(ThumbnailEmbedder):
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.embedded = 0
+        self.fail_after = fail_after
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        if self.fail_after is not None and self.embedded >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        self.embedded += len(batch)
+        return super().embed(batch)
+
+
+def test_embeddings_are_unit_vectors_and_null_for_text_rows(base: datasets.Dataset) -> None:
+    result = add_embeddings(base, CountingThumbnail())
+    assert result.features[schema.EMBEDDING] == schema.embedding_feature(1024)
+    for row in result.select_columns([schema.IMAGE_PATH, schema.EMBEDDING]):
+        if row[schema.IMAGE_PATH] is None:
+            assert row[schema.EMBEDDING] is None
+        else:
+            assert np.isclose(np.linalg.norm(row[schema.EMBEDDING]), 1.0, atol=1e-3)
+
+
+def test_each_distinct_picture_is_embedded_once_ever(base: datasets.Dataset) -> None:
+    first = CountingThumbnail()
+    add_embeddings(base, first, batch_size=4)
+    distinct = len(set(sha for sha in base[schema.IMAGE_SHA256] if sha))
+    paths = len(set(path for path in base[schema.IMAGE_PATH] if path))
+    assert first.embedded == distinct < paths  # the byte-identical copy is embedded once
+    second = CountingThumbnail()
+    again = add_embeddings(base.shuffle(seed=0), second)
+    assert second.embedded == 0
+    assert len(again) == len(base)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(base: datasets.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedding, "FLUSH_IMAGES", 8)
+    interrupted = CountingThumbnail(fail_after=16)
+    with pytest.raises(KeyboardInterrupt):
+        add_embeddings(base, interrupted, batch_size=4)
+    resumed = CountingThumbnail()
+    add_embeddings(base, resumed, batch_size=4)
+    distinct = len(set(sha for sha in base[schema.IMAGE_SHA256] if sha))
+    assert resumed.embedded == distinct - 16
+
+
+def test_vectors_do_not_depend_on_batch_size_or_num_proc(base: datasets.Dataset, tmp_path: Path) -> None:
+    one = add_embeddings(base, "thumbnail", batch_size=1, cache_dir=tmp_path / "a")
+    many = add_embeddings(base, "thumbnail", batch_size=64, num_proc=2, cache_dir=tmp_path / "b")
+    assert one[schema.EMBEDDING] == many[schema.EMBEDDING]
+
+
+def test_tiny_vit_checkpoint_through_add_embeddings(base: datasets.Dataset, tiny_clip: Path) -> None:
+    result = add_embeddings(base, str(tiny_clip), device="cpu", batch_size=8)
+    vectors = [vector for vector in result[schema.EMBEDDING] if vector is not None]
+    assert len(vectors[0]) == 32 and len(vectors) == sum(path is not None for path in base[schema.IMAGE_PATH])
+
+
+def test_a_file_changed_after_the_build_is_refused(base: datasets.Dataset, playground: Playground) -> None:
+    first_path = base[0][schema.IMAGE_PATH]
+    shutil.copy(playground.root / base[1][schema.IMAGE_PATH], playground.root / first_path)
+    with pytest.raises(EmbeddingError, match="differ from the dataset's image_sha256"):
+        add_embeddings(base, "thumbnail")
+
+
+def test_missing_columns_are_named(base: datasets.Dataset) -> None:
+    with pytest.raises(ValueError, match="image_sha256"):
+        add_embeddings(base.remove_columns(schema.IMAGE_SHA256), "thumbnail")

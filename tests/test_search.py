@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llava_mixes.search import brute_force_keep_first, greedy_keep_first
+
+
+def clustered(n: int, dim: int, clusters: int, spread: float, seed: int, dtype: type = np.float16) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    points = centres[rng.integers(0, clusters, n)] + spread * rng.normal(size=(n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(dtype)
+
+
+def assert_same(actual, expected) -> None:
+    assert np.array_equal(actual.kept, expected.kept)
+    assert np.array_equal(actual.duplicate_of, expected.duplicate_of)
+    assert np.array_equal(actual.similarity, expected.similarity, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("seed", "threshold", "dim", "spread"),
+    [(0, 0.7, 32, 0.35), (1, 0.8, 64, 0.35), (2, 0.9, 16, 0.35), (3, 0.95, 128, 0.02)],
+)
+@pytest.mark.parametrize(("block_size", "tile_size"), [(1, 1), (7, 13), (64, 50), (1024, 16384)])
+def test_matches_brute_force_for_any_block_and_tile_size(
+    seed: int, threshold: float, dim: int, spread: float, block_size: int, tile_size: int
+) -> None:
+    vectors = clustered(400, dim, 40, spread, seed)
+    expected = brute_force_keep_first(vectors, threshold)
+    assert 0 < expected.kept.sum() < len(vectors)
+    assert_same(greedy_keep_first(vectors, threshold, block_size=block_size, tile_size=tile_size), expected)
+
+
+def test_float32_input_matches_too() -> None:
+    vectors = clustered(300, 48, 30, 0.3, 5, np.float32)
+    assert_same(greedy_keep_first(vectors, 0.85, block_size=17), brute_force_keep_first(vectors, 0.85))
+
+
+def test_rule_is_greedy_keep_first_not_connected_components() -> None:
+    # A~B and B~C but not A~C: greedy keeps A and C (B is removed, so it cannot remove C).
+    a = np.array([1.0, 0.0])
+    b = np.array([np.cos(0.5), np.sin(0.5)])
+    c = np.array([np.cos(1.0), np.sin(1.0)])
+    result = greedy_keep_first(np.stack([a, b, c]), threshold=float(np.cos(0.6)))
+    assert result.kept.tolist() == [True, False, True]
+    assert result.duplicate_of.tolist() == [-1, 0, -1]
+
+
+def test_removed_item_points_at_its_most_similar_kept_item_earliest_on_ties() -> None:
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.9, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    result = greedy_keep_first(vectors, threshold=0.7)
+    assert result.kept.tolist() == [True, True, False, False, False]
+    assert result.duplicate_of.tolist()[2:] == [0, 0, 0]
+    assert result.similarity[4] == np.float32(1.0)
+
+
+def test_a_score_exactly_at_the_threshold_is_a_duplicate() -> None:
+    vectors = np.array([[1.0, 0.0], [0.6, 0.8]])
+    assert greedy_keep_first(vectors, threshold=0.6).kept.tolist() == [True, False]
+    assert greedy_keep_first(vectors, threshold=0.6000001).kept.tolist() == [True, True]
+
+
+def test_empty_and_single_inputs() -> None:
+    assert greedy_keep_first(np.zeros((0, 4), np.float32), 0.8).kept.size == 0
+    assert greedy_keep_first(np.ones((1, 4), np.float32), 0.8).kept.tolist() == [True]

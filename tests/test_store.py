@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from llava_mixes.embedding import store_schema
+from llava_mixes.store import TEMP_PREFIX, ShardStore
+
+SCHEMA = pa.schema([("key", pa.string()), ("value", pa.int64())])
+
+
+def test_committed_rows_are_visible_to_a_new_reader(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, SCHEMA)
+    with store.writer(flush_rows=2) as writer:
+        for number in range(5):
+            writer.add({"key": f"k{number}", "value": number})
+    reader = ShardStore(tmp_path, SCHEMA)
+    assert len(reader) == 5
+    assert reader.take(["k4", "k0", "k2"]).column("value").to_pylist() == [4, 0, 2]
+    assert reader.missing(["k1", "zz", "zz"]) == ["zz"]
+    assert len(list(tmp_path.glob("*.arrow"))) == 3
+
+
+def test_first_written_value_wins_and_compaction_keeps_it(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, SCHEMA)
+    store.commit(pa.table({"key": ["a"], "value": [1]}))
+    store.commit(pa.table({"key": ["a", "b"], "value": [2, 3]}))
+    assert ShardStore(tmp_path, SCHEMA).take(["a"]).column("value").to_pylist() == [1]
+    assert store.compact() == 2
+    compacted = ShardStore(tmp_path, SCHEMA)
+    assert compacted.take(["a", "b"]).column("value").to_pylist() == [1, 3]
+    assert len(list(tmp_path.glob("*.arrow"))) == 1
+
+
+def test_partial_and_corrupt_files_are_ignored(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, SCHEMA)
+    path = store.commit(pa.table({"key": ["a"], "value": [1]}))
+    (tmp_path / f"{TEMP_PREFIX}half.arrow").write_bytes(path.read_bytes()[:40])
+    (tmp_path / "99999-corrupt.arrow").write_bytes(path.read_bytes()[:-30])
+    reader = ShardStore(tmp_path, SCHEMA)
+    assert len(reader) == 1
+    assert reader.take(["a"]).column("value").to_pylist() == [1]
+
+
+def test_a_writer_killed_mid_write_leaves_only_whole_correct_entries(tmp_path: Path) -> None:
+    child = textwrap.dedent(
+        f"""
+        import numpy as np, pyarrow as pa
+        from pathlib import Path
+        from llava_mixes.embedding import store_schema
+        from llava_mixes.store import ShardStore
+        store = ShardStore(Path({str(tmp_path)!r}), store_schema(64))
+        with store.writer(flush_rows=50) as writer:
+            number = 0
+            while True:
+                vector = (np.arange(64) * (number % 997) % 251).astype(np.float16)
+                writer.add({{"key": f"img{{number}}", "vector": vector.tolist(), "error": None}})
+                number += 1
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", child])
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("*.arrow"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    store = ShardStore(tmp_path, store_schema(64))
+    assert len(store) >= 150
+    keys = sorted(store._index)
+    vectors = store.take(keys).column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    for key, vector in zip(keys, vectors.reshape(len(keys), 64), strict=True):
+        number = int(key[3:])
+        assert np.array_equal(vector, (np.arange(64) * (number % 997) % 251).astype(np.float16))
