@@ -24,7 +24,9 @@ from llava_mixes.builders import SOURCES
 from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
 from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs
 from llava_mixes.embedders import resolve_embedder
-from llava_mixes.embedding import EmbeddingCache, attach_embeddings, fill_cache
+from llava_mixes.embedding import attach_embeddings, fill_cache
+from llava_mixes.embedding_cache import EmbeddingCache
+from llava_mixes.engines import parse_devices
 from llava_mixes.errors import LlavaMixesError, MissingDataError
 from llava_mixes.images import ImageIndex
 from llava_mixes.normalise import SourceNormaliser
@@ -66,7 +68,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
 
     def _embedder(self) -> Any:
         config = self.config
-        return resolve_embedder(config.embedder, config.embedder_revision, config.device, config.precision)
+        device = parse_devices(config.device)[0]
+        return resolve_embedder(config.embedder, config.embedder_revision, device, config.precision)
 
     def _data_dir(self) -> Path:
         hints = " ".join(SOURCES[name].download_hint for name in self.config.sources)
@@ -106,7 +109,10 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         base_builder = self._base_builder()
         base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
-        cache, stats = fill_cache(base, model, config.cache_root(), config.batch_size, config.num_workers)
+        devices = parse_devices(config.device)
+        cache, stats = fill_cache(
+            base, model, config.cache_root(), config.batch_size, config.num_workers, devices, config.engine
+        )
         result = deduplicate(attach_embeddings(base, cache), config.dedup_threshold, config.dedup_scope)
         if not config.keep_embeddings:
             result = result.remove_columns(schema.EMBEDDING)

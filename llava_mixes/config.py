@@ -21,6 +21,7 @@ THRESHOLDS = (0.7, 0.8, 0.9)
 SCOPES = ("group", "global")
 BAD_RECORD_POLICIES = ("skip", "error")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ENGINES = ("local", "ray")
 DEDUP_MARK = "-dedup-"
 
 
@@ -53,10 +54,12 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         dedup_scope: `group` compares images within their `image_group`; `global` compares all images.
         embedder: an HF vision checkpoint (hub id or local path), or `thumbnail` (weight-free, CPU).
         embedder_revision: hub revision (branch, tag or commit) of the embedder.
-        device: torch device for the embedder; None picks `cuda` when available, else `cpu`.
+        device: torch device(s) for the embedder: None or `cuda` use every visible GPU (one process each),
+            else `cpu`; `cuda:1`, or a list such as `cuda:0,cuda:1`.
         precision: `auto` (bf16 on CUDA, fp32 otherwise), `fp32`, `bf16` or `fp16`; part of the cache key.
         batch_size: images per embedder forward pass.
-        num_workers: threads decoding and preprocessing images; None: one per CPU core, at most 8.
+        num_workers: threads decoding and preprocessing images; None: one per CPU core.
+        engine: `local` (threads, one process per device) or `ray` (Ray Data; `pip install llava_mixes[ray]`).
         content_cache_dir: where image checks and embeddings are cached; None: `default_cache_root()`.
         on_bad_records: `skip` lists rejected rows in the build report; `error` stops at the first one.
         keep_embeddings: keep the `embedding` column in deduplicated configs.
@@ -71,6 +74,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
     precision: str = "auto"
     batch_size: int = 64
     num_workers: int | None = None
+    engine: str = "local"
     content_cache_dir: str | None = None
     on_bad_records: str = "skip"
     keep_embeddings: bool = False
@@ -96,6 +100,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         _choice("dedup_scope", self.dedup_scope, SCOPES)
         _choice("on_bad_records", self.on_bad_records, BAD_RECORD_POLICIES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("engine", self.engine, ENGINES)
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError(f"embedder={self.embedder!r} is not allowed; give an HF model id, a path or 'thumbnail'")
         _positive_int("batch_size", self.batch_size)

@@ -61,7 +61,18 @@ def _batches(dataset: datasets.Dataset) -> Iterator[pa.Table]:
     yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=8192)
 
 
-def decide(dataset: datasets.Dataset, threshold: float, scope: str, block_size: int = 1024) -> dict[str, PathDecision]:
+def search_device(device: str | None) -> str | None:
+    """Where the search scores: `auto` picks the GPU when CUDA is there, else NumPy on the host (None)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def decide(
+    dataset: datasets.Dataset, threshold: float, scope: str, block_size: int = 1024, device: str | None = "auto"
+) -> dict[str, PathDecision]:
     """Apply the rule (module docstring) and return the decision for every image path."""
     path_content: dict[str, int] = {}
     content_first_path: list[str] = []
@@ -103,7 +114,7 @@ def decide(dataset: datasets.Dataset, threshold: float, scope: str, block_size: 
     content_similarity = np.full(len(content_first_path), np.nan, dtype=np.float32)
     for scope_name, members in scopes.items():
         ids = np.asarray(members.content_ids, dtype=np.int64)
-        result = greedy_keep_first(all_vectors[ids], threshold, block_size=block_size)
+        result = greedy_keep_first(all_vectors[ids], threshold, block_size=block_size, device=search_device(device))
         content_kept[ids] = result.kept
         removed = ~result.kept
         content_duplicate_of[ids[removed]] = ids[result.duplicate_of[removed]]
@@ -133,14 +144,16 @@ def deduplicate(
     *,
     block_size: int = 1024,
     num_proc: int | None = None,
+    device: str | None = "auto",
 ) -> datasets.DatasetDict:
     """Split `dataset` into `train` (kept rows) and `removed` (rows whose image was removed).
 
     Both splits gain `duplicate_of` (the kept image's path) and `similarity` (cosine to it), null on
-    kept rows. The rule is in this module's docstring.
+    kept rows. The rule is in this module's docstring. `device` is where scores are computed (`auto`: the
+    GPU when CUDA is there); it changes the speed, never the result.
     """
     _check_arguments(dataset, threshold, scope)
-    decisions = decide(dataset, float(threshold), scope, block_size)
+    decisions = decide(dataset, float(threshold), scope, block_size, device)
     paths = dataset.with_format("arrow").select_columns([schema.IMAGE_PATH])
     keep = np.ones(len(dataset), dtype=bool)
     duplicate_of: list[str | None] = [None] * len(dataset)

@@ -12,12 +12,14 @@ heavily cropped copies, nor two photos of the same scene: that takes a ViT.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,14 @@ import numpy as np
 from PIL import Image
 
 from llava_mixes.errors import EmbedderUnavailableError
+from llava_mixes.preprocess import ProcessorSteps
 
 logger = logging.getLogger(__name__)
 
 THUMBNAIL = "thumbnail"
+# On CUDA, runs of at least this many images compile the model (about 25 s, then about a quarter faster).
+COMPILE_MIN_IMAGES = 4096
+JPEG_MAGIC = b"\xff\xd8\xff"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -36,6 +42,8 @@ class Embedder(ABC):
     """Image bytes to vectors (see the module docstring)."""
 
     dim: int
+    decode_in_processes = False
+    """Whether `prepare` is heavy enough to run in worker processes rather than threads."""
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:
@@ -46,8 +54,13 @@ class Embedder(ABC):
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:20]
         return f"{self.identity()['kind']}-{digest}"
 
-    def load(self) -> None:  # noqa: B027 - only embedders with weights need to do anything here
-        """Load weights; called once, and only when some image is not cached yet."""
+    def load(self, expected_images: int = 0) -> None:  # noqa: B027 - only embedders with weights act here
+        """Load weights; called only when some image is not cached yet (`expected_images` of them)."""
+
+    def on_device(self, device: str) -> Embedder:
+        """An unloaded embedder with the same identity that runs on `device` (for another process)."""
+        del device
+        return self
 
     @abstractmethod
     def prepare(self, data: bytes) -> np.ndarray:
@@ -56,6 +69,12 @@ class Embedder(ABC):
     @abstractmethod
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Vectors (float32, shape `(len(batch), dim)`, unit length) for a stack of prepared images."""
+
+    def submit(self, batch: Any) -> Callable[[], np.ndarray]:
+        """Start embedding a stack of prepared images; the returned function waits for their vectors.
+        Engines submit the next batch before waiting for the last, so a device never waits for the host."""
+        vectors = self.embed(np.asarray(batch))
+        return lambda: vectors
 
 
 class ThumbnailEmbedder(Embedder):
@@ -123,6 +142,8 @@ def _resolve_device(device: str | None) -> str:
 class HFVisionEmbedder(Embedder):
     """The pooled class embedding of an HF vision checkpoint (CLIP/SigLIP vision tower, ViT, DINOv2)."""
 
+    decode_in_processes = True
+
     def __init__(
         self, model: str, revision: str | None = None, device: str | None = None, precision: str = "auto"
     ) -> None:
@@ -132,6 +153,9 @@ class HFVisionEmbedder(Embedder):
         self.precision = ("bf16" if on_cuda else "fp32") if precision == "auto" else precision
         self._model: Any = None
         self._processor: Any = None
+        self._steps: ProcessorSteps | None = None
+        self._compiled = False
+        self._batch_size = 0
         self.model_ref = model
         local = Path(model).expanduser()
         if local.is_dir():
@@ -144,6 +168,12 @@ class HFVisionEmbedder(Embedder):
             config_path = self._fetch_config(revision)
             self.location, self.revision = config_path.parent, config_path.parent.name
             self.dim = self._dim_from_config(config_path)
+
+    def on_device(self, device: str) -> HFVisionEmbedder:
+        twin = HFVisionEmbedder.__new__(HFVisionEmbedder)
+        twin.__dict__.update(self.__dict__)
+        twin.device, twin._model, twin._processor, twin._steps, twin._compiled = device, None, None, None, False
+        return twin
 
     def _cached_config(self, revision: str) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
@@ -177,17 +207,38 @@ class HFVisionEmbedder(Embedder):
             "revision": self.revision,
             "pooling": "pooler_output",
             "precision": self.precision,
-            "preprocess": "pil",
+            "preprocess": ("nvjpeg+" if self._decode_on_device else "")
+            + ("gpu-resize" if self._resize_on_device else "pil-draft+processor"),
         }
 
-    def load(self) -> None:
-        if self._model is not None:
-            return
-        import torch
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPVisionModel, SiglipVisionModel
+    def load(self, expected_images: int = 0) -> None:
+        if self._model is None:
+            self._load_weights()
+        if expected_images >= COMPILE_MIN_IMAGES and self.device.startswith("cuda") and not self._compiled:
+            import torch
 
-        source = str(self.location) if self.location is not None else self.model_name
-        kwargs = {} if self.location is not None else {"revision": self.revision}
+            self._model, self._compiled = torch.compile(self._model), True
+
+    def _source(self) -> tuple[str, dict[str, str]]:
+        if self.location is not None:
+            return str(self.location), {}
+        return self.model_name, {"revision": self.revision}
+
+    def _load_processor(self) -> None:
+        from transformers import AutoImageProcessor
+
+        source, kwargs = self._source()
+        try:
+            self._processor = AutoImageProcessor.from_pretrained(source, backend="pil", **kwargs)
+        except OSError as error:
+            raise _unavailable(self.model_name, str(error).splitlines()[0]) from error
+        self._steps = ProcessorSteps.of(self._processor)
+
+    def _load_weights(self) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModel, CLIPVisionModel, SiglipVisionModel
+
+        source, kwargs = self._source()
         try:
             config = AutoConfig.from_pretrained(source, **kwargs)
             model_class = {
@@ -197,38 +248,86 @@ class HFVisionEmbedder(Embedder):
                 "siglip_vision_model": SiglipVisionModel,
             }.get(config.model_type, AutoModel)
             dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
-            self._model = model_class.from_pretrained(source, dtype=dtype, **kwargs).to(self.device).eval()
-            self._processor = AutoImageProcessor.from_pretrained(source, backend="pil", **kwargs)
+            model = model_class.from_pretrained(source, dtype=dtype, attn_implementation="sdpa", **kwargs)
         except OSError as error:
             raise _unavailable(self.model_name, str(error).splitlines()[0]) from error
+        self._model = model.to(self.device).eval()
+        if self._processor is None:
+            self._load_processor()
         if self.dim < 0:
-            self.dim = self._dim_from_config_object(config)
+            vision = getattr(config, "vision_config", None) or config
+            self.dim = int(vision.hidden_size)
         logger.info("loaded %s (%s, %s) on %s", self.model_name, self.revision, self.precision, self.device)
 
-    @staticmethod
-    def _dim_from_config_object(config: Any) -> int:
-        vision = getattr(config, "vision_config", None) or config
-        return int(vision.hidden_size)
+    @property
+    def _resize_on_device(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def _decode_on_device(self) -> bool:
+        """JPEGs decode on the GPU (nvJPEG) when torchvision is installed next to a CUDA device."""
+        return self._resize_on_device and importlib.util.find_spec("torchvision") is not None
 
     def prepare(self, data: bytes) -> np.ndarray:
+        """Decode (JPEG at reduced scale where the target allows); on CUDA return the uint8 pixels
+        `(height, width, 3)` for `device_batch`, else resize and crop exactly as the checkpoint's
+        processor does (uint8, channels first). Needs the processor only, never the weights."""
         if self._processor is None:
-            self.load()
+            self._load_processor()
+        if data[:3] == JPEG_MAGIC and self._decode_on_device and self._steps and self._steps.torch_mode:
+            return np.frombuffer(data, dtype=np.uint8).copy()
         with Image.open(io.BytesIO(data)) as image:
-            rgb = image.convert("RGB")
-        return self._processor(images=rgb, return_tensors="np")["pixel_values"][0]
+            if image.format == "JPEG" and self._steps is not None:
+                image.draft("RGB", (self._steps.min_side, self._steps.min_side))
+            rgb = image.convert("RGB") if image.mode != "RGB" else image
+            if self._steps is None:
+                return self._processor(images=rgb, return_tensors="np")["pixel_values"][0]
+            if self._resize_on_device and self._steps.torch_mode is not None:
+                return np.array(rgb)
+            return self._steps.cpu_geometry(self._processor, rgb)
 
-    def embed(self, batch: np.ndarray) -> np.ndarray:
+    def submit(self, batch: Any) -> Callable[[], np.ndarray]:
+        """Start the batch on the device and return at once; the returned function waits for its vectors."""
         import torch
 
         self.load()
+        count = len(batch)
+        on_cuda = self.device.startswith("cuda")
         with torch.inference_mode():
-            pixels = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, dtype=self._model.dtype)
-            output = self._model(pixel_values=pixels)
-            pooled = output.pooler_output if getattr(output, "pooler_output", None) is not None else None
+            if self._resize_on_device and self._steps is not None and self._steps.torch_mode is not None:
+                pixels = self._steps.device_batch(list(batch), self.device)
+            else:
+                pixels = torch.as_tensor(batch)
+                if on_cuda and not pixels.is_pinned():
+                    pixels = pixels.pin_memory()
+                pixels = pixels.to(self.device, non_blocking=on_cuda)
+                if pixels.dtype == torch.uint8:
+                    pixels = self._steps.finish(pixels)
+            if self._compiled and count < self._batch_size:
+                pad = pixels[-1:].expand(self._batch_size - count, *pixels.shape[1:])
+                pixels = torch.cat([pixels, pad])  # one compiled shape for every batch
+            self._batch_size = max(self._batch_size, len(pixels))
+            output = self._model(pixel_values=pixels.to(self._model.dtype))
+            pooled = getattr(output, "pooler_output", None)
             if pooled is None:
                 pooled = output.last_hidden_state[:, 0]
-            vectors = torch.nn.functional.normalize(pooled.float(), dim=-1)
-        return vectors.cpu().numpy()
+            vectors = torch.nn.functional.normalize(pooled[:count].float(), dim=-1)
+            if not on_cuda:
+                result = vectors.numpy()
+                return lambda: result
+            host = torch.empty(vectors.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(vectors, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return host.numpy()
+
+        return wait
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        return self.submit(batch)()
 
 
 def resolve_embedder(

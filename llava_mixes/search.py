@@ -35,41 +35,117 @@ def _exact_cosines(vectors: np.ndarray, norms: np.ndarray, item: int, others: np
     return dots / (norms[others] * norms[item])
 
 
+class _HostScorer:
+    """Kept vectors in float32 host memory, scored with BLAS in tiles of `tile_size` kept items."""
+
+    tolerance = FLOAT32_TOLERANCE
+
+    def __init__(self, n: int, dim: int, tile_size: int) -> None:
+        self.tile_size = tile_size
+        self.vectors = np.empty((min(n, 1024), dim), dtype=np.float32)
+        self.ids = np.empty(min(n, 1024), dtype=np.int64)
+        self.count = 0
+        self.capacity_limit = n
+
+    def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
+        """Per block row, the ids of kept items scoring >= cutoff."""
+        found: list[list[np.ndarray]] = [[] for _ in range(len(block))]
+        for tile_start in range(0, self.count, self.tile_size):
+            tile_stop = min(tile_start + self.tile_size, self.count)
+            rows, cols = np.nonzero(block @ self.vectors[tile_start:tile_stop].T >= cutoff)
+            _group_by_row(found, rows, self.ids[tile_start + cols])
+        return found
+
+    def inner(self, block: np.ndarray) -> np.ndarray:
+        return block @ block.T
+
+    def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+        if self.count + len(rows) > len(self.ids):
+            capacity = min(max(len(self.ids) * 2, self.count + len(rows)), self.capacity_limit)
+            self.vectors = np.resize(self.vectors, (capacity, self.vectors.shape[1]))
+            self.ids = np.resize(self.ids, capacity)
+        self.vectors[self.count : self.count + len(rows)] = block[rows]
+        self.ids[self.count : self.count + len(rows)] = ids
+        self.count += len(rows)
+
+
+class _TorchScorer:
+    """Kept vectors on a torch device (a GPU) in bfloat16, scored in tiles; float32 accumulation."""
+
+    # bf16 rounds each coordinate by at most 2**-9 relative, so a dot product of unit vectors moves by at
+    # most 2 * 2**-9 + 2**-18 (Cauchy-Schwarz), plus float32 accumulation: 5e-3 bounds it.
+    tolerance = 5e-3
+
+    def __init__(self, n: int, dim: int, tile_size: int, device: str) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = device
+        self.tile_size = tile_size
+        self.vectors = torch.empty((n, dim), dtype=torch.bfloat16, device=device)
+        self.ids = np.empty(n, dtype=np.int64)
+        self.count = 0
+
+    def _on_device(self, block: np.ndarray) -> object:
+        return self.torch.from_numpy(block).to(self.device).to(self.torch.bfloat16)
+
+    def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
+        found: list[list[np.ndarray]] = [[] for _ in range(len(block))]
+        queries = self._on_device(block)
+        for tile_start in range(0, self.count, self.tile_size):
+            tile_stop = min(tile_start + self.tile_size, self.count)
+            scores = self.torch.matmul(queries, self.vectors[tile_start:tile_stop].T)
+            pairs = (scores.float() >= cutoff).nonzero().cpu().numpy()
+            _group_by_row(found, pairs[:, 0], self.ids[tile_start + pairs[:, 1]])
+        return found
+
+    def inner(self, block: np.ndarray) -> np.ndarray:
+        queries = self._on_device(block)
+        return self.torch.matmul(queries, queries.T).float().cpu().numpy()
+
+    def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
+        self.vectors[self.count : self.count + len(rows)] = self._on_device(np.ascontiguousarray(block[rows]))
+        self.ids[self.count : self.count + len(rows)] = ids
+        self.count += len(rows)
+
+
+def _group_by_row(found: list[list[np.ndarray]], rows: np.ndarray, ids: np.ndarray) -> None:
+    """Append `ids` to `found[row]`, for `rows` sorted ascending (as `nonzero` returns them)."""
+    if not rows.size:
+        return
+    bounds = np.searchsorted(rows, np.arange(len(found) + 1))
+    for row in np.unique(rows).tolist():
+        found[row].append(ids[bounds[row] : bounds[row + 1]])
+
+
 def greedy_keep_first(
     vectors: np.ndarray,
     threshold: float,
     block_size: int = 1024,
     tile_size: int = 16384,
-    tolerance: float = FLOAT32_TOLERANCE,
+    device: str | None = None,
 ) -> KeepResult:
-    """Apply the keep-first rule (module docstring) to `vectors` (n x d, any float dtype) in order."""
+    """Apply the keep-first rule (module docstring) to `vectors` (n x d, any float dtype) in order.
+
+    `device=None` scores with NumPy in float32; a torch device (`"cuda"`, `"cpu"`) scores with torch in
+    bfloat16 with a wider re-check band. The result is the same either way.
+    """
     n, dim = vectors.shape
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     norms[norms == 0] = 1.0
     kept = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
-    kept_vectors = np.empty((min(n, block_size), dim), dtype=np.float32)
-    kept_ids = np.empty(min(n, block_size), dtype=np.int64)
-    kept_count = 0
-    cutoff = threshold - tolerance
+    scorer = _HostScorer(n, dim, tile_size) if device is None else _TorchScorer(n, dim, tile_size, device)
+    cutoff = threshold - scorer.tolerance
 
     for start in range(0, n, block_size):
         stop = min(start + block_size, n)
         block = (vectors[start:stop].astype(np.float32) / norms[start:stop, None].astype(np.float32)).astype(
             np.float32
         )
-        candidates: list[list[np.ndarray]] = [[] for _ in range(stop - start)]
-        for tile_start in range(0, kept_count, tile_size):
-            tile_stop = min(tile_start + tile_size, kept_count)
-            scores = block @ kept_vectors[tile_start:tile_stop].T
-            rows, cols = np.nonzero(scores >= cutoff)
-            if rows.size:
-                ids = kept_ids[tile_start + cols]
-                bounds = np.searchsorted(rows, np.arange(stop - start + 1))
-                for row in np.unique(rows).tolist():
-                    candidates[row].append(ids[bounds[row] : bounds[row + 1]])
-        inner = block @ block.T
+        candidates = scorer.candidates(block, cutoff)
+        inner = scorer.inner(block)
         block_kept: list[int] = []
         for offset in range(stop - start):
             item = start + offset
@@ -90,14 +166,8 @@ def greedy_keep_first(
             kept[item] = True
             block_kept.append(item)
         if block_kept:
-            if kept_count + len(block_kept) > len(kept_ids):
-                capacity = max(len(kept_ids) * 2, kept_count + len(block_kept))
-                kept_vectors = np.resize(kept_vectors, (min(capacity, n), dim))
-                kept_ids = np.resize(kept_ids, min(capacity, n))
-            rows = np.asarray(block_kept, dtype=np.int64)
-            kept_vectors[kept_count : kept_count + len(rows)] = block[rows - start]
-            kept_ids[kept_count : kept_count + len(rows)] = rows
-            kept_count += len(rows)
+            ids = np.asarray(block_kept, dtype=np.int64)
+            scorer.add(block, ids - start, ids)
     return KeepResult(kept, duplicate_of, similarity)
 
 

@@ -11,6 +11,7 @@ from PIL import Image, ImageEnhance
 from llava_mixes.embedders import HFVisionEmbedder, ThumbnailEmbedder, resolve_embedder
 from llava_mixes.errors import EmbedderUnavailableError
 from llava_mixes.playground import synthetic_photo
+from llava_mixes.preprocess import ProcessorSteps
 
 
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -77,3 +78,33 @@ def test_pinned_commit_needs_no_lookup() -> None:
     assert embedder.identity()["revision"] == "a" * 40
     with pytest.raises(EmbedderUnavailableError):
         embedder.load()
+
+
+@pytest.fixture
+def clip_processor(tmp_path: Path) -> object:
+    from transformers import AutoImageProcessor, CLIPImageProcessor
+
+    CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}).save_pretrained(tmp_path)
+    return AutoImageProcessor.from_pretrained(tmp_path, backend="pil")
+
+
+@pytest.mark.parametrize("size", [(480, 640), (333, 500), (900, 700)])
+def test_cpu_steps_equal_the_processor_bit_for_bit(size: tuple[int, int], clip_processor: object) -> None:
+    import torch
+
+    steps = ProcessorSteps.of(clip_processor)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8))
+    reference = clip_processor(images=image, return_tensors="np")["pixel_values"][0]
+    mine = steps.finish(torch.from_numpy(steps.cpu_geometry(clip_processor, image))[None]).numpy()[0]
+    assert np.array_equal(reference, mine)
+
+
+def test_device_steps_match_the_processor_within_a_few_levels(clip_processor: object) -> None:
+    steps = ProcessorSteps.of(clip_processor)
+    sizes = [(640, 480), (500, 375), (340, 700), (640, 480)]
+    photos = [synthetic_photo(np.random.default_rng(seed), *size) for seed, size in enumerate(sizes)]
+    batch = steps.device_batch([np.asarray(photo) for photo in photos], "cpu").numpy()
+    for photo, mine in zip(photos, batch, strict=True):
+        reference = clip_processor(images=photo, return_tensors="np")["pixel_values"][0]
+        levels = np.abs(reference - mine) * np.asarray(steps.std)[:, None, None] * 255
+        assert levels.max() <= 4 and levels.mean() < 0.5

@@ -7,9 +7,9 @@ import datasets
 import numpy as np
 import pytest
 
-from llava_mixes import add_embeddings, embedding, schema
+from llava_mixes import add_embeddings, embedding_cache, schema
 from llava_mixes.embedders import ThumbnailEmbedder
-from llava_mixes.embedding import EmbeddingError
+from llava_mixes.embedding_cache import EmbeddingError
 from llava_mixes.playground import Playground
 
 
@@ -53,15 +53,19 @@ def test_each_distinct_picture_is_embedded_once_ever(base: datasets.Dataset) -> 
     assert len(again) == len(base)
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(base: datasets.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedding, "FLUSH_IMAGES", 8)
+def test_an_interrupted_run_resumes_where_it_stopped(
+    base: datasets.Dataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(embedding_cache, "FLUSH_IMAGES", 8)
     interrupted = CountingThumbnail(fail_after=16)
     with pytest.raises(KeyboardInterrupt):
-        add_embeddings(base, interrupted, batch_size=4)
+        add_embeddings(base, interrupted, batch_size=4, cache_dir=tmp_path)
+    committed = len(embedding_cache.EmbeddingCache(tmp_path, ThumbnailEmbedder()).store)
+    assert 8 <= committed <= 16
     resumed = CountingThumbnail()
-    add_embeddings(base, resumed, batch_size=4)
+    add_embeddings(base, resumed, batch_size=4, cache_dir=tmp_path)
     distinct = len(set(sha for sha in base[schema.IMAGE_SHA256] if sha))
-    assert resumed.embedded == distinct - 16
+    assert resumed.embedded == distinct - committed
 
 
 def test_vectors_do_not_depend_on_batch_size_or_num_proc(base: datasets.Dataset, tmp_path: Path) -> None:
@@ -86,3 +90,27 @@ def test_a_file_changed_after_the_build_is_refused(base: datasets.Dataset, playg
 def test_missing_columns_are_named(base: datasets.Dataset) -> None:
     with pytest.raises(ValueError, match="image_sha256"):
         add_embeddings(base.remove_columns(schema.IMAGE_SHA256), "thumbnail")
+
+
+def test_one_process_per_device_fills_the_same_cache(base: datasets.Dataset, tmp_path: Path) -> None:
+    single = add_embeddings(base, "thumbnail", cache_dir=tmp_path / "one")
+    spread = add_embeddings(base, "thumbnail", device="cpu,cpu", cache_dir=tmp_path / "two")
+    assert spread[schema.EMBEDDING] == single[schema.EMBEDDING]
+    shards = list((tmp_path / "two" / "embeddings").glob("*/*.arrow"))
+    assert len({shard.name.split("-")[1] for shard in shards}) == 2  # written by two processes
+
+
+def test_ray_engine_fills_the_same_cache_as_the_local_engine(base: datasets.Dataset, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'llava_mixes[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        local = add_embeddings(base, "thumbnail", cache_dir=tmp_path / "local")
+        distributed = add_embeddings(
+            base, "thumbnail", engine="ray", batch_size=8, num_workers=2, cache_dir=tmp_path / "ray"
+        )
+    finally:
+        ray.shutdown()
+    assert distributed[schema.EMBEDDING] == local[schema.EMBEDDING]
+    again = CountingThumbnail()
+    add_embeddings(base, again, cache_dir=tmp_path / "ray")
+    assert again.embedded == 0

@@ -65,3 +65,10 @@ def test_a_score_exactly_at_the_threshold_is_a_duplicate() -> None:
 def test_empty_and_single_inputs() -> None:
     assert greedy_keep_first(np.zeros((0, 4), np.float32), 0.8).kept.size == 0
     assert greedy_keep_first(np.ones((1, 4), np.float32), 0.8).kept.tolist() == [True]
+
+
+@pytest.mark.parametrize("threshold", [0.7, 0.9])
+def test_torch_bfloat16_scoring_gives_the_same_result(threshold: float) -> None:
+    vectors = clustered(300, 64, 30, 0.3, 7)
+    expected = brute_force_keep_first(vectors, threshold)
+    assert_same(greedy_keep_first(vectors, threshold, block_size=64, tile_size=100, device="cpu"), expected)

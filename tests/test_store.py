@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from llava_mixes.embedding import store_schema
+from llava_mixes.embedding_cache import store_schema
 from llava_mixes.store import TEMP_PREFIX, ShardStore
 
 SCHEMA = pa.schema([("key", pa.string()), ("value", pa.int64())])
@@ -55,7 +55,7 @@ def test_a_writer_killed_mid_write_leaves_only_whole_correct_entries(tmp_path: P
         f"""
         import numpy as np, pyarrow as pa
         from pathlib import Path
-        from llava_mixes.embedding import store_schema
+        from llava_mixes.embedding_cache import store_schema
         from llava_mixes.store import ShardStore
         store = ShardStore(Path({str(tmp_path)!r}), store_schema(64))
         with store.writer(flush_rows=50) as writer:

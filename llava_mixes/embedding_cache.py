@@ -1,0 +1,96 @@
+"""The embedding cache: one float16 vector per distinct image content (SHA-256) per embedder identity.
+
+It lives under `<cache root>/embeddings/<embedder key>/` as an append-only `ShardStore`, so any number
+of processes (one per GPU, or Ray actors through their driver) can fill it at once, an interrupted run
+keeps everything it committed, and a killed process never leaves an entry that reads back wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from llava_mixes import schema
+from llava_mixes.embedders import Embedder
+from llava_mixes.errors import LlavaMixesError
+from llava_mixes.store import META_FILE, ShardStore
+
+FLUSH_IMAGES = 4096
+
+
+class EmbeddingError(LlavaMixesError, RuntimeError):
+    """Some images could not be embedded; the message lists them."""
+
+
+def store_schema(dim: int) -> pa.Schema:
+    return pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float16(), dim)), ("error", pa.string())])
+
+
+class EmbeddingCache:
+    """The vectors of one embedder, keyed by image SHA-256 (see the module docstring)."""
+
+    def __init__(self, cache_root: Path, embedder: Embedder) -> None:
+        self.cache_root = Path(cache_root)
+        self.embedder = embedder
+        self.directory = self.cache_root / "embeddings" / embedder.key()
+        if embedder.dim < 0:
+            embedder.dim = self._recorded_dim()
+        self.dim = embedder.dim
+        self.store = ShardStore(self.directory, store_schema(self.dim))
+        self.store.write_meta({"identity": embedder.identity(), "dim": self.dim})
+
+    def _recorded_dim(self) -> int:
+        meta = self.directory / META_FILE
+        if meta.exists():
+            return int(json.loads(meta.read_text())["dim"])
+        self.embedder.load()
+        return self.embedder.dim
+
+    def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        """Vectors (float16, `(len(keys), dim)`) and per-key errors (None where the image embedded)."""
+        table = self.store.take(keys)
+        return vector_array(table, self.dim), table.column("error").to_pylist()
+
+
+def vector_array(table: pa.Table, dim: int) -> np.ndarray:
+    """The `vector` column of a cache table as a `(rows, dim)` float16 array."""
+    values = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(table.num_rows, dim)
+
+
+def vector_table(keys: list[str], vectors: np.ndarray, errors: list[str | None]) -> pa.Table:
+    """Cache records from keys, a `(rows, dim)` array (zeros where an error is given) and errors."""
+    values = pa.array(np.ascontiguousarray(vectors, dtype=np.float16).reshape(-1), type=pa.float16())
+    return pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(values, vectors.shape[1]),
+            "error": pa.array(errors, pa.string()),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One distinct image to embed: its content hash, and its file or the dataset row holding its bytes."""
+
+    sha256: str
+    path: str | None
+    row: int
+
+
+def read_image_bytes(ref: ImageRef, dataset: datasets.Dataset | None) -> bytes:
+    """The bytes of one image: from its file, else from its row (`dataset` with `Image(decode=False)`)."""
+    if ref.path and os.path.isfile(ref.path):
+        with open(ref.path, "rb") as handle:
+            return handle.read()
+    stored = dataset[ref.row][schema.IMAGE] if dataset is not None else None
+    if not stored or stored.get("bytes") is None:
+        raise FileNotFoundError(f"no file at {ref.path} and no image bytes in row {ref.row}")
+    return stored["bytes"]
