@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU wheel by default; GPU users can pass TORCH=torch (or keep the build they already have in the venv).
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint format bench
+.PHONY: install demo test lint format bench-deps
 
 $(BIN)/llava-mixes: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,5 +29,7 @@ format: install
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-bench: install
-	$(BIN)/python bench/bench_dedup_search.py
+# Baselines for the benchmarks: imagededup without its torchvision models (only its search code runs).
+bench-deps: install
+	$(BIN)/python -m pip install -q --no-deps imagededup
+	$(BIN)/python -m pip install -q scikit-learn matplotlib faiss-cpu

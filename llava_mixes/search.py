@@ -30,42 +30,115 @@ class KeepResult:
     similarity: np.ndarray
 
 
+def _norms(vectors: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Float64 norms, computed a chunk at a time (no float64 copy of all vectors); zeros become 1."""
+    norms = np.concatenate(
+        [
+            np.linalg.norm(vectors[start : start + chunk].astype(np.float64), axis=1)
+            for start in range(0, len(vectors), chunk)
+        ]
+        or [np.zeros(0)]
+    )
+    norms[norms == 0] = 1.0
+    return norms
+
+
 def _exact_cosines(vectors: np.ndarray, norms: np.ndarray, item: int, others: np.ndarray) -> np.ndarray:
     dots = vectors[others].astype(np.float64) @ vectors[item].astype(np.float64)
     return dots / (norms[others] * norms[item])
 
 
+class LowRankBound:
+    """An exact upper bound on cosines from a few principal directions: for unit vectors split into a
+    projection p on an orthonormal basis and a residual of norm r, <q, x> <= <p_q, p_x> + r_q * r_x.
+    Any basis makes it a true bound; principal directions make it tight when the vectors are anisotropic
+    (as ViT class embeddings are). Computed in float32 with `SLACK` for its rounding."""
+
+    RANK = 64
+    SLACK = 1e-4
+
+    def __init__(self, basis: np.ndarray) -> None:
+        self.basis = basis
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, norms: np.ndarray, cutoff: float, sample: int = 2048) -> LowRankBound | None:
+        """The bound from an evenly spaced sample, or None when it would prune under 90% of sample pairs."""
+        n, dim = vectors.shape
+        if n < 2 * sample or dim <= 2 * cls.RANK:
+            return None
+        picked = np.linspace(0, n - 1, sample).astype(np.int64)
+        rows = vectors[picked].astype(np.float64) / norms[picked, None]
+        _, eigenvectors = np.linalg.eigh(rows.T @ rows)
+        bound = cls(eigenvectors[:, -cls.RANK :])
+        projected, residual = bound.project(rows.astype(np.float32))
+        upper = projected @ projected.T + residual[:, None] * residual[None, :]
+        return bound if np.count_nonzero(upper >= cutoff - cls.SLACK) < 0.1 * upper.size else None
+
+    def project(self, unit_block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Projections (float32) and residual norms (float32, rounded up) of unit vectors."""
+        block = unit_block.astype(np.float64)
+        projected = block @ self.basis
+        energy = np.einsum("ij,ij->i", block, block) - np.einsum("ij,ij->i", projected, projected)
+        residual = np.sqrt(np.clip(energy, 0.0, None)) * (1 + 1e-6) + 1e-6
+        return projected.astype(np.float32), residual.astype(np.float32)
+
+
 class _HostScorer:
-    """Kept vectors in float32 host memory, scored with BLAS in tiles of `tile_size` kept items."""
+    """Kept vectors in float32 host memory, scored with BLAS in tiles of `tile_size` kept items; with a
+    `LowRankBound`, only the pairs the bound cannot rule out are passed on, unless a tile prunes poorly."""
 
     tolerance = FLOAT32_TOLERANCE
+    DENSE_FRACTION = 0.02
 
-    def __init__(self, n: int, dim: int, tile_size: int) -> None:
+    def __init__(self, n: int, dim: int, tile_size: int, bound: LowRankBound | None = None) -> None:
         self.tile_size = tile_size
+        self.bound = bound
+        rank = bound.basis.shape[1] if bound is not None else 0
         self.vectors = np.empty((min(n, 1024), dim), dtype=np.float32)
+        self.projected = np.empty((min(n, 1024), rank), dtype=np.float32)
+        self.residual = np.empty(min(n, 1024), dtype=np.float32)
         self.ids = np.empty(min(n, 1024), dtype=np.int64)
         self.count = 0
         self.capacity_limit = n
 
     def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
-        """Per block row, the ids of kept items scoring >= cutoff."""
+        """Per block row, the ids of kept items that may score >= cutoff."""
         found: list[list[np.ndarray]] = [[] for _ in range(len(block))]
+        projected, residual = self.bound.project(block) if self.bound is not None else (None, None)
         for tile_start in range(0, self.count, self.tile_size):
-            tile_stop = min(tile_start + self.tile_size, self.count)
-            rows, cols = np.nonzero(block @ self.vectors[tile_start:tile_stop].T >= cutoff)
+            tile = slice(tile_start, min(tile_start + self.tile_size, self.count))
+            if projected is not None:
+                upper = projected @ self.projected[tile].T
+                upper += residual[:, None] * self.residual[None, tile]
+                possible = upper >= cutoff - LowRankBound.SLACK
+                if np.count_nonzero(possible) <= self.DENSE_FRACTION * possible.size:
+                    rows, cols = np.nonzero(possible)
+                    _group_by_row(found, rows, self.ids[tile_start + cols])
+                    continue
+            rows, cols = np.nonzero(block @ self.vectors[tile].T >= cutoff)
             _group_by_row(found, rows, self.ids[tile_start + cols])
         return found
 
-    def inner(self, block: np.ndarray) -> np.ndarray:
-        return block @ block.T
+    def inner(self, block: np.ndarray, cutoff: float) -> np.ndarray:
+        """Which pairs of block rows may score >= cutoff (a boolean matrix)."""
+        if self.bound is not None:
+            projected, residual = self.bound.project(block)
+            upper = projected @ projected.T + residual[:, None] * residual[None, :]
+            return upper >= cutoff - LowRankBound.SLACK
+        return block @ block.T >= cutoff
 
     def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
         if self.count + len(rows) > len(self.ids):
             capacity = min(max(len(self.ids) * 2, self.count + len(rows)), self.capacity_limit)
             self.vectors = np.resize(self.vectors, (capacity, self.vectors.shape[1]))
+            self.projected = np.resize(self.projected, (capacity, self.projected.shape[1]))
+            self.residual = np.resize(self.residual, capacity)
             self.ids = np.resize(self.ids, capacity)
-        self.vectors[self.count : self.count + len(rows)] = block[rows]
-        self.ids[self.count : self.count + len(rows)] = ids
+        added = slice(self.count, self.count + len(rows))
+        self.vectors[added] = block[rows]
+        if self.bound is not None:
+            self.projected[added], self.residual[added] = self.bound.project(block[rows])
+        self.ids[added] = ids
         self.count += len(rows)
 
 
@@ -99,9 +172,9 @@ class _TorchScorer:
             _group_by_row(found, pairs[:, 0], self.ids[tile_start + pairs[:, 1]])
         return found
 
-    def inner(self, block: np.ndarray) -> np.ndarray:
+    def inner(self, block: np.ndarray, cutoff: float) -> np.ndarray:
         queries = self._on_device(block)
-        return self.torch.matmul(queries, queries.T).float().cpu().numpy()
+        return (self.torch.matmul(queries, queries.T).float() >= cutoff).cpu().numpy()
 
     def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
         self.vectors[self.count : self.count + len(rows)] = self._on_device(np.ascontiguousarray(block[rows]))
@@ -124,19 +197,24 @@ def greedy_keep_first(
     block_size: int = 1024,
     tile_size: int = 16384,
     device: str | None = None,
+    prune: bool = True,
 ) -> KeepResult:
     """Apply the keep-first rule (module docstring) to `vectors` (n x d, any float dtype) in order.
 
-    `device=None` scores with NumPy in float32; a torch device (`"cuda"`, `"cpu"`) scores with torch in
-    bfloat16 with a wider re-check band. The result is the same either way.
+    `device=None` scores with NumPy in float32, pruning with a `LowRankBound` where a sample shows it
+    pays (`prune=False` never does); a torch device (`"cuda"`, `"cpu"`) scores with torch in bfloat16
+    with a wider re-check band. The result is the same either way.
     """
     n, dim = vectors.shape
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    norms[norms == 0] = 1.0
+    norms = _norms(vectors)
     kept = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
-    scorer = _HostScorer(n, dim, tile_size) if device is None else _TorchScorer(n, dim, tile_size, device)
+    if device is None:
+        bound = LowRankBound.fit(vectors, norms, threshold - _HostScorer.tolerance) if prune else None
+        scorer: _HostScorer | _TorchScorer = _HostScorer(n, dim, tile_size, bound)
+    else:
+        scorer = _TorchScorer(n, dim, tile_size, device)
     cutoff = threshold - scorer.tolerance
 
     for start in range(0, n, block_size):
@@ -145,15 +223,13 @@ def greedy_keep_first(
             np.float32
         )
         candidates = scorer.candidates(block, cutoff)
-        inner = scorer.inner(block)
-        block_kept: list[int] = []
+        possible = scorer.inner(block, cutoff)
+        block_kept = np.empty(stop - start, dtype=np.int64)
+        kept_in_block = 0
         for offset in range(stop - start):
             item = start + offset
-            near = [*candidates[offset], np.empty(0, dtype=np.int64)]
-            if block_kept:
-                earlier = np.asarray(block_kept, dtype=np.int64)
-                near.append(earlier[inner[offset, earlier - start] >= cutoff])
-            others = np.concatenate(near)
+            earlier = block_kept[:kept_in_block]
+            others = np.concatenate([*candidates[offset], earlier[possible[offset, earlier]] + start])
             if others.size:
                 exact = _exact_cosines(vectors, norms, item, others)
                 hits = exact >= threshold
@@ -164,18 +240,18 @@ def greedy_keep_first(
                     similarity[item] = np.float32(exact[others == winner][0])
                     continue
             kept[item] = True
-            block_kept.append(item)
-        if block_kept:
-            ids = np.asarray(block_kept, dtype=np.int64)
-            scorer.add(block, ids - start, ids)
+            block_kept[kept_in_block] = offset
+            kept_in_block += 1
+        if kept_in_block:
+            offsets = block_kept[:kept_in_block]
+            scorer.add(block, offsets, offsets + start)
     return KeepResult(kept, duplicate_of, similarity)
 
 
 def brute_force_keep_first(vectors: np.ndarray, threshold: float) -> KeepResult:
     """The same rule, one item at a time in float64: the reference `greedy_keep_first` must equal."""
     n = len(vectors)
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    norms[norms == 0] = 1.0
+    norms = _norms(vectors)
     kept = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llava_mixes.search import brute_force_keep_first, greedy_keep_first
+from llava_mixes.search import LowRankBound, brute_force_keep_first, greedy_keep_first
+from llava_mixes.synthetic import clip_like_vectors
 
 
 def clustered(n: int, dim: int, clusters: int, spread: float, seed: int, dtype: type = np.float16) -> np.ndarray:
@@ -72,3 +73,35 @@ def test_torch_bfloat16_scoring_gives_the_same_result(threshold: float) -> None:
     vectors = clustered(300, 64, 30, 0.3, 7)
     expected = brute_force_keep_first(vectors, threshold)
     assert_same(greedy_keep_first(vectors, threshold, block_size=64, tile_size=100, device="cpu"), expected)
+
+
+def test_low_rank_bound_is_an_upper_bound_for_any_basis() -> None:
+    rng = np.random.default_rng(11)
+    vectors = clustered(600, 256, 50, 0.5, 3).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for basis in (np.linalg.qr(rng.standard_normal((256, 64)))[0], np.linalg.eigh(unit.T @ unit)[1][:, -64:]):
+        projected, residual = LowRankBound(basis).project(unit)
+        upper = projected @ projected.T + residual[:, None] * residual[None, :]
+        assert (upper + LowRankBound.SLACK >= unit.astype(np.float64) @ unit.T.astype(np.float64)).all()
+
+
+def test_pruned_search_equals_the_plain_one_on_anisotropic_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = clip_like_vectors(4500, dim=256)
+    fitted: list[LowRankBound | None] = []
+    original = LowRankBound.fit.__func__
+
+    def spy(cls: type, *args: object, **kwargs: object) -> LowRankBound | None:
+        fitted.append(original(cls, *args, **kwargs))
+        return fitted[-1]
+
+    monkeypatch.setattr(LowRankBound, "fit", classmethod(spy))
+    pruned = greedy_keep_first(vectors, 0.9, block_size=512, tile_size=2000)
+    assert fitted and fitted[0] is not None
+    assert 0.05 < 1 - pruned.kept.mean() < 0.6
+    assert_same(pruned, greedy_keep_first(vectors, 0.9, block_size=512, tile_size=2000, prune=False))
+
+
+def test_isotropic_vectors_do_not_use_the_bound() -> None:
+    vectors = clustered(5000, 512, 4000, 0.3, 1)
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    assert LowRankBound.fit(vectors, norms, 0.8) is None
