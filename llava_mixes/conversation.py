@@ -24,35 +24,38 @@ ROLE_ALIASES: dict[str, str] = {
 
 def read_turns(raw_turns: Any, *, from_key: str = "from", value_key: str = "value") -> list[dict[str, str]]:
     """Turn a source's list of turn objects into `{from, value}` dicts with canonical role names."""
-    if not isinstance(raw_turns, list):
+    if type(raw_turns) is not list:
         raise RecordRejected(schema.MALFORMED_RECORD, f"conversations is {type(raw_turns).__name__}, not a list")
     if not raw_turns:
         raise RecordRejected(schema.EMPTY_CONVERSATION, "the conversation has no turns")
     turns = []
+    aliases = ROLE_ALIASES
     for position, turn in enumerate(raw_turns):
         if not isinstance(turn, Mapping):
             raise RecordRejected(schema.MALFORMED_RECORD, f"turn {position} is {type(turn).__name__}, not an object")
         role, value = turn.get(from_key), turn.get(value_key)
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise RecordRejected(schema.MALFORMED_RECORD, f"turn {position} has no string {value_key!r}")
-        canonical = ROLE_ALIASES.get(role.lower()) if isinstance(role, str) else None
+        canonical = aliases.get(role) if type(role) is str else None
         if canonical is None:
-            allowed = sorted(ROLE_ALIASES)
-            raise RecordRejected(schema.BAD_ROLE, f"turn {position} has role {role!r}; allowed: {allowed}")
+            canonical = aliases.get(role.lower()) if type(role) is str else None
+        if canonical is None:
+            raise RecordRejected(schema.BAD_ROLE, f"turn {position} has role {role!r}; allowed: {sorted(aliases)}")
         turns.append({"from": canonical, "value": value})
     return turns
 
 
 def check_alternation(turns: list[dict[str, str]]) -> None:
     """Require human/gpt alternation starting with human, ending with gpt, and no empty turn."""
+    expected = schema.HUMAN
     for position, turn in enumerate(turns):
-        expected = schema.HUMAN if position % 2 == 0 else schema.GPT
         if turn["from"] != expected:
             raise RecordRejected(
                 schema.TURNS_NOT_ALTERNATING, f"turn {position} is {turn['from']!r} where {expected!r} was expected"
             )
-        if not turn["value"].strip():
+        if not turn["value"] or turn["value"].isspace():
             raise RecordRejected(schema.EMPTY_TURN, f"turn {position} ({turn['from']}) is empty")
+        expected = schema.GPT if expected == schema.HUMAN else schema.HUMAN
     if turns[-1]["from"] != schema.GPT:
         raise RecordRejected(schema.LAST_TURN_NOT_GPT, f"the last of {len(turns)} turns is a human turn")
 
@@ -77,23 +80,26 @@ def strip_image_tokens(text: str) -> str:
 
 
 def place_image_token(turns: list[dict[str, str]], *, has_image: bool) -> list[dict[str, str]]:
-    """Apply the placeholder rule (module docstring) and return new turns."""
-    counts = [turn["value"].count(schema.IMAGE_TOKEN) for turn in turns]
+    """Apply the placeholder rule (module docstring); returns the turns, the first one replaced if needed."""
+    token = schema.IMAGE_TOKEN
+    counts = [turn["value"].count(token) for turn in turns]
     total = sum(counts)
     if not has_image:
         if total:
             raise RecordRejected(
-                schema.IMAGE_TOKEN_IN_TEXT_ONLY_ROW, f"{total} {schema.IMAGE_TOKEN} token(s) in a row without image"
+                schema.IMAGE_TOKEN_IN_TEXT_ONLY_ROW, f"{total} {token} token(s) in a row without image"
             )
-        return [dict(turn) for turn in turns]
+        return turns
     if total > 1:
-        raise RecordRejected(schema.MULTIPLE_IMAGE_TOKENS, f"{total} {schema.IMAGE_TOKEN} tokens for one image")
+        raise RecordRejected(schema.MULTIPLE_IMAGE_TOKENS, f"{total} {token} tokens for one image")
     if total == 1 and counts[0] != 1:
         where = next(position for position, count in enumerate(counts) if count)
-        raise RecordRejected(schema.IMAGE_TOKEN_MISPLACED, f"{schema.IMAGE_TOKEN} is in turn {where}, not turn 0")
-    first = strip_image_tokens(turns[0]["value"])
-    placed = schema.IMAGE_TOKEN + ("\n" + first if first else "")
-    return [{"from": turns[0]["from"], "value": placed}] + [dict(turn) for turn in turns[1:]]
+        raise RecordRejected(schema.IMAGE_TOKEN_MISPLACED, f"{token} is in turn {where}, not turn 0")
+    first = turns[0]["value"]
+    if first.startswith(token + "\n") or first == token:
+        return turns
+    rest = strip_image_tokens(first)
+    return [{"from": turns[0]["from"], "value": token + ("\n" + rest if rest else "")}, *turns[1:]]
 
 
 def normalise_turns(

@@ -57,34 +57,63 @@ class ImageCheck:
         return self.error is None
 
 
-def contained_path(data_dir: Path, written: str) -> Path:
-    """`data_dir / written`, normalised; rejects a path that leaves `data_dir`."""
-    root = os.path.normpath(os.path.abspath(data_dir))
+def _contained(root: str, written: str) -> str:
     candidate = os.path.normpath(os.path.join(root, written))
     if candidate != root and not candidate.startswith(root + os.sep):
         raise RecordRejected(schema.PATH_ESCAPES_DATA_DIR, f"{written!r} resolves outside {root}")
-    return Path(candidate)
+    return candidate
+
+
+def contained_path(data_dir: Path, written: str) -> Path:
+    """`data_dir / written`, normalised; rejects a path that leaves `data_dir`."""
+    return Path(_contained(os.path.normpath(os.path.abspath(data_dir)), written))
+
+
+class ImageResolver:
+    """Finds the file for each path as written in a source (under each prefix, as written, then with other
+    extensions), remembering every answer, rejections included, for the length of a build."""
+
+    def __init__(self, data_dir: Path, prefixes: Sequence[str] = ("",)) -> None:
+        self.root = os.path.normpath(os.path.abspath(data_dir))
+        self.prefixes = tuple(prefixes)
+        self._answers: dict[str, str | RecordRejected] = {}
+
+    def resolve(self, written: str) -> str:
+        answer = self._answers.get(written)
+        if answer is None:
+            try:
+                answer = self._find(written)
+            except RecordRejected as rejection:
+                answer = rejection
+            self._answers[written] = answer
+        if isinstance(answer, RecordRejected):
+            raise answer
+        return answer
+
+    def _find(self, written: str) -> str:
+        tried = []
+        for prefix in self.prefixes:
+            primary = _contained(self.root, os.path.join(prefix, written) if prefix else written)
+            if os.path.isfile(primary):
+                return primary
+            stem, suffix = os.path.splitext(primary)
+            for extension in ALTERNATE_EXTENSIONS:
+                if extension != suffix.lower() and os.path.isfile(stem + extension):
+                    return stem + extension
+            tried.append(primary)
+        raise RecordRejected(schema.MISSING_IMAGE, f"no file at {' or '.join(tried)} (other extensions tried too)")
 
 
 def resolve_image(data_dir: Path, written: str, prefixes: Sequence[str] = ("",)) -> Path:
-    """Find the file for a path as written: under each prefix, as written, then with other extensions."""
-    tried = []
-    for prefix in prefixes:
-        primary = contained_path(data_dir, os.path.join(prefix, written) if prefix else written)
-        candidates = [primary] + [
-            primary.with_suffix(ext) for ext in ALTERNATE_EXTENSIONS if ext != primary.suffix.lower()
-        ]
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        tried.append(str(primary))
-    raise RecordRejected(schema.MISSING_IMAGE, f"no file at {' or '.join(tried)} (other extensions tried too)")
+    """The file for one path as written (see `ImageResolver`)."""
+    return Path(ImageResolver(data_dir, prefixes).resolve(written))
 
 
-def inspect_image(path: Path) -> ImageCheck:
+def inspect_image(path: str | Path) -> ImageCheck:
     """Read, hash and fully decode one image (JPEG at reduced scale, which still reads every byte)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as error:
         return ImageCheck(None, schema.MISSING_IMAGE, f"{path}: {error}")
     digest = hashlib.sha256(data).hexdigest()
@@ -99,9 +128,9 @@ def inspect_image(path: Path) -> ImageCheck:
     return ImageCheck(digest, format=image_format, width=width, height=height)
 
 
-def _index_key(path: Path) -> str | None:
+def _index_key(path: str) -> str | None:
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
         return None
     return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -114,15 +143,19 @@ class ImageIndex:
         self.store = ShardStore(Path(cache_root) / "image_index" / INDEX_VERSION, INDEX_SCHEMA)
         self.num_threads = num_threads or min(8, os.cpu_count() or 1)
         self.inspected = 0
+        self._seen: dict[str, ImageCheck] = {}
 
-    def check_many(self, paths: Iterable[Path]) -> dict[Path, ImageCheck]:
-        """Check each distinct path, reading only files the index has not seen in this version."""
-        keys = {path: _index_key(path) for path in dict.fromkeys(paths)}
-        results: dict[Path, ImageCheck] = {
-            path: ImageCheck(None, schema.MISSING_IMAGE, f"{path}: file vanished")
-            for path, key in keys.items()
-            if key is None
-        }
+    def check_many(self, paths: Iterable[str | Path]) -> dict[str, ImageCheck]:
+        """Check each distinct path, reading only files the index has not seen in this version.
+
+        Answers are also remembered in this object, so a path met again in the same build costs nothing.
+        """
+        wanted = [str(path) for path in dict.fromkeys(paths)]
+        results = {path: self._seen[path] for path in wanted if path in self._seen}
+        keys = {path: _index_key(path) for path in wanted if path not in results}
+        for path, key in keys.items():
+            if key is None:
+                results[path] = ImageCheck(None, schema.MISSING_IMAGE, f"{path}: file vanished")
         known = [path for path, key in keys.items() if key is not None and key in self.store]
         if known:
             table = self.store.take([keys[path] for path in known]).to_pylist()
@@ -146,4 +179,5 @@ class ImageIndex:
                         }
                     )
             self.inspected += len(todo)
+        self._seen.update(results)
         return results

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from llava_mixes import schema
 from llava_mixes.errors import BadRecordError, RecordRejected
-from llava_mixes.images import ImageIndex, contained_path, resolve_image
+from llava_mixes.images import ImageIndex, ImageResolver, contained_path
 from llava_mixes.report import Rejection
 from llava_mixes.sources import Source, SourceRow
 
@@ -34,7 +34,7 @@ class _Pending:
     row_index: int
     row: SourceRow
     image_group: str | None
-    resolved: Path | None
+    resolved: str | None
 
 
 @dataclass
@@ -58,6 +58,7 @@ class SourceNormaliser:
         self.source = source
         self.data_dir = Path(data_dir)
         self.index = index
+        self.resolver = ImageResolver(self.data_dir, source.image_prefixes)
         self.on_bad_records = on_bad_records
         self.result = SourceResult()
 
@@ -91,7 +92,7 @@ class SourceNormaliser:
             if row.image_path is None:
                 return _Pending(row_index, row, None, None)
             group = self.source.image_group(row.image_path)
-            resolved = resolve_image(self.data_dir, row.image_path, self.source.image_prefixes)
+            resolved = self.resolver.resolve(row.image_path)
             return _Pending(row_index, row, group, resolved)
         except RecordRejected as error:
             self._reject(row_index, raw, row, self._group_of_rejected(raw, row, error), error)
@@ -126,7 +127,7 @@ class SourceNormaliser:
                     schema.SOURCE: self.source.name,
                     schema.IMAGE_GROUP: item.image_group,
                     schema.IMAGE_PATH: item.row.image_path,
-                    schema.IMAGE: None if item.resolved is None else {"path": str(item.resolved), "bytes": None},
+                    schema.IMAGE: None if item.resolved is None else {"path": item.resolved, "bytes": None},
                     schema.IMAGE_SHA256: None if check is None else check.sha256,
                     schema.CONVERSATIONS: item.row.conversations,
                     schema.LANGUAGE: item.row.language or self.source.language,

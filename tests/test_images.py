@@ -64,16 +64,26 @@ def test_truncated_and_undecodable_images_fail_with_a_reason(tmp_path: Path, dat
 def test_index_reads_each_file_version_once(tmp_path: Path) -> None:
     paths = []
     for name in "abc":
-        paths.append(tmp_path / f"{name}.jpg")
-        paths[-1].write_bytes(picture())
+        paths.append(str(tmp_path / f"{name}.jpg"))
+        Path(paths[-1]).write_bytes(picture())
     index = ImageIndex(tmp_path / "cache")
     first = index.check_many(paths)
     again = ImageIndex(tmp_path / "cache")
-    assert again.check_many(paths) == {path: first[path] for path in paths}
+    assert again.check_many(paths) == first
     assert again.inspected == 0
-    paths[0].write_bytes(picture("PNG"))
+    Path(paths[0]).write_bytes(picture("PNG"))
     os.utime(paths[0], ns=(1, 1))
-    changed = again.check_many(paths)
-    assert again.inspected == 1 and changed[paths[0]].format == "PNG"
-    paths[1].unlink()
-    assert again.check_many([paths[1]])[paths[1]].error == schema.MISSING_IMAGE
+    later = ImageIndex(tmp_path / "cache")
+    changed = later.check_many(paths)
+    assert later.inspected == 1 and changed[paths[0]].format == "PNG"
+    Path(paths[1]).unlink()
+    assert ImageIndex(tmp_path / "cache").check_many([paths[1]])[paths[1]].error == schema.MISSING_IMAGE
+
+
+def test_one_index_reads_a_path_once_per_build(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.jpg")
+    Path(path).write_bytes(picture())
+    index = ImageIndex(tmp_path / "cache")
+    index.check_many([path])
+    Path(path).unlink()
+    assert index.check_many([path])[path].ok
