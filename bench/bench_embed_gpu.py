@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import io
 import os
 import platform
 import sys
@@ -27,20 +26,9 @@ from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def photo_jpeg(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 255, size=(6, 8, 3)).astype(np.uint8)
-    base = np.asarray(Image.fromarray(coarse).resize((640, 480), Image.Resampling.BICUBIC), dtype=np.float32)
-    noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(noisy).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+from llava_mixes.synthetic import photo_jpeg
 
 
 def write_images(folder: Path, count: int) -> list[Path]:

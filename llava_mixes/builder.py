@@ -23,10 +23,10 @@ from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
 from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs
+from llava_mixes.devices import parse_devices
 from llava_mixes.embedders import resolve_embedder
 from llava_mixes.embedding import attach_embeddings, fill_cache
 from llava_mixes.embedding_cache import EmbeddingCache
-from llava_mixes.engines import parse_devices
 from llava_mixes.errors import LlavaMixesError, MissingDataError
 from llava_mixes.images import ImageIndex
 from llava_mixes.normalise import SourceNormaliser

@@ -20,6 +20,7 @@ from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
 from llava_mixes.config import SCOPES
+from llava_mixes.devices import cuda_available
 from llava_mixes.errors import ConfigError
 from llava_mixes.report import GroupStats, Rejection, group_stats
 from llava_mixes.search import greedy_keep_first
@@ -65,9 +66,7 @@ def search_device(device: str | None) -> str | None:
     """Where the search scores: `auto` picks the GPU when CUDA is there, else NumPy on the host (None)."""
     if device != "auto":
         return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else None
+    return "cuda" if cuda_available() else None
 
 
 def decide(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from llava_mixes.devices import cuda_available
 from llava_mixes.errors import EmbedderUnavailableError
 from llava_mixes.preprocess import ProcessorSteps
 
@@ -132,11 +133,7 @@ def _local_digest(folder: Path) -> str:
 
 
 def _resolve_device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return device or ("cuda" if cuda_available() else "cpu")
 
 
 class HFVisionEmbedder(Embedder):

@@ -19,9 +19,10 @@ from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
 from llava_mixes.config import DEFAULT_EMBEDDER, default_cache_root
+from llava_mixes.devices import parse_devices
 from llava_mixes.embedders import Embedder, resolve_embedder
 from llava_mixes.embedding_cache import EmbeddingCache, EmbeddingError, ImageRef, store_schema, vector_array
-from llava_mixes.engines import parse_devices, run_engine
+from llava_mixes.engines import run_engine
 from llava_mixes.store import ShardStore
 
 logger = logging.getLogger(__name__)

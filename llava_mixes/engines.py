@@ -38,20 +38,6 @@ NO_ERROR = ""  # Ray Data turns None into NaN in object columns; the empty strin
 Changed = list[tuple[ImageRef, str]]
 
 
-def parse_devices(device: str | None) -> list[str]:
-    """Devices to embed on: a comma-separated list, `cuda` for every visible GPU, or None for auto."""
-    if device and "," in device:
-        return [part.strip() for part in device.split(",") if part.strip()]
-    if device in (None, "cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            count = torch.cuda.device_count()
-            return [f"cuda:{index}" for index in range(count)] if count > 1 else ["cuda"]
-        return ["cuda"] if device == "cuda" else ["cpu"]
-    return [device]
-
-
 def prepare_checked(embedder: Embedder, ref: ImageRef, data: bytes) -> np.ndarray | str:
     """The prepared input for one image, `CHANGED` if its bytes changed, or the decoder's error message."""
     if hashlib.sha256(data).hexdigest() != ref.sha256:

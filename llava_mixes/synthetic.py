@@ -1,4 +1,4 @@
-"""Synthetic embedding vectors for benchmarks and tests of the near-duplicate search.
+"""Synthetic data for benchmarks and tests: embedding vectors for the search, photo-like JPEG files.
 
 - `clustered_vectors`: isotropic, the worst case for pruning. Random cluster centres in 1024-d, each
   item a centre plus noise; a quarter of the items share a centre with an earlier one (cosine ~0.92).
@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from PIL import Image
 
 DIM = 1024
 
@@ -44,3 +47,15 @@ def clip_like_vectors(
             codes[item] = codes[source] + 0.25 * rng.standard_normal(latent) * scales
     points = mean + codes @ basis.T + noise * rng.standard_normal((n, dim)) / np.sqrt(dim)
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float16)
+
+
+def photo_jpeg(seed: int, width: int = 640, height: int = 480, quality: int = 90) -> bytes:
+    """A photo-like JPEG: a smooth random colour field with grain, so it compresses like a photo
+    (about 110 KB at 640x480, quality 90)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(6, 8, 3)).astype(np.uint8)
+    base = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    grain = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grain).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()

@@ -1,0 +1,122 @@
+"""A second dedup build at another threshold against the first build, same run, same caches.
+
+Playground: LLaVA layout, `--images` distinct photo-like 640x480 JPEGs over six image groups, two rows per
+image on average (as in the 665K mix), a tenth of the images re-encoded copies of others. First build:
+`mix665k-dedup-0.8` from empty caches (normalise, check every image, embed every image with `thumbnail`,
+search, write). Second build: `mix665k-dedup-0.9` (plain config reused, embeddings from the cache: no
+image is read; search and write only). Each build runs in a fresh process. With a ViT embedder the first
+build costs far more, so `thumbnail` gives the least favourable ratio.
+
+usage: python bench/bench_second_build.py [--images 4000] [--results bench/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from llava_mixes.synthetic import photo_jpeg
+
+FOLDERS = ["coco/train2017", "gqa/images", "ocr_vqa/images", "textvqa/train_images", "vg/VG_100K", "vg/VG_100K_2"]
+
+
+def image_bytes(number: int) -> bytes:
+    if number % 10 == 9:  # a re-encoded copy of the previous picture
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(photo_jpeg(number - 1))).save(buffer, "JPEG", quality=60)
+        return buffer.getvalue()
+    return photo_jpeg(number)
+
+
+def write_playground(folder: Path, images: int) -> int:
+    with Pool(os.cpu_count()) as pool:
+        blobs = pool.map(image_bytes, range(images), chunksize=32)
+    paths = []
+    for number, blob in enumerate(blobs):
+        paths.append(f"{FOLDERS[number % len(FOLDERS)]}/{number:09d}.jpg")
+        (folder / paths[-1]).parent.mkdir(parents=True, exist_ok=True)
+        (folder / paths[-1]).write_bytes(blob)
+    rng = np.random.default_rng(0)
+    rows = [paths[index] for index in range(images)] + [paths[int(i)] for i in rng.integers(0, images, images)]
+    records = [
+        {
+            "id": f"row{index}",
+            "image": path,
+            "conversations": [
+                {"from": "human", "value": f"<image>\nWhat is in picture {index}?"},
+                {"from": "gpt", "value": "A smooth field of colour."},
+            ],
+        }
+        for index, path in enumerate(rows)
+    ]
+    (folder / "llava_v1_5_mix665k.json").write_text(json.dumps(records))
+    return len(records)
+
+
+def worker(config: str, folder: str, cache: str) -> float:
+    import datasets
+
+    import llava_mixes  # noqa: F401 - registers the builder
+
+    datasets.disable_progress_bars()
+    os.environ["LLAVA_MIXES_CACHE"] = str(Path(cache) / "content")
+    start = time.perf_counter()
+    datasets.load_dataset("llava_mixes", config, data_dir=folder, cache_dir=cache, embedder="thumbnail")
+    return time.perf_counter() - start
+
+
+def run(config: str, folder: Path, cache: Path) -> float:
+    command = [sys.executable, __file__, "--worker", config, "--folder", str(folder), "--cache", str(cache)]
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=4000)
+    parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        sys.stdout.write(f"{worker(args.worker, args.folder, args.cache)}\n")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        folder, cache = Path(scratch) / "playground", Path(scratch) / "cache"
+        folder.mkdir()
+        rows = write_playground(folder, args.images)
+        first = run("mix665k-dedup-0.8", folder, cache)
+        second = run("mix665k-dedup-0.9", folder, cache)
+    line = f"| {args.images:,} images, {rows:,} rows | {first:.1f} s | {second:.1f} s | {second / first:.1%} |"
+    sys.stdout.write(line + "\n")
+    with open("/proc/cpuinfo") as handle:
+        cpu = next((row.split(":", 1)[1].strip() for row in handle if row.startswith("model name")), "?")
+    header = [
+        f"\n### Second build at another threshold, {datetime.date.today()}: "
+        f"`python bench/bench_second_build.py --images {args.images}`",
+        f"Machine: {platform.machine()} {cpu}, {os.cpu_count()} cores; embedder `thumbnail`.",
+        "",
+        "| playground | first build (`-dedup-0.8`, empty caches) | second build (`-dedup-0.9`) | second / first |",
+        "| --- | --- | --- | --- |",
+    ]
+    with open(args.results, "a") as handle:
+        handle.write("\n".join([*header, line]) + "\n")
+
+
+if __name__ == "__main__":
+    main()
