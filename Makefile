@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/llava-mixes: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	$(BIN)/python -m pip install -q -e ".[test,ray,ann]"
 	touch $@
 
 install: $(BIN)/llava-mixes
@@ -32,4 +32,4 @@ test: lint
 # Baselines for the benchmarks: imagededup without its torchvision models (only its search code runs).
 bench-deps: install
 	$(BIN)/python -m pip install -q --no-deps imagededup
-	$(BIN)/python -m pip install -q scikit-learn matplotlib faiss-cpu
+	$(BIN)/python -m pip install -q scikit-learn matplotlib

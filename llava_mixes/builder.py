@@ -113,7 +113,9 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         cache, stats = fill_cache(
             base, model, config.cache_root(), config.batch_size, config.num_workers, devices, config.engine
         )
-        result = deduplicate(attach_embeddings(base, cache), config.dedup_threshold, config.dedup_scope)
+        result = deduplicate(
+            attach_embeddings(base, cache), config.dedup_threshold, config.dedup_scope, search=config.dedup_search
+        )
         if not config.keep_embeddings:
             result = result.remove_columns(schema.EMBEDDING)
         base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
@@ -127,6 +129,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             dedup={
                 "threshold": config.dedup_threshold,
                 "scope": config.dedup_scope,
+                "search": config.dedup_search,
                 "rule": KEEP_RULE,
                 "embedder": model.identity(),
             },

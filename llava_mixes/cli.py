@@ -13,7 +13,7 @@ import datasets
 
 from llava_mixes import builder as builder_module
 from llava_mixes.builders import SOURCES
-from llava_mixes.config import BAD_RECORD_POLICIES, PRECISIONS, SCOPES
+from llava_mixes.config import BAD_RECORD_POLICIES, ENGINES, PRECISIONS, SCOPES, SEARCHES
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.plugin import DATASET_NAME, register
 from llava_mixes.report import REPORT_FILE, BuildReport, format_table
@@ -39,12 +39,14 @@ def _config_kwargs(args: argparse.Namespace) -> dict[str, object]:
     names = {
         "threshold": "dedup_threshold",
         "scope": "dedup_scope",
+        "search": "dedup_search",
         "embedder": "embedder",
         "embedder_revision": "embedder_revision",
         "device": "device",
         "precision": "precision",
         "batch_size": "batch_size",
         "num_workers": "num_workers",
+        "engine": "engine",
         "content_cache_dir": "content_cache_dir",
         "on_bad_records": "on_bad_records",
     }
@@ -103,6 +105,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="folder with the raw annotation files and images")
     parser.add_argument("--threshold", type=float, help="dedup cosine threshold, e.g. 0.85")
     parser.add_argument("--scope", choices=SCOPES, help="compare images per image group or globally")
+    parser.add_argument("--search", choices=SEARCHES, help="exact (default) or ivf (approximate, needs faiss)")
+    parser.add_argument("--engine", choices=ENGINES, help="local (default) or ray (needs the ray extra)")
     parser.add_argument("--embedder", help="HF model id or local path, or 'thumbnail'")
     parser.add_argument("--embedder-revision", help="hub branch, tag or commit of the embedder")
     parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: cuda when available)")

@@ -19,6 +19,7 @@ VERSION = datasets.Version("1.0.0")
 DEFAULT_EMBEDDER = "openai/clip-vit-large-patch14-336"
 THRESHOLDS = (0.7, 0.8, 0.9)
 SCOPES = ("group", "global")
+SEARCHES = ("exact", "ivf")
 BAD_RECORD_POLICIES = ("skip", "error")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("local", "ray")
@@ -52,6 +53,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         sources: config names of the sources concatenated, in order (see `builders.SOURCES`).
         dedup_threshold: cosine similarity at or above which an image duplicates a kept one; None: no dedup.
         dedup_scope: `group` compares images within their `image_group`; `global` compares all images.
+        dedup_search: `exact`, or `ivf` (approximate, for millions of images in one scope; faiss needed).
         embedder: an HF vision checkpoint (hub id or local path), or `thumbnail` (weight-free, CPU).
         embedder_revision: hub revision (branch, tag or commit) of the embedder.
         device: torch device(s) for the embedder: None or `cuda` use every visible GPU (one process each),
@@ -68,6 +70,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
     sources: tuple[str, ...] = ()
     dedup_threshold: float | None = None
     dedup_scope: str = "group"
+    dedup_search: str = "exact"
     embedder: str = DEFAULT_EMBEDDER
     embedder_revision: str | None = None
     device: str | None = None
@@ -98,6 +101,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
                 raise ConfigError(f"dedup_threshold={threshold!r} is not allowed; it must be a number in (0, 1]")
             self.dedup_threshold = float(threshold)
         _choice("dedup_scope", self.dedup_scope, SCOPES)
+        _choice("dedup_search", self.dedup_search, SEARCHES)
         _choice("on_bad_records", self.on_bad_records, BAD_RECORD_POLICIES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("engine", self.engine, ENGINES)

@@ -19,7 +19,7 @@ import pyarrow as pa
 from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
-from llava_mixes.config import SCOPES
+from llava_mixes.config import SCOPES, SEARCHES
 from llava_mixes.devices import cuda_available
 from llava_mixes.errors import ConfigError
 from llava_mixes.report import GroupStats, Rejection, group_stats
@@ -46,11 +46,13 @@ class PathDecision:
     similarity: float | None = None
 
 
-def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str) -> None:
+def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, search: str) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
         raise ConfigError(f"threshold={threshold!r} is not allowed; it must be a number in (0, 1]")
     if scope not in SCOPES:
         raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
+    if search not in SEARCHES:
+        raise ConfigError(f"search={search!r} is not allowed; choose one of {list(SEARCHES)}")
     needed = [schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, schema.EMBEDDING]
     absent = [column for column in needed if column not in dataset.column_names]
     if absent:
@@ -70,7 +72,12 @@ def search_device(device: str | None) -> str | None:
 
 
 def decide(
-    dataset: datasets.Dataset, threshold: float, scope: str, block_size: int = 1024, device: str | None = "auto"
+    dataset: datasets.Dataset,
+    threshold: float,
+    scope: str,
+    block_size: int = 1024,
+    device: str | None = "auto",
+    search: str = "exact",
 ) -> dict[str, PathDecision]:
     """Apply the rule (module docstring) and return the decision for every image path."""
     path_content: dict[str, int] = {}
@@ -113,7 +120,14 @@ def decide(
     content_similarity = np.full(len(content_first_path), np.nan, dtype=np.float32)
     for scope_name, members in scopes.items():
         ids = np.asarray(members.content_ids, dtype=np.int64)
-        result = greedy_keep_first(all_vectors[ids], threshold, block_size=block_size, device=search_device(device))
+        if search == "ivf":
+            from llava_mixes.ann import approximate_keep_first
+
+            result = approximate_keep_first(all_vectors[ids], threshold)
+        else:
+            result = greedy_keep_first(
+                all_vectors[ids], threshold, block_size=block_size, device=search_device(device)
+            )
         content_kept[ids] = result.kept
         removed = ~result.kept
         content_duplicate_of[ids[removed]] = ids[result.duplicate_of[removed]]
@@ -144,15 +158,17 @@ def deduplicate(
     block_size: int = 1024,
     num_proc: int | None = None,
     device: str | None = "auto",
+    search: str = "exact",
 ) -> datasets.DatasetDict:
     """Split `dataset` into `train` (kept rows) and `removed` (rows whose image was removed).
 
     Both splits gain `duplicate_of` (the kept image's path) and `similarity` (cosine to it), null on
     kept rows. The rule is in this module's docstring. `device` is where scores are computed (`auto`: the
-    GPU when CUDA is there); it changes the speed, never the result.
+    GPU when CUDA is there); it changes the speed, never the result. `search="ivf"` is approximate (see
+    `llava_mixes.ann`): for scopes of millions of images, where the exact search would take hours.
     """
-    _check_arguments(dataset, threshold, scope)
-    decisions = decide(dataset, float(threshold), scope, block_size, device)
+    _check_arguments(dataset, threshold, scope, search)
+    decisions = decide(dataset, float(threshold), scope, block_size, device, search)
     paths = dataset.with_format("arrow").select_columns([schema.IMAGE_PATH])
     keep = np.ones(len(dataset), dtype=bool)
     duplicate_of: list[str | None] = [None] * len(dataset)

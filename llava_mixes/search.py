@@ -13,6 +13,7 @@ BLAS library's summation order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,12 +199,14 @@ def greedy_keep_first(
     tile_size: int = 16384,
     device: str | None = None,
     prune: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> KeepResult:
     """Apply the keep-first rule (module docstring) to `vectors` (n x d, any float dtype) in order.
 
     `device=None` scores with NumPy in float32, pruning with a `LowRankBound` where a sample shows it
     pays (`prune=False` never does); a torch device (`"cuda"`, `"cpu"`) scores with torch in bfloat16
-    with a wider re-check band. The result is the same either way.
+    with a wider re-check band. The result is the same either way. `progress(done)` is called after
+    each block with the number of items decided so far.
     """
     n, dim = vectors.shape
     norms = _norms(vectors)
@@ -245,6 +248,8 @@ def greedy_keep_first(
         if kept_in_block:
             offsets = block_kept[:kept_in_block]
             scorer.add(block, offsets, offsets + start)
+        if progress is not None:
+            progress(stop)
     return KeepResult(kept, duplicate_of, similarity)
 
 

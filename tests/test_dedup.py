@@ -112,3 +112,13 @@ def test_image_rows_without_embedding_are_named() -> None:
     )
     with pytest.raises(ValueError, match="row1"):
         deduplicate(dataset, threshold=0.8)
+
+
+def test_ivf_search_through_deduplicate() -> None:
+    pytest.importorskip("faiss", reason="the ann extra is not installed (pip install 'llava_mixes[ann]')")
+    dataset = vector_dataset(random_unit(300, 16, 4), ["g"] * 300)
+    exact = deduplicate(dataset, threshold=0.75)
+    approximate = deduplicate(dataset, threshold=0.75, search="ivf")
+    assert approximate["removed"][schema.ID] == exact["removed"][schema.ID]
+    with pytest.raises(ConfigError, match="search='annoy'"):
+        deduplicate(dataset, threshold=0.75, search="annoy")

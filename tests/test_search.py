@@ -105,3 +105,20 @@ def test_isotropic_vectors_do_not_use_the_bound() -> None:
     vectors = clustered(5000, 512, 4000, 0.3, 1)
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     assert LowRankBound.fit(vectors, norms, 0.8) is None
+
+
+def test_ivf_search_probing_every_cell_is_the_exact_search() -> None:
+    pytest.importorskip("faiss", reason="the ann extra is not installed (pip install 'llava_mixes[ann]')")
+    from llava_mixes.ann import approximate_keep_first
+
+    vectors = clustered(3000, 128, 300, 0.3, 9)
+    assert_same(approximate_keep_first(vectors, 0.8, cells=8, probes=8), greedy_keep_first(vectors, 0.8))
+
+
+def test_ivf_search_finds_nearly_every_pair_with_its_defaults() -> None:
+    pytest.importorskip("faiss", reason="the ann extra is not installed (pip install 'llava_mixes[ann]')")
+    from llava_mixes.ann import approximate_keep_first
+
+    vectors = clip_like_vectors(6000, dim=256)
+    approximate, exact = approximate_keep_first(vectors, 0.9), greedy_keep_first(vectors, 0.9)
+    assert (approximate.kept == exact.kept).mean() > 0.99
