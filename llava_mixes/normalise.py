@@ -132,18 +132,11 @@ class SourceNormaliser:
 
     def _checks(self, pending: list[_Pending]) -> dict[int, ImageCheck]:
         """The image check of every pending image row, by row index: files by path, bytes by content."""
+        carried = [item for item in pending if item.row.image_bytes is not None and item.image_path is not None]
         files = self.index.check_many(item.resolved for item in pending if item.resolved is not None)
-        blobs = self.index.check_blobs(
-            (item.image_path, item.row.image_bytes)
-            for item in pending
-            if item.row.image_bytes is not None and item.image_path is not None
-        )
-        checks = {}
-        for item in pending:
-            if item.resolved is not None:
-                checks[item.row_index] = files[item.resolved]
-            elif item.row.image_bytes is not None and item.image_path is not None:
-                checks[item.row_index] = blobs[item.image_path]
+        blobs = self.index.check_blobs((item.image_path, item.row.image_bytes) for item in carried)
+        checks = {item.row_index: files[item.resolved] for item in pending if item.resolved is not None}
+        checks.update((item.row_index, blobs[item.image_path]) for item in carried)
         return checks
 
     def _table(self, batch: list[tuple[int, Any]], raw_of: dict[int, Any]) -> pa.Table:
