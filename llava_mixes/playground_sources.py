@@ -313,12 +313,13 @@ def write_zh600k(root: Path, rng: np.random.Generator) -> SourceFixture:
     """A Parquet release in the Hub's image layout (`{bytes, path}`) with Chinese task labels."""
     writer = FixtureWriter(root, "llava_instruct_zh_600k")
     photos = [synthetic_photo(rng) for _ in range(7)]
-    blobs = [encode(photo) for photo in photos] + [_near_copy(photos[1]), encode(photos[0])[:300]]
+    copy_of, copy_row, bad_row = 1, len(photos), len(photos) + 1
+    blobs = [encode(photo) for photo in photos] + [_near_copy(photos[copy_of]), encode(photos[0])[:300]]
     for number, data in enumerate(blobs):
         task, texts = ZH_ROWS[number % len(ZH_ROWS)]
         turns = _turns(*texts)
         reject = None
-        if number == len(blobs) - 1:
+        if number == bad_row:
             reject = "undecodable_image"
         elif number == 4:
             turns = [turns[1], turns[0]]
@@ -326,10 +327,8 @@ def write_zh600k(root: Path, rng: np.random.Generator) -> SourceFixture:
         name = f"{number:06d}.jpg"
         record = {"id": f"zh_{number:06d}", "image": {"bytes": data, "path": name}, "conversations": turns}
         writer.row({**record, "task": task}, reject)
-    writer.fixture.planted[f"llava_instruct_zh_600k-{7:07d}/{7:06d}.jpg"] = (
-        f"llava_instruct_zh_600k-{1:07d}/{1:06d}.jpg",
-        "resized and brightened",
-    )
+    image_path = "llava_instruct_zh_600k-{0:07d}/{0:06d}.jpg".format
+    writer.fixture.planted[image_path(copy_row)] = (image_path(copy_of), "resized and brightened")
     turn = pa.struct([("from", pa.string()), ("value", pa.string())])
     table_schema = pa.schema(
         [

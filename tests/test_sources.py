@@ -15,6 +15,7 @@ import llava_mixes
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.builders.textocr_gpt4v import PROMPTS, prompt_for
+from llava_mixes.errors import BadRecordError
 from llava_mixes.playground import Playground, write_playground
 
 NEW_SOURCES = ["pretrain558k", "sharegpt4v-mix665k", "svit-mix665k", "svit-core", "textocr-gpt4v", "zh600k"]
@@ -63,6 +64,11 @@ def test_dedup_config_removes_exactly_the_planted_copies(shared_playground: Play
     report = llava_mixes.load_report(dataset)
     assert report.rows_in == len(dataset["train"]) + len(removed) + report.rejected_rows
     assert report.total().removed_images == len(planted)
+
+
+def test_error_policy_stops_at_the_first_bad_record_of_any_source(shared_playground: Playground) -> None:
+    with pytest.raises(BadRecordError, match=r"llava_instruct_zh_600k row 4 .*turns_not_alternating"):
+        load(shared_playground, "zh600k", on_bad_records="error")
 
 
 def test_pretrain_rows_are_captions_with_the_token_moved_first(shared_playground: Playground) -> None:
