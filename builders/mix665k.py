@@ -64,6 +64,7 @@ class Mix665k(Source):
     name = "llava_v1_5_mix665k"
     config_name = "mix665k"
     annotation_files = ("llava_v1_5_mix665k.json",)
+    hub_repo = "liuhaotian/LLaVA-Instruct-150K"
     description = "LLaVA-1.5 visual instruction tuning mix: 665K rows over COCO, GQA, OCR-VQA, TextVQA, VG, ShareGPT."
     homepage = "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K"
     license = "cc-by-4.0 (text also under OpenAI's terms of use); images under their own licences"

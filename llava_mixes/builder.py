@@ -60,11 +60,18 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             dim = EmbeddingCache(self.config.cache_root(), self._embedder()).dim
         return datasets.DatasetInfo(
             description=self.config.description or " + ".join(source.description for source in sources),
-            features=schema.output_features(self.config.is_dedup, dim),
+            features=schema.output_features(self.config.is_dedup, dim, self._extra_features()),
             homepage=" ".join(source.homepage for source in sources),
             license="; ".join(f"{source.name}: {source.license}" for source in sources),
             citation="\n".join(source.citation for source in sources),
         )
+
+    def _extra_features(self) -> dict[str, datasets.Value]:
+        """The source-specific columns of this config's sources, in source order."""
+        extra: dict[str, datasets.Value] = {}
+        for name in self.config.sources:
+            extra.update(SOURCES[name].extra_features)
+        return extra
 
     def _embedder(self) -> Any:
         config = self.config
@@ -148,12 +155,14 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             return
         data_dir = self._data_dir()
         index = ImageIndex(self.config.cache_root(), self.config.num_workers)
+        features = schema.row_features(self._extra_features())
         for shard, name in enumerate(sources or []):
             source = SOURCES[name]()
-            normaliser = SourceNormaliser(source, data_dir, index, self.config.on_bad_records)
-            total = sum(path.stat().st_size for path in source.locate_files(data_dir))
+            normaliser = SourceNormaliser(source, data_dir, index, self.config.on_bad_records, features)
+            files = source.locate_files(data_dir)
+            total = sum(path.stat().st_size for path in files)
             with hf_tqdm(total=total, unit="B", unit_scale=True, desc=f"Normalising {source.name}") as progress:
-                for batch, table in enumerate(normaliser.tables(progress.update)):
+                for batch, table in enumerate(normaliser.tables(progress.update, files)):
                     yield Key(shard, batch), table
             report_dir = getattr(self, "_part_report_dir", None)
             if report_dir is not None:

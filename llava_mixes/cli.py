@@ -84,15 +84,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_DEDUP_CONFIGS = ("mix665k-dedup-0.8", "mix665k+zh600k-dedup-0.8")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Write the playground, build `mix665k` and `mix665k-dedup-0.8` with the thumbnail embedder."""
+    """Write the playground, build every source's plain config and two dedup configs with the thumbnail embedder."""
     from llava_mixes.playground import write_playground
 
     out = Path(args.out)
     playground = write_playground(out / "playground")
-    _out(f"playground: {playground.rows} rows, {len(playground.planted)} planted near-duplicates, in {out}")
+    _out(f"playground in {out}:")
+    for name, fixture in playground.sources.items():
+        _out(
+            f"  {name:20s} {fixture.rows:3d} rows, {len(fixture.planted)} planted near-duplicates, "
+            f"{len(fixture.expected_rejections)} rows to reject"
+        )
     kwargs = {"embedder": args.embedder, "content_cache_dir": str(out / "content_cache")}
-    for config in ("mix665k", "mix665k-dedup-0.8"):
+    plain = [config.name for config in builder_module.LlavaMixes.BUILDER_CONFIGS if not config.is_dedup]
+    for config in [plain[0], DEMO_DEDUP_CONFIGS[0], *plain[1:], *DEMO_DEDUP_CONFIGS[1:]]:
         report = build(config, str(out / "playground"), str(out / "hf_cache"), **kwargs)
         _print_report(report)
         report.save(out / f"{config}.stats.json")
@@ -122,7 +131,7 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "list": (cmd_list, "list the configs"),
     "build": (cmd_build, "build a config and print its statistics"),
-    "demo": (cmd_demo, "build the bundled playground offline and print its statistics"),
+    "demo": (cmd_demo, "build the bundled playground (every source) offline and print its statistics"),
 }
 
 

@@ -1,10 +1,11 @@
-"""Image files: safe path resolution, validation by decoding, and a persistent index of what was checked.
+"""Images: safe path resolution, validation by decoding, and a persistent index of what was checked.
 
 Paths are checked lexically: a path as written in a source file must stay under `data_dir` after
 normalisation (`..` and absolute paths are rejected), but symbolic links inside `data_dir` are followed,
 because LLaVA playgrounds often link `coco/` or `vg/` to a shared copy. Images are decoded by content,
 so a GIF or PNG behind a `.jpg` name is fine. The index remembers, per file (path, size, mtime), its
-SHA-256 and whether it decodes, so a rebuild reads no image twice.
+SHA-256 and whether it decodes, so a rebuild reads no image twice. Images stored inside an annotation
+file (bytes, as parquet releases keep them) go through the same check, remembered by their SHA-256.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
@@ -76,46 +78,64 @@ class ImageResolver:
     def __init__(self, data_dir: Path, prefixes: Sequence[str] = ("",)) -> None:
         self.root = os.path.normpath(os.path.abspath(data_dir))
         self.prefixes = tuple(prefixes)
-        self._answers: dict[str, str | RecordRejected] = {}
+        self._answers: dict[tuple[str, ...], tuple[str, str] | RecordRejected] = {}
 
     def resolve(self, written: str) -> str:
-        answer = self._answers.get(written)
+        """The file for one path as written; raises `RecordRejected` when it leaves data_dir or is missing."""
+        return self.resolve_first((written,))[1]
+
+    def resolve_first(self, names: Sequence[str]) -> tuple[str, str]:
+        """The first of `names` (relative paths naming one image) that has a file, and that file. Every
+        name is checked for leaving `data_dir` before any file is looked at."""
+        key = tuple(names)
+        answer = self._answers.get(key)
         if answer is None:
             try:
-                answer = self._find(written)
+                answer = self._find(key)
             except RecordRejected as rejection:
                 answer = rejection
-            self._answers[written] = answer
+            self._answers[key] = answer
         if isinstance(answer, RecordRejected):
             raise answer
         return answer
 
-    def _find(self, written: str) -> str:
-        tried = []
-        for prefix in self.prefixes:
-            primary = _contained(self.root, os.path.join(prefix, written) if prefix else written)
+    def _find(self, names: tuple[str, ...]) -> tuple[str, str]:
+        places = [(name, os.path.join(prefix, name) if prefix else name) for name in names for prefix in self.prefixes]
+        primaries = [(name, _contained(self.root, place)) for name, place in places]
+        for name, primary in primaries:
             if os.path.isfile(primary):
-                return primary
+                return name, primary
             stem, suffix = os.path.splitext(primary)
             for extension in ALTERNATE_EXTENSIONS:
                 if extension != suffix.lower() and os.path.isfile(stem + extension):
-                    return stem + extension
-            tried.append(primary)
-        raise RecordRejected(schema.MISSING_IMAGE, f"no file at {' or '.join(tried)} (other extensions tried too)")
+                    return name, stem + extension
+        tried = " or ".join(primary for _, primary in primaries)
+        raise RecordRejected(schema.MISSING_IMAGE, f"no file at {tried} (other extensions tried too)")
+
+
+def resolve_first(data_dir: Path, names: Sequence[str], prefixes: Sequence[str] = ("",)) -> tuple[str, Path]:
+    """The first of `names` (relative paths naming one image) that has a file, and that file."""
+    name, path = ImageResolver(data_dir, prefixes).resolve_first(names)
+    return name, Path(path)
 
 
 def resolve_image(data_dir: Path, written: str, prefixes: Sequence[str] = ("",)) -> Path:
     """The file for one path as written (see `ImageResolver`)."""
-    return Path(ImageResolver(data_dir, prefixes).resolve(written))
+    return resolve_first(data_dir, (written,), prefixes)[1]
 
 
 def inspect_image(path: str | Path) -> ImageCheck:
-    """Read, hash and fully decode one image (JPEG at reduced scale, which still reads every byte)."""
+    """Read, hash and fully decode one image file (see `inspect_bytes`)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
         return ImageCheck(None, schema.MISSING_IMAGE, f"{path}: {error}")
+    return inspect_bytes(data, str(path))
+
+
+def inspect_bytes(data: bytes, label: str) -> ImageCheck:
+    """Hash and fully decode one image (JPEG at reduced scale, which still reads every byte); `label` names it."""
     digest = hashlib.sha256(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -124,8 +144,12 @@ def inspect_image(path: str | Path) -> ImageCheck:
                 image.draft(image.mode, (1, 1))
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return ImageCheck(digest, schema.UNDECODABLE_IMAGE, f"{path}: {error}")
+        return ImageCheck(digest, schema.UNDECODABLE_IMAGE, f"{label}: {error}")
     return ImageCheck(digest, format=image_format, width=width, height=height)
+
+
+def _blob_key(digest: str) -> str:
+    return f"sha256:{digest}"
 
 
 def _index_key(path: str) -> str | None:
@@ -145,6 +169,34 @@ class ImageIndex:
         self.inspected = 0
         self._seen: dict[str, ImageCheck] = {}
 
+    def _known(self, keys: list[str]) -> list[ImageCheck]:
+        records = self.store.take(keys).to_pylist() if keys else []
+        return [
+            ImageCheck(record["sha256"], record["error"], None, record["format"], record["width"], record["height"])
+            for record in records
+        ]
+
+    def _inspect_and_remember(
+        self, items: list[Any], keys: list[str], inspect: Callable[[Any], ImageCheck]
+    ) -> list[ImageCheck]:
+        """Run `inspect` over `items` in threads and store each answer under its key."""
+        checks = []
+        with ThreadPoolExecutor(self.num_threads) as pool, self.store.writer() as writer:
+            for key, check in zip(keys, pool.map(inspect, items), strict=True):
+                checks.append(check)
+                writer.add(
+                    {
+                        "key": key,
+                        "sha256": check.sha256,
+                        "error": check.error,
+                        "format": check.format,
+                        "width": check.width,
+                        "height": check.height,
+                    }
+                )
+        self.inspected += len(items)
+        return checks
+
     def check_many(self, paths: Iterable[str | Path]) -> dict[str, ImageCheck]:
         """Check each distinct path, reading only files the index has not seen in this version.
 
@@ -157,27 +209,29 @@ class ImageIndex:
             if key is None:
                 results[path] = ImageCheck(None, schema.MISSING_IMAGE, f"{path}: file vanished")
         known = [path for path, key in keys.items() if key is not None and key in self.store]
-        if known:
-            table = self.store.take([keys[path] for path in known]).to_pylist()
-            for path, record in zip(known, table, strict=True):
-                results[path] = ImageCheck(
-                    record["sha256"], record["error"], None, record["format"], record["width"], record["height"]
-                )
+        results.update(zip(known, self._known([keys[path] for path in known]), strict=True))
         todo = [path for path, key in keys.items() if key is not None and path not in results]
         if todo:
-            with ThreadPoolExecutor(self.num_threads) as pool, self.store.writer() as writer:
-                for path, check in zip(todo, pool.map(inspect_image, todo), strict=True):
-                    results[path] = check
-                    writer.add(
-                        {
-                            "key": keys[path],
-                            "sha256": check.sha256,
-                            "error": check.error,
-                            "format": check.format,
-                            "width": check.width,
-                            "height": check.height,
-                        }
-                    )
-            self.inspected += len(todo)
+            checks = self._inspect_and_remember(todo, [keys[path] for path in todo], inspect_image)
+            results.update(zip(todo, checks, strict=True))
         self._seen.update(results)
         return results
+
+    def check_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> dict[str, ImageCheck]:
+        """Check images given as `(label, bytes)`; answers are keyed by label and remembered by content."""
+        items = list(blobs)
+        digests = {label: hashlib.sha256(data).hexdigest() for label, data in items}
+        known = list(dict.fromkeys(digest for digest in digests.values() if _blob_key(digest) in self.store))
+        by_digest = dict(zip(known, self._known([_blob_key(digest) for digest in known]), strict=True))
+        todo: dict[str, tuple[str, bytes]] = {}
+        for label, data in items:
+            if digests[label] not in by_digest:
+                todo.setdefault(digests[label], (label, data))
+        if todo:
+            checks = self._inspect_and_remember(
+                list(todo.values()),
+                [_blob_key(digest) for digest in todo],
+                lambda item: inspect_bytes(item[1], item[0]),
+            )
+            by_digest.update(zip(todo, checks, strict=True))
+        return {label: by_digest[digest] for label, digest in digests.items()}

@@ -1,7 +1,8 @@
 """A small, deterministic LLaVA playground: generated images in every group, planted near-duplicates,
-and the quirks of the real files, for the demo and the tests.
+and the quirks of the real files, for the demo and the tests. Every source has its files here, in its
+own format (`playground_sources`); this module writes the 665K mix, which the others build on.
 
-Planted near-duplicates (all found by the `thumbnail` embedder at 0.8): re-encoded, resized, cropped and
+The 665K mix's planted near-duplicates (all found by the `thumbnail` embedder at 0.8): re-encoded, resized, cropped and
 brightened copies, and a byte-identical copy under another path. Quirks: integer GQA ids, a repeated id,
 `<image>` at the end and in the middle of a turn, text-only rows with `"model": ""`, GIF and PNG bytes
 behind `.jpg` names, an OCR-VQA image saved as `.gif`, and rows that must be rejected (missing,
@@ -16,7 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageEnhance
+
+from llava_mixes.pictures import encode, synthetic_photo
+from llava_mixes.playground_sources import (
+    FixtureWriter,
+    SourceFixture,
+    write_pretrain558k,
+    write_sharegpt4v,
+    write_svit_core,
+    write_svit_mix665k,
+    write_textocr,
+    write_zh600k,
+)
+
+__all__ = ["ANNOTATION_FILE", "Playground", "synthetic_photo", "write_playground"]
 
 ANNOTATION_FILE = "llava_v1_5_mix665k.json"
 GROUP_FOLDERS = {
@@ -32,36 +47,27 @@ IMAGES_PER_GROUP = {"coco": 10, "gqa": 6, "ocr_vqa": 6, "textvqa": 5, "VG_100K":
 
 @dataclass
 class Playground:
-    """What was written: the folder, the planted duplicates and the rows that must be rejected."""
+    """What was written: the folder and, for each source's config name, what its files hold.
+
+    `rows`, `planted` and `expected_rejections` are the 665K mix's.
+    """
 
     root: Path
-    rows: int = 0
-    planted: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """copy path -> (original path, kind of copy), paths as written in the annotation file."""
-    expected_rejections: dict[str, str] = field(default_factory=dict)
-    """row id -> reject reason."""
+    sources: dict[str, SourceFixture] = field(default_factory=dict)
 
+    @property
+    def rows(self) -> int:
+        return self.sources["mix665k"].rows
 
-def synthetic_photo(rng: np.random.Generator, width: int = 160, height: int = 120) -> Image.Image:
-    """A smooth random colour field with a few shapes: unrelated images correlate weakly."""
-    coarse = rng.uniform(0, 255, size=(4, 5, 3)).astype(np.uint8)
-    image = Image.fromarray(coarse, "RGB").resize((width, height), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
-        x1, y1 = x0 + int(rng.integers(10, 60)), y0 + int(rng.integers(10, 50))
-        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    return image
+    @property
+    def planted(self) -> dict[str, tuple[str, str]]:
+        """copy path -> (original path, kind of copy), paths as written in the annotation file."""
+        return self.sources["mix665k"].planted
 
-
-def _encode(image: Image.Image, fmt: str = "JPEG", quality: int = 92) -> bytes:
-    buffer = io.BytesIO()
-    if fmt == "JPEG":
-        image.convert("RGB").save(buffer, fmt, quality=quality)
-    else:
-        image.save(buffer, fmt)
-    return buffer.getvalue()
+    @property
+    def expected_rejections(self) -> dict[str, str]:
+        """row id -> reject reason."""
+        return self.sources["mix665k"].expected_rejections
 
 
 def _image_name(group: str, number: int) -> str:
@@ -106,27 +112,32 @@ def _questions(group: str, number: int) -> list[dict[str, str]]:
     ]
 
 
-class _Writer:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.records: list[dict[str, object]] = []
-        self.playground = Playground(root)
-
-    def image(self, folder_path: str, data: bytes) -> None:
-        path = self.root / folder_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    def row(self, record: dict[str, object], reject: str | None = None) -> None:
-        if reject is not None:
-            self.playground.expected_rejections[f"llava_v1_5_mix665k-{len(self.records):07d}"] = reject
-        self.records.append(record)
-
-
 def write_playground(root: Path, seed: int = 0) -> Playground:
     """Write the playground under `root` (see the module docstring) and describe it."""
+    root = Path(root)
+    mix, originals = _write_mix665k(root, seed)
+    coco = {path for path, (group, _) in originals.items() if group == "coco"}
+    vg = [path for path, (group, _) in originals.items() if group.startswith("VG")]
+    textvqa = [path for path in [*originals, *mix.fixture.planted] if path.startswith(GROUP_FOLDERS["textvqa"])]
+    pretrain, picture, picture_path = write_pretrain558k(root, np.random.default_rng(seed + 558))
+    sources = {
+        "mix665k": mix.fixture,
+        "pretrain558k": pretrain,
+        "sharegpt4v-mix665k": write_sharegpt4v(
+            root, np.random.default_rng(seed + 4), mix, coco, (picture, picture_path)
+        ),
+        "svit-mix665k": write_svit_mix665k(root, mix, coco, vg),
+        "svit-core": write_svit_core(root, vg, mix.fixture.planted),
+        "textocr-gpt4v": write_textocr(root, textvqa, mix.fixture.planted),
+        "zh600k": write_zh600k(root, np.random.default_rng(seed + 600)),
+    }
+    return Playground(root, sources)
+
+
+def _write_mix665k(root: Path, seed: int) -> tuple[FixtureWriter, dict[str, tuple[str, Image.Image]]]:
+    """`llava_v1_5_mix665k.json` and its images; returns its writer and the original pictures by path."""
     rng = np.random.default_rng(seed)
-    writer = _Writer(Path(root))
+    writer = FixtureWriter(root, "llava_v1_5_mix665k")
     originals: dict[str, tuple[str, Image.Image]] = {}
     for group, count in IMAGES_PER_GROUP.items():
         for number in range(1, count + 1):
@@ -137,43 +148,42 @@ def write_playground(root: Path, seed: int = 0) -> Playground:
                 "GIF" if (group, number) == ("ocr_vqa", 2) else "PNG" if (group, number) == ("ocr_vqa", 3) else "JPEG"
             )
             on_disk = written[:-4] + ".gif" if (group, number) == ("ocr_vqa", 4) else written
-            writer.image(on_disk, _encode(photo, fmt))
+            writer.image(on_disk, encode(photo, fmt))
             originals[written] = (group, photo)
             writer.row({"id": _image_id(group, name), "image": written, "conversations": _questions(group, number)})
     _plant_duplicates(writer, originals)
     _add_quirks(writer, originals)
     (writer.root / ANNOTATION_FILE).write_text(json.dumps(writer.records, indent=1))
-    writer.playground.rows = len(writer.records)
-    return writer.playground
+    return writer, originals
 
 
-def _plant_duplicates(writer: _Writer, originals: dict[str, tuple[str, Image.Image]]) -> None:
+def _plant_duplicates(writer: FixtureWriter, originals: dict[str, tuple[str, Image.Image]]) -> None:
     by_group: dict[str, list[str]] = {}
     for path, (group, _) in originals.items():
         by_group.setdefault(group, []).append(path)
     plans = [
-        ("coco", 0, "re-encoded", lambda im: Image.open(io.BytesIO(_encode(im, quality=40)))),
+        ("coco", 0, "re-encoded", lambda im: Image.open(io.BytesIO(encode(im, quality=40)))),
         ("coco", 2, "resized", lambda im: im.resize((96, 72), Image.Resampling.BILINEAR)),
         ("coco", 4, "cropped", lambda im: im.crop((4, 3, 156, 117))),
         ("gqa", 1, "brightened", lambda im: ImageEnhance.Brightness(im).enhance(1.25)),
         ("textvqa", 0, "resized", lambda im: im.resize((200, 150), Image.Resampling.BICUBIC)),
-        ("VG_100K_2", 2, "re-encoded", lambda im: Image.open(io.BytesIO(_encode(im, quality=50)))),
+        ("VG_100K_2", 2, "re-encoded", lambda im: Image.open(io.BytesIO(encode(im, quality=50)))),
     ]
     for number, (group, index, kind, transform) in enumerate(plans, start=1):
         original = by_group[group][index]
         copy = f"{GROUP_FOLDERS[group]}/{_image_name(group, 90000 + number)}"
-        writer.image(copy, _encode(transform(originals[original][1])))
-        writer.playground.planted[copy] = (original, kind)
+        writer.image(copy, encode(transform(originals[original][1])))
+        writer.fixture.planted[copy] = (original, kind)
         conversation = _questions(group, number)
         writer.row({"id": _image_id(group, copy.rsplit("/", 1)[1]), "image": copy, "conversations": conversation})
     source = by_group["VG_100K"][0]
     twin = f"{GROUP_FOLDERS['VG_100K']}/{_image_name('VG_100K', 99999)}"
     writer.image(twin, (writer.root / source).read_bytes())
-    writer.playground.planted[twin] = (source, "byte-identical")
+    writer.fixture.planted[twin] = (source, "byte-identical")
     writer.row({"id": f"VG_100K/{99999}", "image": twin, "conversations": _questions("VG_100K", 1)})
 
 
-def _add_quirks(writer: _Writer, originals: dict[str, tuple[str, Image.Image]]) -> None:
+def _add_quirks(writer: FixtureWriter, originals: dict[str, tuple[str, Image.Image]]) -> None:
     coco = [path for path, (group, _) in originals.items() if group == "coco"]
     qa = [{"from": "human", "value": "What is shown?\n<image>"}, {"from": "gpt", "value": "Shapes."}]
     writer.row({"id": coco[1].rsplit("/", 1)[1][:-4], "image": coco[1], "conversations": qa})
@@ -189,7 +199,7 @@ def _add_quirks(writer: _Writer, originals: dict[str, tuple[str, Image.Image]]) 
         ]
         writer.row({"id": f"sharegpt_{number}", "model": "", "conversations": text})
     good_photo = synthetic_photo(np.random.default_rng(12345))
-    truncated = _encode(good_photo)
+    truncated = encode(good_photo)
     writer.image("coco/train2017/000000777777.jpg", truncated[: len(truncated) // 2])
     writer.row(
         {"id": "000000777777", "image": "coco/train2017/000000777777.jpg", "conversations": qa}, "undecodable_image"

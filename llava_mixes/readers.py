@@ -1,8 +1,9 @@
-"""Streaming readers for annotation files: one JSON array, or JSON Lines.
+"""Streaming readers for annotation files: one JSON array, JSON Lines, or Parquet.
 
-Records are streamed (ijson), so a 1 GB file never sits in memory as Python objects. A syntax error in a
-JSON array stops the read with the file, line, column and byte offset; a bad line in JSON Lines is one
-rejected record, because the lines around it still parse.
+Records are streamed (ijson; Parquet in record batches), so a 1 GB file never sits in memory as Python
+objects. A syntax error in a JSON array stops the read with the file, line, column and byte offset; a bad
+line in JSON Lines is one rejected record, because the lines around it still parse. A Parquet file that
+cannot be read stops the read with the file and the error.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from llava_mixes.errors import MalformedSourceError
 
 _WINDOW_BYTES = 1 << 17
 _YAJL_MIN_INDENT = 10
 _YAJL_CARET_COLUMN = 40
+_PARQUET_BATCH_ROWS = 256
 BadLine = tuple[str, str]
+Reader = Callable[[Path, Callable[[int], None] | None], Iterator[tuple[int, Any]]]
 
 
 class _TrackingReader:
@@ -122,3 +127,33 @@ def iter_json_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 yield index, ("malformed", f"{path}: line {index + 1} is not JSON: {error}")
             index += 1
+
+
+def iter_parquet(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield `(row_index, record)` for each row of a Parquet file; a struct column comes as a dict."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise MalformedSourceError(f"{path}: not a readable Parquet file: {error}") from error
+    total_rows = max(parquet.metadata.num_rows, 1)
+    size = path.stat().st_size
+    index = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            for record in batch.to_pylist():
+                yield index, record
+                index += 1
+            if on_bytes is not None:
+                on_bytes(size * batch.num_rows // total_rows)
+    except (pa.ArrowException, OSError) as error:
+        raise MalformedSourceError(f"{path}: Parquet read failed after {index} rows: {error}") from error
+
+
+def reader_for(path: Path) -> Reader:
+    """The reader of an annotation file, by its name: `.jsonl` JSON Lines, `.parquet` Parquet, else a JSON array."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return iter_json_lines
+    if suffix == ".parquet":
+        return iter_parquet
+    return iter_json_array

@@ -41,6 +41,16 @@ ROW_FEATURES = datasets.Features(
     }
 )
 
+# Columns only some sources fill (null in the rows of the others): textOCR-GPT-4v's other caption fields.
+CAPTION_IMAGE = "caption_image"
+CAPTION_TEXT = "caption_text"
+CAPTION_CONDENSED = "caption_condensed"
+TEXTOCR_CAPTION_FEATURES = {
+    CAPTION_IMAGE: datasets.Value("string"),
+    CAPTION_TEXT: datasets.Value("string"),
+    CAPTION_CONDENSED: datasets.Value("string"),
+}
+
 DEDUP_FEATURES = {
     DUPLICATE_OF: datasets.Value("string"),
     SIMILARITY: datasets.Value("float32"),
@@ -55,6 +65,8 @@ BAD_ROLE = "bad_role"
 EMPTY_CONVERSATION = "empty_conversation"
 EMPTY_TURN = "empty_turn"
 TURNS_NOT_ALTERNATING = "turns_not_alternating"
+UNEXPECTED_TURN_COUNT = "unexpected_turn_count"
+UNPARSEABLE_CONVERSATION = "unparseable_conversation"
 LAST_TURN_NOT_GPT = "last_turn_not_gpt"
 MULTIPLE_IMAGE_TOKENS = "multiple_image_tokens"
 IMAGE_TOKEN_MISPLACED = "image_token_misplaced"
@@ -70,6 +82,8 @@ REJECT_REASONS = (
     EMPTY_CONVERSATION,
     EMPTY_TURN,
     TURNS_NOT_ALTERNATING,
+    UNEXPECTED_TURN_COUNT,
+    UNPARSEABLE_CONVERSATION,
     LAST_TURN_NOT_GPT,
     MULTIPLE_IMAGE_TOKENS,
     IMAGE_TOKEN_MISPLACED,
@@ -86,9 +100,16 @@ def embedding_feature(dim: int) -> datasets.List:
     return datasets.List(datasets.Value("float32"), length=dim)
 
 
-def output_features(dedup: bool, embedding_dim: int | None = None) -> datasets.Features:
-    """Features of a built config: the row schema, plus dedup columns and embeddings where asked for."""
-    features = datasets.Features(dict(ROW_FEATURES))
+def row_features(extra: dict[str, datasets.Value] | None = None) -> datasets.Features:
+    """The row schema, followed by the source-specific columns of a config's sources (see `Source.extra_features`)."""
+    return datasets.Features({**ROW_FEATURES, **(extra or {})})
+
+
+def output_features(
+    dedup: bool, embedding_dim: int | None = None, extra: dict[str, datasets.Value] | None = None
+) -> datasets.Features:
+    """Features of a built config: the row schema and its extra columns, plus dedup columns and embeddings."""
+    features = row_features(extra)
     if embedding_dim is not None:
         features[EMBEDDING] = embedding_feature(embedding_dim)
     if dedup:

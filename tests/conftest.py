@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path
 
 import datasets
+import huggingface_hub.constants
 import pytest
 
 import llava_mixes  # noqa: F401 - registers the builder
@@ -25,6 +26,9 @@ def isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
     monkeypatch.setenv("LLAVA_MIXES_CACHE", str(tmp_path / "content_cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    # huggingface_hub reads HF_HOME once, at import: point its file cache here too, so that a file this
+    # machine has cached cannot answer for a download a test expects to fail offline.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     return tmp_path
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import datasets
 import datasets.data_files
 import pytest
+from helpers import assert_schema_invariants
 
 import llava_mixes
 from llava_mixes import schema
@@ -17,23 +18,6 @@ from llava_mixes.report import BuildReport
 
 def load(playground: Playground, config: str, **kwargs: object) -> datasets.DatasetDict:
     return datasets.load_dataset("llava_mixes", config, data_dir=str(playground.root), **kwargs)
-
-
-def assert_schema_invariants(dataset: datasets.Dataset) -> None:
-    ids = dataset[schema.ID]
-    assert len(ids) == len(set(ids))
-    for row in dataset.select_columns(
-        [schema.IMAGE_PATH, schema.IMAGE_GROUP, schema.IMAGE_SHA256, schema.CONVERSATIONS]
-    ):
-        turns = row[schema.CONVERSATIONS]
-        assert [turn["from"] for turn in turns] == ["human", "gpt"] * (len(turns) // 2)
-        tokens = sum(turn["value"].count(schema.IMAGE_TOKEN) for turn in turns)
-        if row[schema.IMAGE_PATH] is None:
-            assert tokens == 0 and row[schema.IMAGE_GROUP] is None
-        else:
-            assert tokens == 1 and turns[0]["value"].startswith(schema.IMAGE_TOKEN)
-            assert turns[0]["value"] == schema.IMAGE_TOKEN or turns[0]["value"].startswith(schema.IMAGE_TOKEN + "\n")
-            assert row[schema.IMAGE_GROUP] and len(row[schema.IMAGE_SHA256]) == 64
 
 
 def test_plugin_resolves_without_scanning_data_dir(playground: Playground, monkeypatch: pytest.MonkeyPatch) -> None:

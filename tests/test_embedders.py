@@ -103,7 +103,7 @@ def test_device_steps_match_the_processor_within_a_few_levels(clip_processor: ob
     steps = ProcessorSteps.of(clip_processor)
     sizes = [(640, 480), (500, 375), (340, 700), (640, 480)]
     photos = [synthetic_photo(np.random.default_rng(seed), *size) for seed, size in enumerate(sizes)]
-    batch = steps.device_batch([np.asarray(photo) for photo in photos], "cpu").numpy()
+    batch = steps.device_batch([np.array(photo) for photo in photos], "cpu").numpy()
     for photo, mine in zip(photos, batch, strict=True):
         reference = clip_processor(images=photo, return_tensors="np")["pixel_values"][0]
         levels = np.abs(reference - mine) * np.asarray(steps.std)[:, None, None] * 255

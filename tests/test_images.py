@@ -10,7 +10,7 @@ from PIL import Image
 
 from llava_mixes import schema
 from llava_mixes.errors import RecordRejected
-from llava_mixes.images import ImageIndex, contained_path, inspect_image, resolve_image
+from llava_mixes.images import ImageIndex, contained_path, inspect_image, resolve_first, resolve_image
 
 
 def picture(fmt: str = "JPEG") -> bytes:
@@ -87,3 +87,25 @@ def test_one_index_reads_a_path_once_per_build(tmp_path: Path) -> None:
     index.check_many([path])
     Path(path).unlink()
     assert index.check_many([path])[path].ok
+
+
+def test_image_bytes_are_checked_and_remembered_by_content(tmp_path: Path) -> None:
+    index = ImageIndex(tmp_path / "cache")
+    good, bad = picture("PNG"), picture()[:300]
+    checks = index.check_blobs([("row-1", good), ("row-2", bad), ("row-3", good)])
+    assert checks["row-1"].ok and checks["row-1"] == checks["row-3"] and checks["row-1"].format == "PNG"
+    assert checks["row-2"].error == schema.UNDECODABLE_IMAGE and "row-2" in checks["row-2"].detail
+    assert index.inspected == 2
+    again = ImageIndex(tmp_path / "cache")
+    assert again.check_blobs([("other", bad)])["other"].error == schema.UNDECODABLE_IMAGE
+    assert again.inspected == 0
+
+
+def test_alternative_names_are_tried_in_order_and_checked_for_escapes(tmp_path: Path) -> None:
+    (tmp_path / "vg" / "VG_100K_2").mkdir(parents=True)
+    (tmp_path / "vg" / "VG_100K_2" / "7.jpg").write_bytes(picture())
+    names = ("vg/VG_100K/7.jpg", "vg/VG_100K_2/7.jpg")
+    assert resolve_first(tmp_path, names) == ("vg/VG_100K_2/7.jpg", tmp_path / "vg" / "VG_100K_2" / "7.jpg")
+    with pytest.raises(RecordRejected) as caught:
+        resolve_first(tmp_path, ("vg/VG_100K_2/7.jpg", "../7.jpg"))
+    assert caught.value.reason == schema.PATH_ESCAPES_DATA_DIR

@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from llava_mixes.errors import MalformedSourceError
-from llava_mixes.readers import iter_json_array, iter_json_lines
+from llava_mixes.readers import iter_json_array, iter_json_lines, iter_parquet, reader_for
 
 RECORDS = [{"id": i, "conversations": [{"from": "human", "value": "hi\nthere"}]} for i in range(3)]
 
@@ -71,3 +73,18 @@ def test_json_lines_bad_line_is_one_record_not_the_file(tmp_path: Path) -> None:
     assert rows[0] == (0, {"a": 1})
     assert rows[1][1][0] == "malformed" and "line 2" in rows[1][1][1]
     assert rows[2] == (2, {"a": 3})
+
+
+def test_parquet_rows_stream_as_dicts_with_struct_columns(tmp_path: Path) -> None:
+    records = [{"id": str(i), "image": {"bytes": i.to_bytes(2, "big"), "path": f"{i}.jpg"}} for i in range(600)]
+    path = tmp_path / "train-00000.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path)
+    seen: list[int] = []
+    assert [record for _, record in iter_parquet(path, seen.append)] == records
+    assert [index for index, _ in reader_for(path)(path, None)] == list(range(600))
+    assert 0 < sum(seen) <= path.stat().st_size
+    assert reader_for(tmp_path / "train.jsonl") is iter_json_lines
+    assert reader_for(tmp_path / "a.json") is iter_json_array
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(MalformedSourceError, match=r"broken\.parquet: not a readable Parquet file"):
+        list(iter_parquet(tmp_path / "broken.parquet"))
