@@ -26,6 +26,18 @@ ENGINES = ("local", "ray")
 DEDUP_MARK = "-dedup-"
 
 
+SPEED_FIELDS = ("batch_size", "num_workers", "engine", "content_cache_dir")
+DEDUP_FIELDS = (
+    "dedup_scope",
+    "dedup_search",
+    "embedder",
+    "embedder_revision",
+    "device",
+    "precision",
+    "keep_embeddings",
+)
+
+
 def default_cache_root() -> Path:
     """Where image checks and embeddings are cached: `$LLAVA_MIXES_CACHE`, else `~/.cache/llava_mixes`."""
     if os.environ.get("LLAVA_MIXES_CACHE"):
@@ -109,6 +121,13 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             raise ConfigError(f"embedder={self.embedder!r} is not allowed; give an HF model id, a path or 'thumbnail'")
         _positive_int("batch_size", self.batch_size)
         _positive_int("num_workers", self.num_workers, allow_none=True)
+
+    def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
+        """The cache id, from the kwargs that can change this config's rows only: speed settings never do,
+        and embedding and dedup settings do not for a plain config. So the same rows are built once."""
+        ignored = set(SPEED_FIELDS) | (set() if self.is_dedup else set(DEDUP_FIELDS))
+        relevant = {key: value for key, value in config_kwargs.items() if key not in ignored}
+        return super().create_config_id(relevant, custom_features)
 
     @property
     def is_dedup(self) -> bool:

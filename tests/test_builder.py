@@ -174,3 +174,22 @@ def test_report_round_trips_through_json(playground: Playground, tmp_path: Path)
     report.save(tmp_path / "r.json")
     assert BuildReport.load(tmp_path / "r.json") == report
     assert json.loads((tmp_path / "r.json").read_text())["reject_reasons"]["undecodable_image"] == 2
+
+
+def test_speed_and_dedup_settings_do_not_rebuild_a_plain_config(playground: Playground) -> None:
+    first = datasets.load_dataset_builder("llava_mixes", "mix665k", data_dir=str(playground.root))
+    again = datasets.load_dataset_builder(
+        "llava_mixes", "mix665k", data_dir=str(playground.root), embedder="thumbnail", batch_size=3, num_workers=1
+    )
+    assert again.cache_dir == first.cache_dir
+    other = datasets.load_dataset_builder(
+        "llava_mixes", "mix665k", data_dir=str(playground.root), on_bad_records="error"
+    )
+    assert other.cache_dir != first.cache_dir
+    dedup = datasets.load_dataset_builder(
+        "llava_mixes", "mix665k-dedup-0.8", data_dir=str(playground.root), embedder="thumbnail"
+    )
+    assert (
+        dedup.cache_dir
+        != datasets.load_dataset_builder("llava_mixes", "mix665k-dedup-0.8", data_dir=str(playground.root)).cache_dir
+    )
