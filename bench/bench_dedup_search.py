@@ -27,7 +27,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,13 @@ from llava_mixes.synthetic import clip_like_vectors, clustered_vectors
 
 MEMORY_LIMIT_BYTES = 12 * 2**30
 DATA = {"isotropic": (clustered_vectors, 0.8), "clip-like": (clip_like_vectors, 0.9)}
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS (`VmHWM`). Not `ru_maxrss`: Linux carries the parent's RSS at fork
+    into it across exec, so a worker started by a big parent would report the parent's size."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
 
 
 def rss_bytes() -> int:
@@ -117,7 +123,7 @@ def worker(method: str, path: str, threshold: float, device: str | None) -> dict
     else:
         raise ValueError(method)
     out = {"seconds": time.perf_counter() - start, "kept": int(kept.sum())}
-    out["peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    out["peak_bytes"] = peak_rss_bytes() - baseline
     if device:
         import torch
 

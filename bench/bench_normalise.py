@@ -17,7 +17,6 @@ import io
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,13 @@ from pathlib import Path
 from PIL import Image
 
 DEFAULT_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "llava_v1_5_mix665k.sample.json"
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS (`VmHWM`). Not `ru_maxrss`: Linux carries the parent's RSS at fork
+    into it across exec, so a worker started by a big parent would report the parent's size."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
 
 
 def write_playground(folder: Path, samples: Path, rows: int) -> Path:
@@ -65,7 +71,7 @@ def worker(kind: str, folder: str, cache: str) -> dict[str, float]:
     return {
         "seconds": seconds,
         "rows": len(dataset),
-        "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_bytes": peak_rss_bytes(),
     }
 
 

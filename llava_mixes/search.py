@@ -13,6 +13,8 @@ BLAS library's summation order.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +22,12 @@ import numpy as np
 
 # float32 dot products of unit vectors in d <= 4096 are within d * 2**-24 < 3e-4 of exact.
 FLOAT32_TOLERANCE = 3e-4
+# The host search switches to torch bfloat16 (where the CPU runs it fast) from this many items in a scope,
+# on blocks and tiles at least this large (its speed needs large products; scores take 2 bytes each).
+CPU_BFLOAT16_MIN_ITEMS = 16384
+CPU_BFLOAT16_MIN_SPEEDUP = 1.5
+CPU_BFLOAT16_BLOCK = 2048
+CPU_BFLOAT16_TILE = 65536
 
 
 @dataclass(frozen=True)
@@ -144,11 +152,12 @@ class _HostScorer:
 
 
 class _TorchScorer:
-    """Kept vectors on a torch device (a GPU) in bfloat16, scored in tiles; float32 accumulation."""
+    """Kept vectors on a torch device (a GPU, or a CPU with fast bfloat16) in bfloat16, scored in tiles."""
 
     # bf16 rounds each coordinate by at most 2**-9 relative, so a dot product of unit vectors moves by at
-    # most 2 * 2**-9 + 2**-18 (Cauchy-Schwarz), plus float32 accumulation: 5e-3 bounds it.
-    tolerance = 5e-3
+    # most 2 * 2**-9 + 2**-18 (Cauchy-Schwarz); the product is accumulated in float32 and rounded to bf16
+    # (2**-9 relative, on a score <= 1): 6e-3 in all, and 8e-3 bounds it with margin.
+    tolerance = 8e-3
 
     def __init__(self, n: int, dim: int, tile_size: int, device: str) -> None:
         import torch
@@ -166,21 +175,59 @@ class _TorchScorer:
     def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
         found: list[list[np.ndarray]] = [[] for _ in range(len(block))]
         queries = self._on_device(block)
+        floor = bfloat16_floor(cutoff)
         for tile_start in range(0, self.count, self.tile_size):
             tile_stop = min(tile_start + self.tile_size, self.count)
             scores = self.torch.matmul(queries, self.vectors[tile_start:tile_stop].T)
-            pairs = (scores.float() >= cutoff).nonzero().cpu().numpy()
+            pairs = (scores >= floor).nonzero().cpu().numpy()
             _group_by_row(found, pairs[:, 0], self.ids[tile_start + pairs[:, 1]])
         return found
 
     def inner(self, block: np.ndarray, cutoff: float) -> np.ndarray:
         queries = self._on_device(block)
-        return (self.torch.matmul(queries, queries.T).float() >= cutoff).cpu().numpy()
+        return (self.torch.matmul(queries, queries.T) >= bfloat16_floor(cutoff)).cpu().numpy()
 
     def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
         self.vectors[self.count : self.count + len(rows)] = self._on_device(np.ascontiguousarray(block[rows]))
         self.ids[self.count : self.count + len(rows)] = ids
         self.count += len(rows)
+
+
+def bfloat16_floor(value: float) -> float:
+    """The largest bfloat16 number <= `value`, so that comparing bfloat16 scores with it is exact and a
+    score the float32 cutoff admits is never lost to the comparison's rounding."""
+    bits = int(np.array(value, dtype=np.float32).view(np.uint32))
+    truncated = bits & 0xFFFF0000
+    if value < 0 and truncated != bits:
+        truncated += 0x10000
+    return float(np.array(truncated, dtype=np.uint32).view(np.float32))
+
+
+@functools.cache
+def cpu_bfloat16_speedup() -> float:
+    """How many times faster torch multiplies bfloat16 matrices than NumPy float32 on this CPU (AMX makes it
+    4-5x; without bfloat16 units it is far slower), measured once per process on a 512 x 8192 x 1024 product."""
+    try:
+        import torch
+    except ImportError:
+        return 0.0
+    rng = np.random.default_rng(0)
+    left = rng.standard_normal((512, 1024), dtype=np.float32)
+    right = rng.standard_normal((8192, 1024), dtype=np.float32)
+    left16, right16 = torch.from_numpy(left).bfloat16(), torch.from_numpy(right).bfloat16()
+
+    def best_of_three(product: Callable[[], object]) -> float:
+        product()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    numpy_seconds = best_of_three(lambda: left @ right.T)
+    torch_seconds = best_of_three(lambda: torch.matmul(left16, right16.T))
+    return numpy_seconds / torch_seconds
 
 
 def _group_by_row(found: list[list[np.ndarray]], rows: np.ndarray, ids: np.ndarray) -> None:
@@ -203,19 +250,28 @@ def greedy_keep_first(
 ) -> KeepResult:
     """Apply the keep-first rule (module docstring) to `vectors` (n x d, any float dtype) in order.
 
-    `device=None` scores with NumPy in float32, pruning with a `LowRankBound` where a sample shows it
-    pays (`prune=False` never does); a torch device (`"cuda"`, `"cpu"`) scores with torch in bfloat16
-    with a wider re-check band. The result is the same either way. `progress(done)` is called after
-    each block with the number of items decided so far.
+    `device=None` scores on this host's CPU: NumPy in float32, pruning with a `LowRankBound` where a
+    sample shows it pays (`prune=False` never does); where it does not and the scope has at least
+    `CPU_BFLOAT16_MIN_ITEMS` items, torch in bfloat16 when this CPU runs it at least
+    `CPU_BFLOAT16_MIN_SPEEDUP` times as fast (`cpu_bfloat16_speedup`), on blocks and tiles of at least
+    `CPU_BFLOAT16_BLOCK` x `CPU_BFLOAT16_TILE`.
+    A torch device (`"cuda"`, `"cpu"`) always scores with torch in bfloat16. bfloat16 scores get a wider
+    re-check band, so the result is the same either way. `progress(done)` is called after each block
+    with the number of items decided so far.
     """
     n, dim = vectors.shape
     norms = _norms(vectors)
     kept = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
+    scorer: _HostScorer | _TorchScorer
     if device is None:
         bound = LowRankBound.fit(vectors, norms, threshold - _HostScorer.tolerance) if prune else None
-        scorer: _HostScorer | _TorchScorer = _HostScorer(n, dim, tile_size, bound)
+        if bound is None and n >= CPU_BFLOAT16_MIN_ITEMS and cpu_bfloat16_speedup() >= CPU_BFLOAT16_MIN_SPEEDUP:
+            block_size, tile_size = max(block_size, CPU_BFLOAT16_BLOCK), max(tile_size, CPU_BFLOAT16_TILE)
+            scorer = _TorchScorer(n, dim, tile_size, "cpu")
+        else:
+            scorer = _HostScorer(n, dim, tile_size, bound)
     else:
         scorer = _TorchScorer(n, dim, tile_size, device)
     cutoff = threshold - scorer.tolerance

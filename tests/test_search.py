@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llava_mixes.search import LowRankBound, brute_force_keep_first, greedy_keep_first
+from llava_mixes import search
+from llava_mixes.search import LowRankBound, bfloat16_floor, brute_force_keep_first, greedy_keep_first
 from llava_mixes.synthetic import clip_like_vectors
 
 
@@ -122,3 +123,36 @@ def test_ivf_search_finds_nearly_every_pair_with_its_defaults() -> None:
     vectors = clip_like_vectors(6000, dim=256)
     approximate, exact = approximate_keep_first(vectors, 0.9), greedy_keep_first(vectors, 0.9)
     assert (approximate.kept == exact.kept).mean() > 0.99
+
+
+@pytest.mark.parametrize("value", [0.8, 0.795, 0.9 - 8e-3, 1.0, 0.5, 1e-3, -3e-3, -0.5])
+def test_bfloat16_floor_is_the_largest_bfloat16_at_or_below_the_value(value: float) -> None:
+    import torch
+
+    floor = bfloat16_floor(value)
+    assert floor <= value
+    assert torch.tensor(floor, dtype=torch.bfloat16).item() == floor
+    above = torch.nextafter(torch.tensor(floor, dtype=torch.bfloat16), torch.tensor(2.0, dtype=torch.bfloat16))
+    assert above.item() > value
+
+
+def test_host_search_switches_to_bfloat16_where_the_cpu_runs_it_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = clustered(700, 64, 60, 0.3, 9)
+    expected = brute_force_keep_first(vectors, 0.8)
+    scorers: list[str] = []
+    original = search._TorchScorer.__init__
+
+    def spy(self: object, *args: object) -> None:
+        scorers.append(str(args[-1]))
+        original(self, *args)
+
+    monkeypatch.setattr(search._TorchScorer, "__init__", spy)
+    monkeypatch.setattr(search, "CPU_BFLOAT16_MIN_ITEMS", 500)
+    monkeypatch.setattr(search, "CPU_BFLOAT16_BLOCK", 128)
+    monkeypatch.setattr(search, "CPU_BFLOAT16_TILE", 256)
+    monkeypatch.setattr(search, "cpu_bfloat16_speedup", lambda: 4.0)
+    assert_same(greedy_keep_first(vectors, 0.8, block_size=64, tile_size=100), expected)
+    assert scorers == ["cpu"]
+    monkeypatch.setattr(search, "cpu_bfloat16_speedup", lambda: 1.0)
+    assert_same(greedy_keep_first(vectors, 0.8, block_size=64, tile_size=100), expected)
+    assert scorers == ["cpu"]
