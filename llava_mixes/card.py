@@ -253,11 +253,23 @@ def _changelog(manifest: dict[str, Any]) -> str:
     return "\n\n".join(reversed(parts))
 
 
+def _images_note(manifest: dict[str, Any]) -> str:
+    paths_only = [name for name, entry in sorted(manifest["configs"].items()) if entry["images"] == "paths"]
+    if not paths_only:
+        return "the image is embedded in the Parquet files"
+    names = ", ".join(f"`{name}`" for name in paths_only)
+    return (
+        f"the image is embedded in the Parquet files, except in {names}, whose rows name it by `image_path` "
+        "only (relative to the source's own data layout)"
+    )
+
+
 def render_card(manifest: dict[str, Any], repo_id: str) -> str:
     """The whole `README.md` of a repo whose manifest is `manifest`."""
     latest = manifest["versions"][-1]
     body = template("card.md").substitute(
         pretty_name=PRETTY_NAME,
+        images_note=_images_note(manifest),
         package_version=latest["package_version"],
         version=latest["version"],
         repo_id=repo_id,

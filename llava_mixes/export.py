@@ -95,8 +95,9 @@ def _write_split(
     """Write one split's shards under `root`; return `{repo path: {sha256, size}}` and its uncompressed size."""
     from datasets.arrow_writer import get_writer_batch_size_from_data_size, get_writer_batch_size_from_features
 
+    # `_estimate_nbytes` (private, pinned by the datasets range) adds the external image files' sizes.
     nbytes = dataset._estimate_nbytes()
-    count = max(1, int(nbytes / max_shard_bytes) + 1 if len(dataset) else 1)
+    count = int(nbytes / max_shard_bytes) + 1 if len(dataset) else 1
     batch_size = get_writer_batch_size_from_features(dataset.features) or get_writer_batch_size_from_data_size(
         len(dataset), nbytes
     )
@@ -108,7 +109,6 @@ def _write_split(
             shard = shard.with_format("arrow").map(
                 embed_table_storage, batched=True, batch_size=batch_size, keep_in_memory=True
             )
-            shard = shard.with_format(None)
         repo_path = shard_path(config_name, split, index, count)
         target = root / repo_path
         target.parent.mkdir(parents=True, exist_ok=True)

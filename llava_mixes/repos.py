@@ -16,9 +16,9 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
@@ -52,7 +52,7 @@ class Target(Protocol):
 
     def tags(self) -> set[str]: ...
 
-    def staging(self) -> Any: ...
+    def staging(self) -> AbstractContextManager[Path]: ...
 
     def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str: ...
 

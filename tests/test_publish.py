@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,9 +14,11 @@ from datasets.utils.metadata import MetadataConfigs
 from fake_hub import EMPTY_SHA, RecordingHubApi, http_error
 from huggingface_hub import DatasetCard
 
+from llava_mixes.builder import LlavaMixes
 from llava_mixes.check_repo import check_repo
 from llava_mixes.cli import main
 from llava_mixes.errors import ConfigError, PublishError
+from llava_mixes.export import published_name
 from llava_mixes.playground import Playground
 from llava_mixes.publish import CARD_FILE, MANIFEST_FILE, publish
 
@@ -87,6 +90,19 @@ def test_card_yaml_parses_with_datasets_own_metadata_classes(playground: Playgro
     assert "### v1.0.0" in text and f"- added `{DEDUP}`" in text
 
 
+def test_a_bilingual_mix_gets_both_languages_and_every_licence(playground: Playground, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    local(playground, out, configs=("mix665k+zh600k",))
+    card = DatasetCard.load(out / CARD_FILE)
+    assert card.data.language == ["en", "zh"] and card.data.multilinguality == "multilingual"
+    assert card.data.license == ["cc-by-4.0", "other"] and "Sources and licences" in card.data.license_details
+    assert "### llava_instruct_zh_600k" in card.text and "opencsg2025llavainstructzh" in card.text
+    assert "No config of this release is deduplicated." in card.text
+    loaded = datasets.load_dataset(str(out), "mix665k+zh600k", split="train")
+    assert set(loaded["language"]) == {"en", "zh"}
+    assert check_repo(out) == []
+
+
 def test_republishing_a_version_with_identical_content_is_a_no_op(playground: Playground, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert local(playground, out).changed
@@ -143,10 +159,27 @@ def test_paths_only_leaves_the_image_column_out(playground: Playground, tmp_path
     loaded = datasets.load_dataset(str(out), DEDUP, split="train")
     assert "image" not in loaded.column_names and loaded.filter(lambda row: row["image_path"] is not None).num_rows
     assert check_repo(out) == []
+    assert f"except in `{DEDUP}`, whose rows name it by `image_path`" in (out / CARD_FILE).read_text()
     with_bytes = tmp_path / "bytes"
     local(playground, with_bytes)
     size = sum(len(data) for path, data in tree(out).items() if path.endswith(".parquet"))
     assert size < sum(len(data) for path, data in tree(with_bytes).items() if path.endswith(".parquet")) / 2
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "published"),
+    [
+        ("mix665k", {}, "mix665k"),
+        ("mix665k-dedup-0.8", {}, "mix665k-dedup-0.8"),
+        ("mix665k", {"dedup_threshold": 0.85}, "mix665k-dedup-0.85"),
+        ("mix665k+zh600k-dedup-0.9", {"dedup_scope": "global"}, "mix665k+zh600k-dedup-0.9-global"),
+    ],
+)
+def test_a_config_built_with_other_dedup_settings_is_published_under_its_own_name(
+    name: str, kwargs: dict[str, object], published: str
+) -> None:
+    base = next(config for config in LlavaMixes.BUILDER_CONFIGS if config.name == name)
+    assert published_name(dataclasses.replace(base, **kwargs)) == published
 
 
 def test_the_hub_push_commits_once_tags_the_commit_and_matches_the_local_tree(
