@@ -13,9 +13,12 @@ import datasets
 
 from llava_mixes import builder as builder_module
 from llava_mixes.builders import SOURCES
+from llava_mixes.check_repo import cmd_check_repo
 from llava_mixes.config import BAD_RECORD_POLICIES, ENGINES, PRECISIONS, SCOPES, SEARCHES
 from llava_mixes.errors import LlavaMixesError
+from llava_mixes.export import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES
 from llava_mixes.plugin import DATASET_NAME, register
+from llava_mixes.publish import cmd_publish
 from llava_mixes.report import REPORT_FILE, BuildReport, format_table
 
 logger = logging.getLogger("llava_mixes")
@@ -111,6 +114,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a config name from `llava-mixes list`")
+    _add_config_options(parser)
+    parser.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
+
+
+def _add_publish_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("configs", nargs="+", metavar="CONFIG", help="config names from `llava-mixes list`")
+    parser.add_argument("--repo", required=True, help="Hub dataset repo, ORG/NAME")
+    parser.add_argument("--version", required=True, help="release version X.Y.Z (tagged vX.Y.Z)")
+    parser.add_argument("--local-dir", help="write the repo tree to this folder instead of pushing (no network)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo private")
+    parser.add_argument("--images", choices=IMAGE_MODES, default="bytes", help="bytes (viewer) or paths (smaller)")
+    parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="uncompressed bytes per shard")
+    parser.add_argument("--set-default", action="store_true", help="make the first CONFIG the repo's default")
+    _add_config_options(parser)
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="folder with the raw annotation files and images")
     parser.add_argument("--threshold", type=float, help="dedup cosine threshold, e.g. 0.85")
     parser.add_argument("--scope", choices=SCOPES, help="compare images per image group or globally")
@@ -125,13 +145,14 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-bad-records", choices=BAD_RECORD_POLICIES)
     parser.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
     parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
-    parser.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "list": (cmd_list, "list the configs"),
     "build": (cmd_build, "build a config and print its statistics"),
     "demo": (cmd_demo, "build the bundled playground (every source) offline and print its statistics"),
+    "publish": (cmd_publish, "build configs and release them as a version of a Hub dataset repo"),
+    "check-repo": (cmd_check_repo, "check a repo tree for what would break the Hub viewer or load_dataset"),
 }
 
 
@@ -146,6 +167,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "demo":
             sub.add_argument("--out", default="llava_mixes_demo", help="folder for the playground and caches")
             sub.add_argument("--embedder", default="thumbnail", help="embedder for the dedup config")
+        if name == "publish":
+            _add_publish_options(sub)
+        if name == "check-repo":
+            sub.add_argument("dir", help="a repo tree, e.g. the --local-dir of a publish")
     return root
 
 

@@ -34,3 +34,7 @@ class RecordRejected(LlavaMixesError):
 
 class BadRecordError(LlavaMixesError, ValueError):
     """Raised under `on_bad_records="error"` for the first rejected record."""
+
+
+class PublishError(LlavaMixesError):
+    """A publish was refused or the Hub failed it; the message says why and what to do instead."""
