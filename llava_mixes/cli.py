@@ -1,4 +1,4 @@
-"""The `llava-mixes` command line: list configs, build one (printing its statistics), run the demo."""
+"""The `llava-mixes` command line: list configs, build one (printing its statistics), run the demo, report dedup."""
 
 from __future__ import annotations
 
@@ -125,13 +125,20 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-bad-records", choices=BAD_RECORD_POLICIES)
     parser.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
     parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
-    parser.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the dedup report of a config: gallery page, threshold sweep, sampled exports."""
+    from llava_mixes.report_command import run_report
+
+    return run_report(args)
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "list": (cmd_list, "list the configs"),
     "build": (cmd_build, "build a config and print its statistics"),
     "demo": (cmd_demo, "build the bundled playground (every source) offline and print its statistics"),
+    "report": (cmd_report, "show what dedup removes: pair gallery, threshold sweep, sampled rows"),
 }
 
 
@@ -143,6 +150,11 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         if name == "build":
             _add_build_options(sub)
+            sub.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
+        if name == "report":
+            from llava_mixes.report_command import add_report_options
+
+            add_report_options(sub)
         if name == "demo":
             sub.add_argument("--out", default="llava_mixes_demo", help="folder for the playground and caches")
             sub.add_argument("--embedder", default="thumbnail", help="embedder for the dedup config")

@@ -34,3 +34,7 @@ class RecordRejected(LlavaMixesError):
 
 class BadRecordError(LlavaMixesError, ValueError):
     """Raised under `on_bad_records="error"` for the first rejected record."""
+
+
+class MissingExtraError(LlavaMixesError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
