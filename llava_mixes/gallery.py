@@ -30,7 +30,8 @@ nav a { margin-right: 12px; } .muted { color: #666; } .figure { max-width: 100%;
 table.sweep { border-collapse: collapse; font-size: 12px; margin: 10px 0; }
 table.sweep td, table.sweep th { border: 1px solid #ddd; padding: 2px 8px; text-align: right; }
 table.sweep tr.shown { background: #fff3c4; font-weight: 600; }
-.scroll { max-height: 420px; overflow-y: auto; display: inline-block; }
+.scroll { max-height: 440px; overflow: auto; flex: 1; min-width: 0; }
+.row { display: flex; gap: 16px; align-items: flex-start; } .row > img { width: 55%; }
 .pairs { display: flex; flex-wrap: wrap; gap: 12px; }
 .pair { border: 1px solid #ddd; border-radius: 6px; padding: 8px; display: flex; gap: 8px; align-items: flex-start; }
 .side { width: 190px; font-size: 12px; } .side img { display: block; max-width: 176px; max-height: 176px; }
@@ -159,10 +160,11 @@ def render_page(
         "in its scope is at or above the threshold; byte-identical files are duplicates at every threshold. "
         f"Pairs are labelled at {shown}.</p>",
         f"<nav>{''.join(nav)}</nav>",
-        '<section id="sweep"><h2>Threshold sweep</h2>',
+        '<section id="sweep"><h2>Threshold sweep</h2><div class="row">',
         f'<img class="figure" src="{data_uri(sweep_png, "image/png")}" alt="images kept per group by threshold">',
-        "<p>Images kept per group at each threshold (shown thresholds highlighted); computed in one pass.</p>",
         _sweep_table(analysis.tables, analysis.scope, analysis.shown),
+        "</div><p>Images kept per group at each threshold (shown thresholds highlighted), from one pass over the "
+        "embeddings; the global-scope column is what a global dedup would keep.</p>",
         "<p>Samples of every Nth row: " + ", ".join(f'<a href="{_e(name)}">{_e(name)}</a>' for name in samples),
         "</p></section>",
         '<section id="nearest"><h2>Nearest-neighbour similarity</h2>',

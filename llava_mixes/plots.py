@@ -64,7 +64,7 @@ def nearest_png(nearest: Mapping[str, np.ndarray], shown: Sequence[float]) -> by
     groups = [group for group, values in nearest.items() if len(values)]
     columns = min(3, max(len(groups), 1))
     rows = max(math.ceil(len(groups) / columns), 1)
-    figure = require("matplotlib.figure").Figure(figsize=(3.2 * columns, 2.4 * rows), dpi=100, layout="constrained")
+    figure = require("matplotlib.figure").Figure(figsize=(3.2 * columns, 2.1 * rows), dpi=100, layout="constrained")
     low = min([0.0, *(float(nearest[group].min()) for group in groups)])
     bins = np.linspace(low, 1.0, 41)
     for index, group in enumerate(groups):
