@@ -14,7 +14,10 @@ similarity and its most similar earlier item (the pair the gallery shows).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +72,20 @@ def _below_masks(count: int) -> np.ndarray:
     return masks
 
 
+@dataclass
+class _Tile:
+    """What one tile of decided items says about a block: removal bits (sure and possible), the pairs to
+    recompute exactly, the block rows' highest scores, and their best matches in the tile."""
+
+    sure: np.ndarray
+    maybe: np.ndarray
+    open_rows: np.ndarray
+    open_columns: np.ndarray
+    row_max: np.ndarray | None
+    best: np.ndarray
+    best_scores: np.ndarray
+
+
 class _Pass:
     """The state of one pass (see the module docstring)."""
 
@@ -105,15 +122,20 @@ class _Pass:
         levels = np.searchsorted(self.thresholds, exact, side="right")
         return np.bitwise_or.reduce(self.keep_bits[others] & self.masks[levels])
 
-    def note_matches(self, rows: np.ndarray, scores: np.ndarray, row_groups: np.ndarray | None, first: int) -> None:
-        """Remember, per row, its most similar item among the columns (items `first:`) when it beats the last."""
+    def best_matches(
+        self, scores: np.ndarray, row_groups: np.ndarray | None, first: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, its most similar column (as an item index; columns are items `first:`) and the score."""
         if row_groups is not None and self.groups is not None:
             columns = self.groups[first : first + scores.shape[1]]
             scores = np.where(row_groups[:, None] != columns[None, :], scores, -np.inf)
         best = scores.argmax(axis=1)
-        best_scores = scores[np.arange(len(rows)), best]
+        return best + first, scores[np.arange(len(scores)), best]
+
+    def merge_matches(self, rows: np.ndarray, best: np.ndarray, best_scores: np.ndarray) -> None:
+        """Keep, per row, the better of its match so far and `best` (the earlier item on a tie)."""
         better = best_scores > self.match_similarity[rows]
-        self.match[rows[better]] = best[better] + first
+        self.match[rows[better]] = best[better]
         self.match_similarity[rows[better]] = best_scores[better]
 
     def hot_pairs(self, scores: np.ndarray, lower: bool = False) -> tuple[np.ndarray, ...]:
@@ -127,8 +149,30 @@ class _Pass:
         sure = np.searchsorted(self.sure_edges, values, side="right")
         return rows, columns, sure, np.searchsorted(self.maybe_edges, values, side="right")
 
-    def block(self, start: int, stop: int, tile_size: int) -> None:
-        """Decide items `start:stop` at every threshold."""
+    def tile(self, block: np.ndarray, start: int, tile_start: int, tile_stop: int) -> _Tile:
+        """Score block rows (items `start:`) against decided items `tile_start:tile_stop`; thread-safe."""
+        scores = block @ self.unit(tile_start, tile_stop).T
+        sure = np.zeros(len(block), dtype=np.uint64)
+        maybe = np.zeros(len(block), dtype=np.uint64)
+        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(scores)
+        kept = self.keep_bits[columns + tile_start]
+        sure_bits = self.masks[sure_levels] & kept
+        maybe_bits = self.masks[maybe_levels] & kept
+        if pair_rows.size:
+            firsts = np.flatnonzero(np.r_[True, pair_rows[1:] != pair_rows[:-1]])
+            sure[pair_rows[firsts]] = np.bitwise_or.reduceat(sure_bits, firsts)
+            maybe[pair_rows[firsts]] = np.bitwise_or.reduceat(maybe_bits, firsts)
+        unsettled = ((maybe_bits ^ sure_bits) & ~sure[pair_rows]) != 0
+        row_max = None
+        if self.want_nearest:
+            row_max = scores.max(axis=1)
+            np.maximum(self.nearest[tile_start:tile_stop], scores.max(axis=0), out=self.nearest[tile_start:tile_stop])
+        row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
+        best, best_scores = self.best_matches(scores, row_groups, tile_start)
+        return _Tile(sure, maybe, pair_rows[unsettled], columns[unsettled] + tile_start, row_max, best, best_scores)
+
+    def block(self, start: int, stop: int, tile_size: int, pool: ThreadPoolExecutor | None) -> None:
+        """Decide items `start:stop` at every threshold (tiles of earlier items scored on `pool`'s threads)."""
         size = stop - start
         rows = np.arange(start, stop)
         block = self.unit(start, stop)
@@ -137,26 +181,16 @@ class _Pass:
         maybe = np.zeros(size, dtype=np.uint64)
         open_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
         open_columns: list[np.ndarray] = [np.zeros(0, np.int64)]
-        for tile_start in range(0, start, tile_size):
-            tile_stop = min(tile_start + tile_size, start)
-            scores = block @ self.unit(tile_start, tile_stop).T
-            pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(scores)
-            if pair_rows.size:
-                kept = self.keep_bits[columns + tile_start]
-                sure_bits = self.masks[sure_levels] & kept
-                maybe_bits = self.masks[maybe_levels] & kept
-                firsts = np.flatnonzero(np.r_[True, pair_rows[1:] != pair_rows[:-1]])
-                sure[pair_rows[firsts]] |= np.bitwise_or.reduceat(sure_bits, firsts)
-                maybe[pair_rows[firsts]] |= np.bitwise_or.reduceat(maybe_bits, firsts)
-                unsettled = ((maybe_bits ^ sure_bits) & ~sure[pair_rows]) != 0
-                open_rows.append(pair_rows[unsettled])
-                open_columns.append(columns[unsettled] + tile_start)
-            if self.want_nearest:
-                np.maximum(self.nearest[start:stop], scores.max(axis=1), out=self.nearest[start:stop])
-                np.maximum(
-                    self.nearest[tile_start:tile_stop], scores.max(axis=0), out=self.nearest[tile_start:tile_stop]
-                )
-            self.note_matches(rows, scores, row_groups, tile_start)
+        bounds_of_tiles = [(first, min(first + tile_size, start)) for first in range(0, start, tile_size)]
+        run = pool.map if pool is not None else map
+        for tile in run(lambda bounds: self.tile(block, start, *bounds), bounds_of_tiles):
+            sure |= tile.sure
+            maybe |= tile.maybe
+            open_rows.append(tile.open_rows)
+            open_columns.append(tile.open_columns)
+            if tile.row_max is not None:
+                np.maximum(self.nearest[start:stop], tile.row_max, out=self.nearest[start:stop])
+            self.merge_matches(rows, tile.best, tile.best_scores)
         uncertain_rows, uncertain_columns = np.concatenate(open_rows), np.concatenate(open_columns)
         order = np.argsort(uncertain_rows, kind="stable")
         uncertain_columns = uncertain_columns[order]
@@ -186,7 +220,7 @@ class _Pass:
             if self.want_nearest:
                 np.maximum(self.nearest[start:stop], inner.max(axis=1), out=self.nearest[start:stop])
             earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
-            self.note_matches(rows, earlier_only, row_groups, start)
+            self.merge_matches(rows, *self.best_matches(earlier_only, row_groups, start))
 
 
 def sweep_pass(
@@ -195,20 +229,24 @@ def sweep_pass(
     groups: np.ndarray | None = None,
     want_nearest: bool = True,
     block_size: int = 1024,
-    tile_size: int = 4096,
+    tile_size: int = 2048,
+    workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PassResult:
     """Run the keep rule over `vectors` (n x d, in visiting order) at every one of `thresholds` (sorted).
 
     With `groups` (an int per item), `match` looks only at earlier items of another group (the
-    cross-group duplicates of a global pass). `progress(done)` is called after each block.
+    cross-group duplicates of a global pass). Tiles are scored on `workers` threads (default: one per
+    core); the result does not depend on them. `progress(done)` is called after each block.
     """
     if list(thresholds) != sorted(thresholds) or len(thresholds) > MAX_THRESHOLDS:
         raise ValueError(f"thresholds must be sorted and at most {MAX_THRESHOLDS}; got {thresholds}")
     state = _Pass(vectors, tuple(thresholds), groups, want_nearest)
-    for start in range(0, len(vectors), block_size):
-        stop = min(start + block_size, len(vectors))
-        state.block(start, stop, tile_size)
-        if progress is not None:
-            progress(stop)
+    threads = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        for start in range(0, len(vectors), block_size):
+            stop = min(start + block_size, len(vectors))
+            state.block(start, stop, tile_size, pool)
+            if progress is not None:
+                progress(stop)
     return PassResult(tuple(thresholds), state.keep_bits, state.nearest, state.match, state.match_similarity)

@@ -21,7 +21,10 @@ def clustered(n: int, dim: int, seed: int, spread: float = 0.4) -> np.ndarray:
 def test_every_threshold_equals_greedy_keep_first(seed: int, spread: float) -> None:
     vectors = clustered(400, 16, seed, spread)
     thresholds = sweep_thresholds([0.7, 0.8, 0.9, 0.333])
-    result = sweep_pass(vectors, thresholds, block_size=48, tile_size=70)
+    result = sweep_pass(vectors, thresholds, block_size=48, tile_size=70, workers=3)
+    single = sweep_pass(vectors, thresholds, block_size=48, tile_size=70, workers=1)
+    for name in ("keep_bits", "nearest", "match", "match_similarity"):
+        assert np.array_equal(getattr(result, name), getattr(single, name)), name
     for threshold in thresholds:
         assert np.array_equal(result.kept(threshold), greedy_keep_first(vectors, threshold).kept), threshold
     assert 0 < result.kept(0.5).sum() < result.kept(1.0).sum() <= len(vectors)
