@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/llava-mixes: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,ray,ann]"
+	$(BIN)/python -m pip install -q -e ".[test,ray,ann,report]"
 	touch $@
 
 install: $(BIN)/llava-mixes

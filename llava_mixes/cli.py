@@ -1,4 +1,4 @@
-"""The `llava-mixes` command line: list configs, build one (printing its statistics), run the demo."""
+"""The `llava-mixes` command line: list configs, build one (printing its statistics), run the demo, report dedup."""
 
 from __future__ import annotations
 
@@ -115,7 +115,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a config name from `llava-mixes list`")
     _add_config_options(parser)
-    parser.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
 
 
 def _add_publish_options(parser: argparse.ArgumentParser) -> None:
@@ -147,12 +146,20 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the dedup report of a config: gallery page, threshold sweep, sampled exports."""
+    from llava_mixes.report_command import run_report
+
+    return run_report(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "list": (cmd_list, "list the configs"),
     "build": (cmd_build, "build a config and print its statistics"),
     "demo": (cmd_demo, "build the bundled playground (every source) offline and print its statistics"),
     "publish": (cmd_publish, "build configs and release them as a version of a Hub dataset repo"),
     "check-repo": (cmd_check_repo, "check a repo tree for what would break the Hub viewer or load_dataset"),
+    "report": (cmd_report, "show what dedup removes: pair gallery, threshold sweep, sampled rows"),
 }
 
 
@@ -164,6 +171,11 @@ def parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         if name == "build":
             _add_build_options(sub)
+            sub.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
+        if name == "report":
+            from llava_mixes.report_command import add_report_options
+
+            add_report_options(sub)
         if name == "demo":
             sub.add_argument("--out", default="llava_mixes_demo", help="folder for the playground and caches")
             sub.add_argument("--embedder", default="thumbnail", help="embedder for the dedup config")

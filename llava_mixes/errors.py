@@ -38,3 +38,7 @@ class BadRecordError(LlavaMixesError, ValueError):
 
 class PublishError(LlavaMixesError):
     """A publish was refused or the Hub failed it; the message says why and what to do instead."""
+
+
+class MissingExtraError(LlavaMixesError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
