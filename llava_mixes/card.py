@@ -203,6 +203,37 @@ def _embedder(identity: dict[str, Any]) -> str:
     return f"`{name}`" + (f" ({details})" if details else "")
 
 
+def _pair_image(side: dict[str, Any]) -> str:
+    picture = f"![{side['id']}]({side['file']})<br>" if side["file"] else ""
+    return f"{picture}`{side['image_path']}`"
+
+
+def _views(entry: dict[str, Any]) -> str:
+    """The threshold sweep and the near-duplicate pairs of a dedup config, where the publish computed them."""
+    views = entry.get("views")
+    if not views:
+        return ""
+    parts = [
+        "Distinct images kept per image group at other thresholds, from one pass over the same embeddings "
+        "(`llava-mixes report` draws the whole sweep from 0.5 to 1.0):",
+        views["sweep_table"],
+    ]
+    if views["pairs"]:
+        thresholds = [f"{value:g}" for value in views["thresholds"]]
+        rows = [
+            f"| earlier image | later image | cosine | later image at {' / '.join(thresholds)} |",
+            "| --- | --- | ---: | --- |",
+        ]
+        for pair in views["pairs"]:
+            fates = " / ".join("kept" if pair["later"]["kept"][value] else "removed" for value in thresholds)
+            rows.append(
+                f"| {_pair_image(pair['earlier'])} | {_pair_image(pair['later'])} | {pair['similarity']:.4f} "
+                f"| {fates} |"
+            )
+        parts += ["Near-duplicate pairs, one per score band, highest first:", "\n".join(rows)]
+    return "\n\n" + "\n\n".join(parts)
+
+
 def _dedup_section(manifest: dict[str, Any]) -> str:
     deduplicated = [entry for _, entry in sorted(manifest["configs"].items()) if entry["dedup"]]
     if not deduplicated:
@@ -230,6 +261,7 @@ def _dedup_section(manifest: dict[str, Any]) -> str:
                 rejected_rows=f"{total.rejected_rows:,}",
                 reasons=" (" + ", ".join(f"{k}: {v:,}" for k, v in reasons.items()) + ")" if reasons else "",
                 table=format_table(report),
+                views=_views(entry),
             )
         )
     return "\n\n".join(parts)

@@ -126,6 +126,11 @@ def _add_publish_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", choices=IMAGE_MODES, default="bytes", help="bytes (viewer) or paths (smaller)")
     parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="uncompressed bytes per shard")
     parser.add_argument("--set-default", action="store_true", help="make the first CONFIG the repo's default")
+    parser.add_argument(
+        "--no-card-views",
+        action="store_true",
+        help="leave the threshold sweep and near-duplicate pairs out of the card (they take one pass per config)",
+    )
     _add_config_options(parser)
 
 

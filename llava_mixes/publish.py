@@ -29,6 +29,7 @@ from typing import Any
 from huggingface_hub import HfApi
 
 from llava_mixes.card import render_card
+from llava_mixes.card_views import dedup_views
 from llava_mixes.errors import ConfigError, PublishError
 from llava_mixes.export import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, build_config, config_names, export_config
 from llava_mixes.repos import HubRepo, LocalRepo, Target, redact
@@ -150,7 +151,7 @@ def _differences(release: dict[str, Any], entries: dict[str, dict[str, Any]]) ->
 
 def _stale(files: list[str], entries: dict[str, dict[str, Any]]) -> list[str]:
     """Files of the republished configs that the new release does not have (e.g. after a shard count change)."""
-    keep = {path for entry in entries.values() for path in entry["files"]}
+    keep = {path for entry in entries.values() for path in [*entry["files"], *entry.get("card_files", {})]}
     return [path for path in files if path.split("/")[0] in entries and path not in keep]
 
 
@@ -169,8 +170,12 @@ def publish(
     token: str | None = None,
     api: HfApi | None = None,
     config_kwargs: dict[str, object] | None = None,
+    card_views: bool = True,
 ) -> PublishResult:
     """Build `configs` and release them as `version` of `repo_id` (or of the tree in `local_dir`).
+
+    With `card_views`, the card also shows each dedup config's threshold sweep and a few near-duplicate
+    pairs (see `llava_mixes.card_views`), computed from the cached embeddings in one pass.
 
     The Hub token comes from `token` or, when None, from huggingface_hub's usual sources (`HF_TOKEN`, the
     stored login). It never appears in logs, in the card or in an error message.
@@ -178,7 +183,16 @@ def publish(
     _validate(configs, repo_id, version, images)
     target: Target = LocalRepo(Path(local_dir)) if local_dir is not None else HubRepo(repo_id, api, token, private)
     request = _Request(
-        tuple(configs), repo_id, version, data_dir, images, max_shard_size, set_default, cache_dir, config_kwargs or {}
+        tuple(configs),
+        repo_id,
+        version,
+        data_dir,
+        images,
+        max_shard_size,
+        set_default,
+        cache_dir,
+        config_kwargs or {},
+        card_views,
     )
     try:
         return _publish(target, request)
@@ -197,6 +211,7 @@ class _Request:
     set_default: bool
     cache_dir: str | None
     config_kwargs: dict[str, object]
+    card_views: bool
 
 
 def _publish(target: Target, request: _Request) -> PublishResult:
@@ -209,6 +224,10 @@ def _publish(target: Target, request: _Request) -> PublishResult:
         for name in request.configs:
             dataset, report, config = build_config(name, request.data_dir, request.cache_dir, **request.config_kwargs)
             entry = export_config(dataset, report, config, staging, request.images, request.max_shard_size)
+            if config.is_dedup and request.card_views:
+                entry["views"], entry["card_files"] = dedup_views(
+                    config, entry["name"], staging, request.data_dir, request.cache_dir, request.config_kwargs
+                )
             entries[entry["name"]] = entry
         release = _release(manifest, version)
         if release is not None:
@@ -224,7 +243,9 @@ def _publish(target: Target, request: _Request) -> PublishResult:
         updated = merge(manifest, entries, version, request.set_default)
         write_atomic(staging / CARD_FILE, render_card(updated, request.repo_id).encode())
         write_atomic(staging / MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode())
-        data_files = sorted(path for entry in entries.values() for path in entry["files"])
+        data_files = sorted(
+            path for entry in entries.values() for path in [*entry["files"], *entry.get("card_files", {})]
+        )
         additions = [*data_files, CARD_FILE, MANIFEST_FILE]
         deletions = _stale(target.files(), entries)
         message = f"Publish v{version}: {', '.join(entries)}"
@@ -254,6 +275,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         set_default=args.set_default,
         cache_dir=args.cache_dir,
         config_kwargs=_config_kwargs(args),
+        card_views=not args.no_card_views,
     )
     if not result.changed:
         _out(f"v{result.version} of {result.target} already holds {', '.join(result.configs)}: nothing to do")

@@ -56,6 +56,46 @@ def _splits(dataset_builder: LlavaMixes) -> list[str]:
     return [schema.TRAIN_SPLIT, schema.REMOVED_SPLIT] if dataset_builder.config.is_dedup else [schema.TRAIN_SPLIT]
 
 
+@dataclass(frozen=True)
+class ConfigAnalysis:
+    """A built config, the plain rows its dedup starts from, and the sweep over their embeddings."""
+
+    builder: LlavaMixes
+    base: datasets.Dataset
+    analysis: DedupAnalysis
+
+
+def analyse_config(
+    config: str,
+    data_dir: str,
+    *,
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    pairs_per_band: int = PAIRS_PER_BAND,
+    cross_group: bool = True,
+    cache_dir: str | None = None,
+    **config_kwargs: object,
+) -> ConfigAnalysis:
+    """Build (or reuse) `config` and sweep its plain rows' embeddings (from the cache; missing ones embedded)."""
+    sweep_thresholds(thresholds)
+    register()
+    dataset_builder = datasets.load_dataset_builder(
+        DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs
+    )
+    settings = dataset_builder.config
+    devices = parse_devices(settings.device)
+    model = resolve_embedder(settings.embedder, settings.embedder_revision, devices[0], settings.precision)
+    EmbeddingCache(settings.cache_root(), model)  # fails now, not after the build, if the embedder cannot load
+    dataset_builder.download_and_prepare()
+    base_builder = dataset_builder._base_builder() if settings.is_dedup else dataset_builder
+    base_builder.download_and_prepare()
+    base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
+    cache, _ = fill_cache(
+        base, model, settings.cache_root(), settings.batch_size, settings.num_workers, devices, settings.engine
+    )
+    analysis = analyse(base, cache, settings.name, thresholds, settings.dedup_scope, cross_group, pairs_per_band)
+    return ConfigAnalysis(dataset_builder, base, analysis)
+
+
 def write_report(
     config: str,
     data_dir: str,
@@ -74,22 +114,17 @@ def write_report(
     sweep_thresholds(thresholds)
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ConfigError(f"every={every!r} is not allowed; it must be a whole number >= 1")
-    register()
-    dataset_builder = datasets.load_dataset_builder(
-        DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs
+    analysed = analyse_config(
+        config,
+        data_dir,
+        thresholds=thresholds,
+        pairs_per_band=pairs_per_band,
+        cross_group=cross_group,
+        cache_dir=cache_dir,
+        **config_kwargs,
     )
+    dataset_builder, base, analysis = analysed.builder, analysed.base, analysed.analysis
     settings = dataset_builder.config
-    devices = parse_devices(settings.device)
-    model = resolve_embedder(settings.embedder, settings.embedder_revision, devices[0], settings.precision)
-    EmbeddingCache(settings.cache_root(), model)  # fails now, not after the build, if the embedder cannot load
-    dataset_builder.download_and_prepare()
-    base_builder = dataset_builder._base_builder() if settings.is_dedup else dataset_builder
-    base_builder.download_and_prepare()
-    base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
-    cache, _ = fill_cache(
-        base, model, settings.cache_root(), settings.batch_size, settings.num_workers, devices, settings.engine
-    )
-    analysis = analyse(base, cache, settings.name, thresholds, settings.dedup_scope, cross_group, pairs_per_band)
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

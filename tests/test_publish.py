@@ -49,7 +49,7 @@ def test_done_when_sequence_runs_offline_from_the_cli(
     assert main([*argv, "--data-dir", str(playground.root), "--embedder", "thumbnail"]) == 0
     assert main(["check-repo", str(out)]) == 0
     assert f"{out}: ok" in capsys.readouterr().out
-    assert sorted(tree(out)) == [
+    assert sorted(path for path in tree(out) if "/pairs/" not in path) == [
         CARD_FILE,
         MANIFEST_FILE,
         f"{DEDUP}/removed-00000-of-00001.parquet",
@@ -301,3 +301,33 @@ def test_publish_to_the_real_hub(playground: Playground, monkeypatch: pytest.Mon
         assert not publish([DEDUP], repo_id, "1.0.0", str(playground.root), config_kwargs=THUMBNAIL).changed
     finally:
         api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)
+
+
+def test_card_shows_the_threshold_sweep_and_pairs_whose_labels_match_the_split(
+    playground: Playground, tmp_path: Path
+) -> None:
+    local(playground, tmp_path / "out")
+    files = tree(tmp_path / "out")
+    text = DatasetCard.load(tmp_path / "out" / CARD_FILE).text
+    assert "| group | images | kept at 0.7 | kept at 0.8 | kept at 0.9 |" in text
+    assert "| total | 44 |" in text
+    removed_ids = set(datasets.load_dataset(str(tmp_path / "out"), DEDUP, split="removed")["id"])
+    manifest = json.loads(files[MANIFEST_FILE])
+    pairs = manifest["configs"][DEDUP]["views"]["pairs"]
+    assert len(pairs) >= 2 and [pair["similarity"] for pair in pairs] == sorted(
+        (pair["similarity"] for pair in pairs), reverse=True
+    )
+    for pair in pairs:
+        for side in ("earlier", "later"):
+            assert files[pair[side]["file"]][:2] == b"\xff\xd8"  # a JPEG thumbnail in the repo
+            assert f"![{pair[side]['id']}]({pair[side]['file']})" in text
+        assert pair["later"]["kept"]["0.8"] == (pair["later"]["id"] not in removed_ids)
+        assert pair["later"]["kept"]["0.8"] or pair["similarity"] >= 0.8
+    assert any(not pair["later"]["kept"]["0.8"] for pair in pairs)
+
+
+def test_card_views_can_be_left_out_and_never_change_a_release(playground: Playground, tmp_path: Path) -> None:
+    local(playground, tmp_path / "out", card_views=False)
+    assert not [path for path in tree(tmp_path / "out") if "/pairs/" in path]
+    assert "kept at 0.7" not in (tmp_path / "out" / CARD_FILE).read_text()
+    assert not local(playground, tmp_path / "out").changed
