@@ -146,11 +146,16 @@ def main() -> None:
     done = int(partial["progress"][-1][0]) if partial["progress"] else 0
     projection = projected_seconds(partial["progress"], args.size) if len(partial["progress"]) > 2 else float("nan")
     removed = args.size - approximate["result"]["kept"]
+    if partial["result"] is not None:
+        exact_time, exact_peak = f"{partial['result']['seconds']:.0f} s (ran to the end)", "peak"
+    else:
+        exact_time = f"projected {projection / 3600:.1f} h ({done:,} items in {args.exact_seconds:.0f} s)"
+        exact_peak = f"peak in the first {args.exact_seconds:.0f} s"
     lines = [
         f"| exact, {args.subsample:,} subsample (baseline) | {baseline['result']['seconds']:.0f} s | "
         f"{gib(baseline['peak_bytes'])} | {args.subsample - baseline['result']['kept']:,} removed |",
-        f"| exact, {args.size:,} | projected {projection / 3600:.1f} h ({done:,} items in {args.exact_seconds:.0f} s) "
-        f"| {gib(partial['peak_bytes'])} (peak in the first {args.exact_seconds:.0f} s) | exact by construction |",
+        f"| exact, {args.size:,} | {exact_time} | {gib(partial['peak_bytes'])} ({exact_peak}) "
+        "| exact by construction |",
         f"| approximate (`ivf`), {args.size:,} | {approximate['result']['seconds'] / 60:.1f} min | "
         f"{gib(approximate['peak_bytes'])} | {removed:,} removed; recall {found:.4f} of {pairs:,} pairs >= "
         f"{threshold}; on the subsample ({small_approximate['result']['seconds']:.0f} s) {agreement:.4f} of "

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 DIM = 1024
+CHUNK = 65536  # vectors are generated a chunk at a time: memory stays near the float16 result, even at 1M
 
 
 def clustered_vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
@@ -25,9 +26,14 @@ def clustered_vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     members = np.concatenate([np.arange(len(centres)), rng.integers(0, len(centres), n - len(centres))])
     rng.shuffle(members)
-    noise = rng.standard_normal((n, dim), dtype=np.float32) * (0.3 / np.sqrt(dim))
-    points = centres[members] + noise
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float16)
+    vectors = np.empty((n, dim), dtype=np.float16)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        points = centres[members[start:stop]] + rng.standard_normal((stop - start, dim), dtype=np.float32) * (
+            0.3 / np.sqrt(dim)
+        )
+        vectors[start:stop] = points / np.linalg.norm(points, axis=1, keepdims=True)
+    return vectors
 
 
 def clip_like_vectors(
@@ -45,8 +51,12 @@ def clip_like_vectors(
         if item > 0:
             source = max(item - 1 - int(rng.integers(0, 500)), 0)
             codes[item] = codes[source] + 0.25 * rng.standard_normal(latent) * scales
-    points = mean + codes @ basis.T + noise * rng.standard_normal((n, dim)) / np.sqrt(dim)
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float16)
+    vectors = np.empty((n, dim), dtype=np.float16)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        points = mean + codes[start:stop] @ basis.T + noise * rng.standard_normal((stop - start, dim)) / np.sqrt(dim)
+        vectors[start:stop] = points / np.linalg.norm(points, axis=1, keepdims=True)
+    return vectors
 
 
 def photo_jpeg(seed: int, width: int = 640, height: int = 480, quality: int = 90) -> bytes:
