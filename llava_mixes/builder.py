@@ -120,11 +120,10 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         cache, stats = fill_cache(
             base, model, config.cache_root(), config.batch_size, config.num_workers, devices, config.engine
         )
+        rows = attach_embeddings(base, cache) if config.keep_embeddings else base
         result = deduplicate(
-            attach_embeddings(base, cache), config.dedup_threshold, config.dedup_scope, search=config.dedup_search
+            rows, config.dedup_threshold, config.dedup_scope, search=config.dedup_search, embeddings=cache
         )
-        if not config.keep_embeddings:
-            result = result.remove_columns(schema.EMBEDDING)
         base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
         self._pending_report = BuildReport(
             config_name=config.name,

@@ -21,6 +21,7 @@ from datasets.fingerprint import Hasher
 from llava_mixes import schema
 from llava_mixes.config import SCOPES, SEARCHES
 from llava_mixes.devices import cuda_available
+from llava_mixes.embedding_cache import EmbeddingCache
 from llava_mixes.errors import ConfigError
 from llava_mixes.report import GroupStats, Rejection, group_stats
 from llava_mixes.search import greedy_keep_first
@@ -46,22 +47,40 @@ class PathDecision:
     similarity: float | None = None
 
 
-def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, search: str) -> None:
+def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, search: str, from_cache: bool) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
         raise ConfigError(f"threshold={threshold!r} is not allowed; it must be a number in (0, 1]")
     if scope not in SCOPES:
         raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
     if search not in SEARCHES:
         raise ConfigError(f"search={search!r} is not allowed; choose one of {list(SEARCHES)}")
-    needed = [schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, schema.EMBEDDING]
+    needed = [schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, *([] if from_cache else [schema.EMBEDDING])]
     absent = [column for column in needed if column not in dataset.column_names]
     if absent:
         raise ValueError(f"deduplicate needs the columns {absent} (run add_embeddings first)")
 
 
-def _batches(dataset: datasets.Dataset) -> Iterator[pa.Table]:
-    columns = [schema.ID, schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, schema.EMBEDDING]
+def _batches(dataset: datasets.Dataset, from_cache: bool) -> Iterator[pa.Table]:
+    columns = [schema.ID, schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP]
+    columns += [] if from_cache else [schema.EMBEDDING]
     yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=8192)
+
+
+def _cached_vectors(cache: EmbeddingCache, hashes: list[str], first_ids: list[str]) -> np.ndarray:
+    """The cached vectors of `hashes`, float32; every image must have embedded."""
+    missing = set(cache.store.missing(hashes))
+    stored, errors = cache.vectors([sha for sha in hashes if sha not in missing]) if hashes else (None, [])
+    failed = iter(errors)
+    lacking = [
+        identifier
+        for sha, identifier in zip(hashes, first_ids, strict=True)
+        if sha in missing or next(failed) is not None
+    ]
+    if lacking:
+        raise ValueError(
+            f"{len(lacking)} image rows have no embedding (first ids: {lacking[:5]}); drop them before deduplicate"
+        )
+    return stored.astype(np.float32) if stored is not None else np.zeros((0, 1), np.float32)
 
 
 def search_device(device: str | None) -> str | None:
@@ -78,20 +97,27 @@ def decide(
     block_size: int = 1024,
     device: str | None = "auto",
     search: str = "exact",
+    embeddings: EmbeddingCache | None = None,
 ) -> dict[str, PathDecision]:
-    """Apply the rule (module docstring) and return the decision for every image path."""
+    """Apply the rule (module docstring) and return the decision for every image path; vectors come from the
+    `embedding` column, or from `embeddings` (by `image_sha256`) when given."""
     path_content: dict[str, int] = {}
     content_first_path: list[str] = []
     content_of: dict[tuple[str, str], int] = {}
     scopes: dict[str, _Scope] = {}
     vectors: list[np.ndarray] = []
     missing: list[str] = []
-    for table in _batches(dataset):
+    content_hashes: list[str] = []
+    content_ids: list[str] = []
+    for table in _batches(dataset, embeddings is not None):
         paths = table.column(schema.IMAGE_PATH).to_pylist()
         hashes = table.column(schema.IMAGE_SHA256).to_pylist()
         groups = table.column(schema.IMAGE_GROUP).to_pylist()
-        embeddings = table.column(schema.EMBEDDING).combine_chunks()
-        valid = embeddings.is_valid().to_numpy(zero_copy_only=False)
+        if embeddings is None:
+            column = table.column(schema.EMBEDDING).combine_chunks()
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+        else:
+            valid = np.ones(len(paths), dtype=bool)
         new_rows = []
         for row, (path, sha, group) in enumerate(zip(paths, hashes, groups, strict=True)):
             if path is None or path in path_content:
@@ -107,9 +133,16 @@ def decide(
                 scopes.setdefault(scope_name, _Scope()).content_ids.append(content_of[key])
                 new_rows.append(row)
             path_content[path] = content_of[key]
-        if new_rows:
-            taken = embeddings.take(pa.array(new_rows)).flatten().to_numpy(zero_copy_only=False)
+        if not new_rows:
+            continue
+        if embeddings is None:
+            taken = column.take(pa.array(new_rows)).flatten().to_numpy(zero_copy_only=False)
             vectors.append(taken.reshape(len(new_rows), -1).astype(np.float32, copy=False))
+        else:
+            content_hashes.extend(hashes[row] for row in new_rows)
+            content_ids.extend(table.column(schema.ID).take(pa.array(new_rows)).to_pylist())
+    if embeddings is not None:
+        vectors = [_cached_vectors(embeddings, content_hashes, content_ids)]
     if missing:
         raise ValueError(
             f"{len(missing)} image rows have no embedding (first ids: {missing[:5]}); drop them before deduplicate"
@@ -159,16 +192,19 @@ def deduplicate(
     num_proc: int | None = None,
     device: str | None = "auto",
     search: str = "exact",
+    embeddings: EmbeddingCache | None = None,
 ) -> datasets.DatasetDict:
     """Split `dataset` into `train` (kept rows) and `removed` (rows whose image was removed).
 
     Both splits gain `duplicate_of` (the kept image's path) and `similarity` (cosine to it), null on
     kept rows. The rule is in this module's docstring. `device` is where scores are computed (`auto`: the
     GPU when CUDA is there); it changes the speed, never the result. `search="ivf"` is approximate (see
-    `llava_mixes.ann`): for scopes of millions of images, where the exact search would take hours.
+    `llava_mixes.ann`): for scopes of millions of images, where the exact search would take hours. The
+    vectors are the `embedding` column (`add_embeddings`), or, given `embeddings` (a filled cache), read
+    from it by `image_sha256`, which needs no `embedding` column.
     """
-    _check_arguments(dataset, threshold, scope, search)
-    decisions = decide(dataset, float(threshold), scope, block_size, device, search)
+    _check_arguments(dataset, threshold, scope, search, embeddings is not None)
+    decisions = decide(dataset, float(threshold), scope, block_size, device, search, embeddings)
     paths = dataset.with_format("arrow").select_columns([schema.IMAGE_PATH])
     keep = np.ones(len(dataset), dtype=bool)
     duplicate_of: list[str | None] = [None] * len(dataset)
@@ -181,7 +217,8 @@ def deduplicate(
                 keep[row] = False
                 duplicate_of[row], similarity[row] = decision.duplicate_of, decision.similarity
             row += 1
-    run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope))
+    source = embeddings.embedder.key() if embeddings is not None else schema.EMBEDDING
+    run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope, search, source))
     annotated = dataset.add_column(
         schema.DUPLICATE_OF,
         duplicate_of,

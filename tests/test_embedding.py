@@ -114,3 +114,29 @@ def test_ray_engine_fills_the_same_cache_as_the_local_engine(base: datasets.Data
     again = CountingThumbnail()
     add_embeddings(base, again, cache_dir=tmp_path / "ray")
     assert again.embedded == 0
+
+
+def test_dedup_reads_vectors_from_the_cache_as_from_the_embedding_column(
+    base: datasets.Dataset, tmp_path: Path
+) -> None:
+    from llava_mixes import deduplicate
+    from llava_mixes.embedding import fill_cache
+
+    cache, _ = fill_cache(base, ThumbnailEmbedder(), tmp_path / "cache")
+    from_column = deduplicate(add_embeddings(base, "thumbnail", cache_dir=tmp_path / "cache"), threshold=0.8)
+    from_cache = deduplicate(base, threshold=0.8, embeddings=cache)
+    assert schema.EMBEDDING not in from_cache["train"].column_names
+    for split in ("train", "removed"):
+        assert from_cache[split][schema.ID] == from_column[split][schema.ID]
+        assert from_cache[split][schema.SIMILARITY] == from_column[split][schema.SIMILARITY]
+    assert len(from_cache["removed"]) > 0
+
+    class OtherThumbnail(ThumbnailEmbedder):
+        def key(self) -> str:
+            return "other-" + super().key()
+
+    other, _ = fill_cache(base, OtherThumbnail(), tmp_path / "cache")
+    assert deduplicate(base, threshold=0.8, embeddings=other)["train"]._fingerprint != from_cache["train"]._fingerprint
+    empty = embedding_cache.EmbeddingCache(tmp_path / "empty", ThumbnailEmbedder())
+    with pytest.raises(ValueError, match="no embedding"):
+        deduplicate(base, threshold=0.8, embeddings=empty)
