@@ -98,12 +98,12 @@ class _HostScorer:
         self.tile_size = tile_size
         self.bound = bound
         rank = bound.basis.shape[1] if bound is not None else 0
-        self.vectors = np.empty((min(n, 1024), dim), dtype=np.float32)
-        self.projected = np.empty((min(n, 1024), rank), dtype=np.float32)
-        self.residual = np.empty(min(n, 1024), dtype=np.float32)
-        self.ids = np.empty(min(n, 1024), dtype=np.int64)
+        # Room for every item at once: untouched pages take no memory, and nothing is copied as items are kept.
+        self.vectors = np.empty((n, dim), dtype=np.float32)
+        self.projected = np.empty((n, rank), dtype=np.float32)
+        self.residual = np.empty(n, dtype=np.float32)
+        self.ids = np.empty(n, dtype=np.int64)
         self.count = 0
-        self.capacity_limit = n
 
     def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
         """Per block row, the ids of kept items that may score >= cutoff."""
@@ -132,12 +132,6 @@ class _HostScorer:
         return block @ block.T >= cutoff
 
     def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
-        if self.count + len(rows) > len(self.ids):
-            capacity = min(max(len(self.ids) * 2, self.count + len(rows)), self.capacity_limit)
-            self.vectors = np.resize(self.vectors, (capacity, self.vectors.shape[1]))
-            self.projected = np.resize(self.projected, (capacity, self.projected.shape[1]))
-            self.residual = np.resize(self.residual, capacity)
-            self.ids = np.resize(self.ids, capacity)
         added = slice(self.count, self.count + len(rows))
         self.vectors[added] = block[rows]
         if self.bound is not None:
