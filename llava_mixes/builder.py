@@ -22,7 +22,7 @@ from datasets.utils import tqdm as hf_tqdm
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
-from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_table
+from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedders import resolve_embedder
 from llava_mixes.embedding import attach_embeddings, fill_cache
@@ -206,7 +206,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         report.rejected = rejected
         files = sorted(Path(self._output_dir).glob(f"{self.dataset_name}-{schema.TRAIN_SPLIT}*.arrow"))
         rows = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in files])
-        report.groups = group_stats(group_path_table(rows), group_path_table(rows.select([])), rejected)
+        report.groups = group_stats(group_path_pairs(rows), [], rejected)
         return report
 
 

@@ -242,14 +242,17 @@ def deduplicate(
     return datasets.DatasetDict(splits)
 
 
-def group_path_table(dataset: datasets.Dataset) -> pa.Table:
-    """The `image_group` and `image_path` columns of every row, in order, as one Arrow table."""
+def group_path_pairs(dataset: datasets.Dataset) -> Iterator[tuple[str | None, str | None]]:
+    """`(image_group, image_path)` of every row, in order, read in Arrow batches."""
     columns = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")
-    return columns[:]
+    for table in columns.iter(batch_size=65536):
+        yield from zip(
+            table.column(schema.IMAGE_GROUP).to_pylist(), table.column(schema.IMAGE_PATH).to_pylist(), strict=True
+        )
 
 
 def dedup_group_stats(result: datasets.DatasetDict, rejected: list[Rejection]) -> list[GroupStats]:
     """Per-group statistics of a `deduplicate` result (see `report.group_stats`)."""
     return group_stats(
-        group_path_table(result[schema.TRAIN_SPLIT]), group_path_table(result[schema.REMOVED_SPLIT]), rejected
+        group_path_pairs(result[schema.TRAIN_SPLIT]), group_path_pairs(result[schema.REMOVED_SPLIT]), rejected
     )

@@ -14,9 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from llava_mixes.store import write_atomic
 
 REPORT_FILE = "llava_mixes_report.json"
@@ -108,45 +105,38 @@ class BuildReport:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
-def _named(table: pa.Table) -> pa.Table:
-    """`(line name, image_path)` per row: the image group, or a text-only / no-group line."""
-    group, path = table.column("image_group"), table.column("image_path")
-    fallback = pc.if_else(pc.is_null(path), TEXT_ONLY_GROUP, NO_GROUP)
-    name = pc.if_else(pc.and_(pc.is_valid(path), pc.is_valid(group)), group, fallback)
-    return pa.table({"name": name, "path": path})
-
-
-def _counts(table: pa.Table) -> dict[str, tuple[int, int]]:
-    """Per line name: rows, and distinct image paths."""
-    counted = _named(table).group_by("name").aggregate([("name", "count"), ("path", "count_distinct")])
-    return {
-        name: (rows, images)
-        for name, rows, images in zip(
-            counted.column("name").to_pylist(),
-            counted.column("name_count").to_pylist(),
-            counted.column("path_count_distinct").to_pylist(),
-            strict=True,
-        )
-    }
-
-
-def group_stats(kept: pa.Table, removed: pa.Table, rejected: Iterable[Rejection]) -> list[GroupStats]:
-    """Per-group lines from the `image_group` and `image_path` columns of kept and removed rows, and the
-    rejections (an image counts once per line and split however many rows use it)."""
+def group_stats(
+    kept: Iterable[tuple[str | None, str | None]],
+    removed: Iterable[tuple[str | None, str | None]],
+    rejected: Iterable[Rejection],
+) -> list[GroupStats]:
+    """Per-group lines from `(image_group, image_path)` pairs of kept and removed rows and the rejections."""
     groups: dict[str, GroupStats] = {}
-    for table, rows_field, images_field in (
-        (kept, "kept_rows", "kept_images"),
-        (removed, "removed_rows", "removed_images"),
-    ):
-        for name, (rows, images) in _counts(table).items():
-            stats = groups.setdefault(name, GroupStats(name))
-            stats.rows += rows
-            setattr(stats, rows_field, rows)
-            setattr(stats, images_field, images)
+    kept_images: dict[str, set[str]] = {}
+    removed_images: dict[str, set[str]] = {}
+
+    def line(group: str | None, path: str | None) -> GroupStats:
+        name = group if path is not None and group is not None else TEXT_ONLY_GROUP if path is None else NO_GROUP
+        return groups.setdefault(name, GroupStats(name))
+
+    for group, path in kept:
+        stats = line(group, path)
+        stats.rows += 1
+        stats.kept_rows += 1
+        if path is not None:
+            kept_images.setdefault(stats.image_group, set()).add(path)
+    for group, path in removed:
+        stats = line(group, path)
+        stats.rows += 1
+        stats.removed_rows += 1
+        if path is not None:
+            removed_images.setdefault(stats.image_group, set()).add(path)
     for rejection in rejected:
-        name = rejection.image_group or NO_GROUP
-        groups.setdefault(name, GroupStats(name)).rejected_rows += 1
-    for stats in groups.values():
+        groups.setdefault(rejection.image_group or NO_GROUP, GroupStats(rejection.image_group or NO_GROUP))
+        groups[rejection.image_group or NO_GROUP].rejected_rows += 1
+    for name, stats in groups.items():
+        stats.kept_images = len(kept_images.get(name, ()))
+        stats.removed_images = len(removed_images.get(name, ()))
         stats.images = stats.kept_images + stats.removed_images
     return sorted(groups.values(), key=lambda stats: (stats.image_group.startswith("("), stats.image_group))
 
