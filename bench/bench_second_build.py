@@ -5,7 +5,8 @@ image on average (as in the 665K mix), a tenth of the images re-encoded copies o
 `mix665k-dedup-0.8` from empty caches (normalise, check every image, embed every image with `thumbnail`,
 search, write). Second build: `mix665k-dedup-0.9` (plain config reused, embeddings from the cache: no
 image is read; search and write only). Each build runs in a fresh process. With a ViT embedder the first
-build costs far more, so `thumbnail` gives the least favourable ratio.
+build costs far more, so `thumbnail` gives the least favourable ratio. A third cache-hit build
+(`mix665k-dedup-0.7`) runs under cProfile, and the bench prints where its time goes.
 
 usage: python bench/bench_second_build.py [--images 4000] [--results bench/RESULTS.md]
 """
@@ -66,23 +67,48 @@ def write_playground(folder: Path, images: int) -> int:
     return len(records)
 
 
-def worker(config: str, folder: str, cache: str) -> float:
+# Where a cache-hit build spends its time: functions of the build, by cumulative time under cProfile.
+PROFILED = {
+    "fill_cache": "embedding-cache check (nothing embedded)",
+    "decide": "dedup decisions: reading rows and vectors, and the search",
+    "greedy_keep_first": "of which the exact search",
+    "_prepare_split": "writing the train and removed splits",
+    "dedup_group_stats": "per-group statistics",
+}
+
+
+def worker(config: str, folder: str, cache: str, profile: bool = False) -> str:
+    import cProfile
+    import pstats
+
     import datasets
 
     import llava_mixes  # noqa: F401 - registers the builder
 
     datasets.disable_progress_bars()
     os.environ["LLAVA_MIXES_CACHE"] = str(Path(cache) / "content")
+    profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     datasets.load_dataset("llava_mixes", config, data_dir=folder, cache_dir=cache, embedder="thumbnail")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if profiler is None:
+        return json.dumps({"seconds": seconds})
+    profiler.disable()
+    cumulative: dict[str, float] = {}
+    for (_, _, name), (_, _, _, total, _) in pstats.Stats(profiler).stats.items():
+        if name in PROFILED:
+            cumulative[name] = cumulative.get(name, 0.0) + total
+    return json.dumps({"seconds": seconds, "functions": cumulative})
 
 
-def run(config: str, folder: Path, cache: Path) -> float:
+def run(config: str, folder: Path, cache: Path, profile: bool = False) -> dict:
     command = [sys.executable, __file__, "--worker", config, "--folder", str(folder), "--cache", str(cache)]
+    command += ["--profile"] if profile else []
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-    return float(output.stdout.strip().splitlines()[-1])
+    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -92,18 +118,28 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        sys.stdout.write(f"{worker(args.worker, args.folder, args.cache)}\n")
+        sys.stdout.write(f"{worker(args.worker, args.folder, args.cache, args.profile)}\n")
         return
     with tempfile.TemporaryDirectory() as scratch:
         folder, cache = Path(scratch) / "playground", Path(scratch) / "cache"
         folder.mkdir()
         rows = write_playground(folder, args.images)
-        first = run("mix665k-dedup-0.8", folder, cache)
-        second = run("mix665k-dedup-0.9", folder, cache)
+        first = run("mix665k-dedup-0.8", folder, cache)["seconds"]
+        second = run("mix665k-dedup-0.9", folder, cache)["seconds"]
+        profiled = run("mix665k-dedup-0.7", folder, cache, profile=True)
     line = f"| {args.images:,} images, {rows:,} rows | {first:.1f} s | {second:.1f} s | {second / first:.1%} |"
-    sys.stdout.write(line + "\n")
+    breakdown = [
+        "",
+        f"A third cache-hit build (`-dedup-0.7`) under cProfile: {profiled['seconds']:.1f} s in all; cumulative time:",
+        "",
+        "| part | seconds |",
+        "| --- | --- |",
+        *(f"| {label} | {profiled['functions'].get(name, 0.0):.2f} |" for name, label in PROFILED.items()),
+    ]
+    sys.stdout.write("\n".join([line, *breakdown]) + "\n")
     with open("/proc/cpuinfo") as handle:
         cpu = next((row.split(":", 1)[1].strip() for row in handle if row.startswith("model name")), "?")
     header = [
@@ -115,7 +151,7 @@ def main() -> None:
         "| --- | --- | --- | --- |",
     ]
     with open(args.results, "a") as handle:
-        handle.write("\n".join([*header, line]) + "\n")
+        handle.write("\n".join([*header, line, *breakdown]) + "\n")
 
 
 if __name__ == "__main__":
