@@ -20,7 +20,7 @@ from huggingface_hub import DatasetCardData
 
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES
-from llava_mixes.report import BuildReport, GroupStats, format_table
+from llava_mixes.report import BuildReport, format_table
 
 PRETTY_NAME = "LLaVA mixes"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
@@ -186,15 +186,8 @@ def _sources_section(manifest: dict[str, Any]) -> str:
 
 
 def _report(entry: dict[str, Any]) -> BuildReport:
-    data = entry["report"]
-    return BuildReport(
-        config_name=entry["name"],
-        version=data["version"],
-        sources=list(data["sources"]),
-        rows_in=data["rows_in"],
-        groups=[GroupStats(**group) for group in data["groups"]],
-        dedup=data.get("dedup"),
-    )
+    """The entry's build report; the manifest keeps its counts, not its per-row rejection list."""
+    return BuildReport.from_json({**entry["report"], "config_name": entry["name"], "rejected": []})
 
 
 def _embedder(identity: dict[str, Any]) -> str:

@@ -17,13 +17,14 @@ from typing import Any
 from llava_mixes.analysis import card_summary
 from llava_mixes.config import THRESHOLDS, LlavaMixesConfig
 from llava_mixes.gallery import thumbnails
+from llava_mixes.pairs import PairImage
 from llava_mixes.store import write_atomic
 
 CARD_PAIRS = 4
 PAIRS_FOLDER = "pairs"
 
 
-def _image(side: Any, shown: tuple[float, ...], path: str) -> dict[str, Any]:
+def _image(side: PairImage, shown: tuple[float, ...], path: str) -> dict[str, Any]:
     return {
         "id": side.id,
         "image_path": side.path,

@@ -66,21 +66,14 @@ def _batches(dataset: datasets.Dataset, from_cache: bool) -> Iterator[pa.Table]:
     yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=8192)
 
 
-def _cached_vectors(cache: EmbeddingCache, hashes: list[str], first_ids: list[str]) -> np.ndarray:
-    """The cached vectors of `hashes`, float32; every image must have embedded."""
-    missing = set(cache.store.missing(hashes))
-    stored, errors = cache.vectors([sha for sha in hashes if sha not in missing]) if hashes else (None, [])
-    failed = iter(errors)
-    lacking = [
-        identifier
-        for sha, identifier in zip(hashes, first_ids, strict=True)
-        if sha in missing or next(failed) is not None
-    ]
-    if lacking:
-        raise ValueError(
-            f"{len(lacking)} image rows have no embedding (first ids: {lacking[:5]}); drop them before deduplicate"
-        )
-    return stored.astype(np.float32) if stored is not None else np.zeros((0, 1), np.float32)
+def _cached_vectors(cache: EmbeddingCache, hashes: list[str], first_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The cached vectors of `hashes` (float32), and the first row ids of the images without one."""
+    absent = set(cache.store.missing(hashes))
+    found = [sha for sha in hashes if sha not in absent]
+    stored, errors = cache.vectors(found)
+    failed = {sha for sha, error in zip(found, errors, strict=True) if error is not None}
+    lacking = [row_id for sha, row_id in zip(hashes, first_ids, strict=True) if sha in absent or sha in failed]
+    return stored.astype(np.float32), lacking
 
 
 def search_device(device: str | None) -> str | None:
@@ -142,7 +135,9 @@ def decide(
             content_hashes.extend(hashes[row] for row in new_rows)
             content_ids.extend(table.column(schema.ID).take(pa.array(new_rows)).to_pylist())
     if embeddings is not None:
-        vectors = [_cached_vectors(embeddings, content_hashes, content_ids)]
+        stored, lacking = _cached_vectors(embeddings, content_hashes, content_ids)
+        vectors = [stored]
+        missing.extend(lacking)
     if missing:
         raise ValueError(
             f"{len(missing)} image rows have no embedding (first ids: {missing[:5]}); drop them before deduplicate"

@@ -149,9 +149,14 @@ def _differences(release: dict[str, Any], entries: dict[str, dict[str, Any]]) ->
     return [name for name, entry in entries.items() if release["configs"].get(name) != entry["content"]]
 
 
+def _repo_files(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """Every file the entries put in the repo: data shards and the card's thumbnails."""
+    return sorted(path for entry in entries.values() for path in [*entry["files"], *entry.get("card_files", {})])
+
+
 def _stale(files: list[str], entries: dict[str, dict[str, Any]]) -> list[str]:
     """Files of the republished configs that the new release does not have (e.g. after a shard count change)."""
-    keep = {path for entry in entries.values() for path in [*entry["files"], *entry.get("card_files", {})]}
+    keep = set(_repo_files(entries))
     return [path for path in files if path.split("/")[0] in entries and path not in keep]
 
 
@@ -243,10 +248,7 @@ def _publish(target: Target, request: _Request) -> PublishResult:
         updated = merge(manifest, entries, version, request.set_default)
         write_atomic(staging / CARD_FILE, render_card(updated, request.repo_id).encode())
         write_atomic(staging / MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode())
-        data_files = sorted(
-            path for entry in entries.values() for path in [*entry["files"], *entry.get("card_files", {})]
-        )
-        additions = [*data_files, CARD_FILE, MANIFEST_FILE]
+        additions = [*_repo_files(entries), CARD_FILE, MANIFEST_FILE]
         deletions = _stale(target.files(), entries)
         message = f"Publish v{version}: {', '.join(entries)}"
         revision = target.commit(staging, additions, deletions, message)

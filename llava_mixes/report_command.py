@@ -111,7 +111,6 @@ def write_report(
     """Build (or reuse) `config` and write its report under `out` (see the module docstring)."""
     require("matplotlib")
     require("openpyxl")
-    sweep_thresholds(thresholds)
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ConfigError(f"every={every!r} is not allowed; it must be a whole number >= 1")
     analysed = analyse_config(
