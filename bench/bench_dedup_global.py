@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine_info import host
 
 from llava_mixes.synthetic import clip_like_vectors, clustered_vectors
 
@@ -162,13 +162,10 @@ def main() -> None:
         "decisions equal the exact search's |",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
-    with open("/proc/cpuinfo") as handle:
-        cpu = next((row.split(":", 1)[1].strip() for row in handle if row.startswith("model name")), "?")
     header = [
         f"\n### Global dedup of {args.size:,} vectors, {datetime.date.today()}: `python bench/bench_dedup_global.py "
         f"--size {args.size} --data {args.data} --exact-seconds {args.exact_seconds:.0f}`",
-        f"Machine: {platform.machine()} {cpu}, {os.cpu_count()} cores. Data: {args.data} (threshold {threshold}), "
-        "1024-d float16, one scope.",
+        f"Machine: {host()}. Data: {args.data} (threshold {threshold}), 1024-d float16, one scope.",
         "",
         "| search | time | peak memory above the vectors | result |",
         "| --- | --- | --- | --- |",

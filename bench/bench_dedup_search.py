@@ -26,7 +26,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,18 +34,12 @@ import types
 from pathlib import Path
 
 import numpy as np
+from machine_info import host, peak_rss_bytes
 
 from llava_mixes.synthetic import clip_like_vectors, clustered_vectors
 
 MEMORY_LIMIT_BYTES = 12 * 2**30
 DATA = {"isotropic": (clustered_vectors, 0.8), "clip-like": (clip_like_vectors, 0.9)}
-
-
-def peak_rss_bytes() -> int:
-    """This process's own peak RSS (`VmHWM`). Not `ru_maxrss`: Linux carries the parent's RSS at fork
-    into it across exec, so a worker started by a big parent would report the parent's size."""
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
 
 
 def rss_bytes() -> int:
@@ -142,9 +135,7 @@ def run(method: str, path: str, threshold: float, device: str | None = None) -> 
 
 
 def machine() -> str:
-    with open("/proc/cpuinfo") as handle:
-        cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "?")
-    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores, numpy {np.__version__}"
+    return f"{host()}, numpy {np.__version__}"
 
 
 def gib(count: float) -> str:

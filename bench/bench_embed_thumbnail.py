@@ -15,7 +15,6 @@ import argparse
 import datetime
 import hashlib
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from machine_info import host
 from PIL import Image
 
 from llava_mixes.embedders import ThumbnailEmbedder
@@ -70,12 +70,10 @@ def main() -> None:
         f"(CPU use {ours_cpu:.1f}) | {ours_rate / bare_rate:.0%} |"
     )
     sys.stdout.write(line + "\n")
-    with open("/proc/cpuinfo") as handle:
-        cpu = next((row.split(":", 1)[1].strip() for row in handle if row.startswith("model name")), "?")
     header = [
         f"\n### `thumbnail` embedding from JPEG files, {datetime.date.today()}: "
         f"`python bench/bench_embed_thumbnail.py --images {args.images}`",
-        f"Machine: {platform.machine()} {cpu}, {cores} cores; {cores} threads on both sides; 640x480 JPEGs.",
+        f"Machine: {host()}; {cores} threads on both sides; 640x480 JPEGs.",
         "",
         "| images | bare decode loop | thumbnail embedding into the cache | ours / bare decode |",
         "| --- | --- | --- | --- |",

@@ -23,16 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine_info import host, peak_rss_bytes
 from PIL import Image
 
 DEFAULT_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "llava_v1_5_mix665k.sample.json"
-
-
-def peak_rss_bytes() -> int:
-    """This process's own peak RSS (`VmHWM`). Not `ru_maxrss`: Linux carries the parent's RSS at fork
-    into it across exec, so a worker started by a big parent would report the parent's size."""
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
 
 
 def write_playground(folder: Path, samples: Path, rows: int) -> Path:
@@ -108,12 +102,10 @@ def main() -> None:
         f"| {ours['seconds']:.1f} s, {ours['peak_bytes'] / 2**30:.2f} GiB ({ours['rows']:,} rows) | {ratio:.2f}x |"
     )
     sys.stdout.write(line + "\n")
-    with open("/proc/cpuinfo") as handle:
-        cpu = next((row.split(":", 1)[1].strip() for row in handle if row.startswith("model name")), "?")
     header = [
         f"\n### Normalising the 665K file, {datetime.date.today()}: "
         f"`python bench/bench_normalise.py --rows {args.rows}`",
-        f"Machine: {platform.machine()} {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Machine: {host()}, Python {platform.python_version()}.",
         "",
         '| rows (file size) | `load_dataset("json")`: time, peak memory | `mix665k` builder: time, peak memory '
         "| builder / json |",

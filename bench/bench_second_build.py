@@ -18,7 +18,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+from machine_info import host
 from PIL import Image
 
 from llava_mixes.synthetic import photo_jpeg
@@ -140,12 +140,10 @@ def main() -> None:
         *(f"| {label} | {profiled['functions'].get(name, 0.0):.2f} |" for name, label in PROFILED.items()),
     ]
     sys.stdout.write("\n".join([line, *breakdown]) + "\n")
-    with open("/proc/cpuinfo") as handle:
-        cpu = next((row.split(":", 1)[1].strip() for row in handle if row.startswith("model name")), "?")
     header = [
         f"\n### Second build at another threshold, {datetime.date.today()}: "
         f"`python bench/bench_second_build.py --images {args.images}`",
-        f"Machine: {platform.machine()} {cpu}, {os.cpu_count()} cores; embedder `thumbnail`.",
+        f"Machine: {host()}; embedder `thumbnail`.",
         "",
         "| playground | first build (`-dedup-0.8`, empty caches) | second build (`-dedup-0.9`) | second / first |",
         "| --- | --- | --- | --- |",

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine_info import host
 
 from llava_mixes import search
 from llava_mixes.synthetic import clustered_vectors
@@ -83,13 +82,11 @@ def main() -> None:
     default_products, flops = replay_products(unit, kept, *default_shape, uses_bfloat16)
     fp32_products, _ = replay_products(unit, kept, BLOCK, TILE, False)
 
-    with open("/proc/cpuinfo") as handle:
-        cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "?")
     default = "torch bfloat16" if uses_bfloat16 else "NumPy float32"
     lines = [
         f"\n### Profile of the exact search on isotropic vectors, {datetime.date.today()}: "
         f"`python bench/profile_dedup_search.py --size {args.size}`",
-        f"Machine: {platform.machine()} {cpu}, {os.cpu_count()} cores, numpy {np.__version__}. "
+        f"Machine: {host()}, numpy {np.__version__}. "
         f"{args.size:,} x 1024 clustered vectors, threshold {THRESHOLD}, {int((~kept).sum()):,} removed; "
         f"low-rank bound engaged: {pruned}; torch bfloat16 / NumPy float32 matmul speed on this CPU: "
         f"{speedup:.1f}x; same kept set both ways: {bool((kept == float32_kept).all())}. "
