@@ -109,7 +109,7 @@ def fill_cache(
             f"{len(changed)} images differ from the dataset's image_sha256 (first: {listed}); "
             "rebuild the dataset with download_mode='force_redownload'"
         )
-    _, errors = cache.vectors([ref.sha256 for ref in refs]) if refs else (None, [])
+    errors = cache.errors([ref.sha256 for ref in refs])
     failed = [(ref, error) for ref, error in zip(refs, errors, strict=True) if error is not None]
     if failed:
         listed = "; ".join(f"{ref.path}: {error}" for ref, error in failed[:5])

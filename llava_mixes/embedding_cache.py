@@ -57,6 +57,10 @@ class EmbeddingCache:
         table = self.store.take(keys)
         return vector_array(table, self.dim), table.column("error").to_pylist()
 
+    def errors(self, keys: list[str]) -> list[str | None]:
+        """Per key, the embedding error (None where the image embedded), without reading the vectors."""
+        return self.store.take(keys, ["error"]).column("error").to_pylist()
+
 
 def vector_array(table: pa.Table, dim: int) -> np.ndarray:
     """The `vector` column of a cache table as a `(rows, dim)` float16 array."""

@@ -105,18 +105,20 @@ class ShardStore:
         """The keys not in the store, in the order given, each once."""
         return [key for key in dict.fromkeys(keys) if key not in self._index]
 
-    def take(self, keys: Sequence[str]) -> pa.Table:
-        """The records of `keys`, in that order; every key must be present."""
+    def take(self, keys: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
+        """The records of `keys` (only `columns`, when given), in that order; every key must be present."""
         locations = [self._index[key] for key in keys]
         by_shard: dict[int, list[int]] = {}
         for position, (shard, _) in enumerate(locations):
             by_shard.setdefault(shard, []).append(position)
         if not by_shard:
-            return self.schema.empty_table()
+            empty = self.schema.empty_table()
+            return empty.select(list(columns)) if columns is not None else empty
         pieces, order = [], []
         for shard, positions in by_shard.items():
             rows = pa.array([locations[position][1] for position in positions], type=pa.int64())
-            pieces.append(self._shards[shard].take(rows))
+            table = self._shards[shard]
+            pieces.append((table.select(list(columns)) if columns is not None else table).take(rows))
             order.extend(positions)
         gathered = pa.concat_tables(pieces)
         inverse = np.empty(len(order), dtype=np.int64)
