@@ -3,7 +3,9 @@
 A plain config streams each source's annotation file through `SourceNormaliser` into the `train` split.
 A deduplicated config builds (or reuses) its plain config, adds cached embeddings with a `Dataset.map`,
 splits it with `deduplicate` (a `Dataset.filter`) into `train` and `removed`, and copies both splits
-into its own cache. Every build writes a `BuildReport` next to its Arrow files (see `load_report`).
+into its own cache. Every build writes a `BuildReport` next to its Arrow files (see `load_report`), and a
+record of its inputs (see `build_inputs`): a cached build whose inputs changed since is rebuilt, with no
+cache to clear by hand.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any
 import datasets
 import pyarrow as pa
 from datasets.builder import Key
-from datasets.table import InMemoryTable
+from datasets.download.download_manager import DownloadMode
+from datasets.table import InMemoryTable, MemoryMappedTable
 from datasets.utils import tqdm as hf_tqdm
 
-from llava_mixes import schema
+from llava_mixes import build_inputs, schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
 from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs
@@ -115,6 +118,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         model = self._embedder()
         base_builder = self._base_builder()
         base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
+        self._base_digest = build_inputs.record_digest(Path(base_builder.cache_dir))
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
         devices = parse_devices(config.device)
         cache, stats = fill_cache(
@@ -157,8 +161,10 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         features = schema.row_features(self._extra_features())
         for shard, name in enumerate(sources or []):
             source = SOURCES[name]()
-            normaliser = SourceNormaliser(source, data_dir, index, self.config.on_bad_records, features)
             files = source.locate_files(data_dir)
+            inputs = build_inputs.InputLog()
+            inputs.annotations(files)
+            normaliser = SourceNormaliser(source, data_dir, index, self.config.on_bad_records, features, inputs)
             total = sum(path.stat().st_size for path in files)
             with hf_tqdm(total=total, unit="B", unit_scale=True, desc=f"Normalising {source.name}") as progress:
                 for batch, table in enumerate(normaliser.tables(progress.update, files)):
@@ -168,10 +174,12 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
                 part = BuildReport(name, str(self.config.version), [name], normaliser.result.rows_in)
                 part.rejected = normaliser.result.rejected
                 part.save(Path(report_dir) / f"{name}.json")
+                inputs.save(Path(report_dir) / f"{name}{build_inputs.PART_SUFFIX}")
 
     def _download_and_prepare(self, dl_manager: Any, verification_mode: Any, **prepare_split_kwargs: Any) -> None:
         self._part_report_dir = str(Path(self._output_dir) / PART_REPORTS)
         self._pending_report = None
+        self._base_digest = None
         # Split sizes loaded from an earlier build are no expectation: the local sources may have changed.
         self.info.splits = None
         try:
@@ -182,14 +190,67 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             raise
         report = self._pending_report or self._plain_report()
         report.save(Path(self._output_dir) / REPORT_FILE)
+        if self.config.is_dedup:
+            build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest)
+            return
+        parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
+        build_inputs.write_record(Path(self._output_dir), parts)
+        for part in parts:
+            part.unlink()
+
+    def download_and_prepare(
+        self,
+        output_dir: str | None = None,
+        download_config: datasets.DownloadConfig | None = None,
+        download_mode: DownloadMode | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """As in `datasets`, except that a cached build whose inputs changed since it was built (see
+        `build_inputs`) is built again, as a forced rebuild of this config only, with one INFO line saying why."""
+        folder = Path(output_dir if output_dir is not None else self._cache_dir)
+        reusing = DownloadMode(download_mode or DownloadMode.REUSE_DATASET_IF_EXISTS)
+        if (
+            reusing == DownloadMode.REUSE_DATASET_IF_EXISTS
+            and (folder / datasets.config.DATASET_INFO_FILENAME).exists()
+        ):
+            reason = self._stale_reason(folder)
+            if reason is not None:
+                logger.info("rebuilding %s in %s: %s", self.config.name, folder, reason)
+                download_mode = DownloadMode.REUSE_CACHE_IF_EXISTS
+        super().download_and_prepare(output_dir, download_config, download_mode, **kwargs)
+
+    def _stale_reason(self, folder: Path) -> str | None:
+        """Why the build cached under `folder` no longer matches its inputs on disk, or None when it does."""
+        if self.config.is_dedup:
+            base = self._base_builder()
+            base_folder = Path(base.cache_dir)
+            if not (base_folder / datasets.config.DATASET_INFO_FILENAME).exists():
+                return f"its base {base.config.name} is not built"
+            reason = base._stale_reason(base_folder)
+            if reason is not None:
+                return f"its base {base.config.name} is stale: {reason}"
+            return build_inputs.base_changed(folder, base_folder)
+        try:
+            data_dir = self._data_dir()
+            files = [path for name in self.config.sources for path in SOURCES[name]().locate_files(data_dir)]
+        except LlavaMixesError as error:
+            return f"its inputs cannot be located ({error})"
+        return build_inputs.stale_reason(folder, files)
 
     def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
-        """As in `datasets`, except that an empty split (a dedup that removed nothing) loads as empty."""
+        """As in `datasets`, except that an empty split (an empty source, a dedup that removed nothing) loads
+        from its empty Arrow file in the build folder, so that `load_report` finds the folder; in memory
+        where there is no such file."""
         named = isinstance(split, (str, datasets.NamedSplit))
         recorded = (self.info.splits or {}).get(str(split)) if named else None
         if recorded is not None and recorded.num_examples == 0:
+            empty = Path(self._output_dir) / f"{self.dataset_name}-{split}.arrow"
+            if empty.is_file():
+                table = (InMemoryTable if in_memory else MemoryMappedTable).from_file(str(empty))
+            else:
+                table = InMemoryTable(self.info.features.arrow_schema.empty_table())
             return datasets.Dataset(
-                InMemoryTable(self.info.features.arrow_schema.empty_table()),
+                table,
                 info=self.info.copy(),
                 split=datasets.NamedSplit(str(split)),
                 fingerprint=self._get_dataset_fingerprint(split),

@@ -3,13 +3,17 @@
 Paths are checked lexically: a path as written in a source file must stay under `data_dir` after
 normalisation (`..` and absolute paths are rejected), but symbolic links inside `data_dir` are followed,
 because LLaVA playgrounds often link `coco/` or `vg/` to a shared copy. Images are decoded by content,
-so a GIF or PNG behind a `.jpg` name is fine. The index remembers, per file (path, size, mtime), its
-SHA-256 and whether it decodes, so a rebuild reads no image twice. Images stored inside an annotation
-file (bytes, as parquet releases keep them) go through the same check, remembered by their SHA-256.
+so a GIF or PNG behind a `.jpg` name is fine. The index remembers, per file (path, size, mtime, ctime),
+its SHA-256 and whether it decodes, so a rebuild reads no image twice. It remembers only what follows from
+the bytes: a file that is missing or cannot be read (an I/O or permission error) is looked at again by the
+next build. Images stored inside an annotation file (bytes, as parquet releases keep them) go through the
+same check, remembered by their SHA-256. Resolver and index can log every file they looked at, and every
+path they looked for in vain, into an `InputLog` (see `build_inputs`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
@@ -24,6 +28,7 @@ import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 from llava_mixes import schema
+from llava_mixes.build_inputs import InputLog
 from llava_mixes.errors import RecordRejected
 from llava_mixes.store import ShardStore
 
@@ -53,10 +58,16 @@ class ImageCheck:
     format: str | None = None
     width: int | None = None
     height: int | None = None
+    errno: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def from_bytes(self) -> bool:
+        """Whether this answer follows from the file's bytes (so it may be remembered), not from an I/O error."""
+        return self.error not in (schema.MISSING_IMAGE, schema.UNREADABLE_IMAGE)
 
 
 def _contained(root: str, written: str) -> str:
@@ -75,9 +86,11 @@ class ImageResolver:
     """Finds the file for each path as written in a source (under each prefix, as written, then with other
     extensions), remembering every answer, rejections included, for the length of a build."""
 
-    def __init__(self, data_dir: Path, prefixes: Sequence[str] = ("",)) -> None:
+    def __init__(self, data_dir: Path, prefixes: Sequence[str] = ("",), inputs: InputLog | None = None) -> None:
+        """`inputs`: where every path looked for and not found is logged."""
         self.root = os.path.normpath(os.path.abspath(data_dir))
         self.prefixes = tuple(prefixes)
+        self.inputs = inputs
         self._answers: dict[tuple[str, ...], tuple[str, str] | RecordRejected] = {}
 
     def resolve(self, written: str) -> str:
@@ -103,12 +116,13 @@ class ImageResolver:
         places = [(name, os.path.join(prefix, name) if prefix else name) for name in names for prefix in self.prefixes]
         primaries = [(name, _contained(self.root, place)) for name, place in places]
         for name, primary in primaries:
-            if os.path.isfile(primary):
-                return name, primary
             stem, suffix = os.path.splitext(primary)
-            for extension in ALTERNATE_EXTENSIONS:
-                if extension != suffix.lower() and os.path.isfile(stem + extension):
-                    return name, stem + extension
+            others = [stem + extension for extension in ALTERNATE_EXTENSIONS if extension != suffix.lower()]
+            for candidate in (primary, *others):
+                if os.path.isfile(candidate):
+                    return name, candidate
+                if self.inputs is not None:
+                    self.inputs.absent(candidate)
         tried = " or ".join(primary for _, primary in primaries)
         raise RecordRejected(schema.MISSING_IMAGE, f"no file at {tried} (other extensions tried too)")
 
@@ -125,12 +139,17 @@ def resolve_image(data_dir: Path, written: str, prefixes: Sequence[str] = ("",))
 
 
 def inspect_image(path: str | Path) -> ImageCheck:
-    """Read, hash and fully decode one image file (see `inspect_bytes`)."""
+    """Read, hash and fully decode one image file (see `inspect_bytes`). A file gone by now is a
+    `missing_image`; any other error reading it is an `unreadable_image` whose detail keeps the errno."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
+    except FileNotFoundError as error:
+        return ImageCheck(None, schema.MISSING_IMAGE, f"{path}: {error.strerror}", errno=error.errno)
     except OSError as error:
-        return ImageCheck(None, schema.MISSING_IMAGE, f"{path}: {error}")
+        code = errno.errorcode.get(error.errno, "no errno") if error.errno is not None else "no errno"
+        detail = f"{path}: {code} ({error.errno}): {error.strerror or error}"
+        return ImageCheck(None, schema.UNREADABLE_IMAGE, detail, errno=error.errno)
     return inspect_bytes(data, str(path))
 
 
@@ -152,12 +171,15 @@ def _blob_key(digest: str) -> str:
     return f"sha256:{digest}"
 
 
-def _index_key(path: str) -> str | None:
+def _index_key(stat: os.stat_result, path: str) -> str:
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+
+
+def _stat(path: str) -> os.stat_result | None:
     try:
-        stat = os.stat(path)
+        return os.stat(path)
     except OSError:
         return None
-    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 class ImageIndex:
@@ -184,6 +206,8 @@ class ImageIndex:
         with ThreadPoolExecutor(self.num_threads) as pool, self.store.writer() as writer:
             for key, check in zip(keys, pool.map(inspect, items), strict=True):
                 checks.append(check)
+                if not check.from_bytes:
+                    continue
                 writer.add(
                     {
                         "key": key,
@@ -197,25 +221,40 @@ class ImageIndex:
         self.inspected += len(items)
         return checks
 
-    def check_many(self, paths: Iterable[str | Path]) -> dict[str, ImageCheck]:
+    def check_many(self, paths: Iterable[str | Path], inputs: InputLog | None = None) -> dict[str, ImageCheck]:
         """Check each distinct path, reading only files the index has not seen in this version.
 
         Answers are also remembered in this object, so a path met again in the same build costs nothing.
+        `inputs`: where each path met for the first time is logged, with its stat (or its I/O error).
         """
         wanted = [str(path) for path in dict.fromkeys(paths)]
         results = {path: self._seen[path] for path in wanted if path in self._seen}
-        keys = {path: _index_key(path) for path in wanted if path not in results}
-        for path, key in keys.items():
-            if key is None:
+        stats = {path: _stat(path) for path in wanted if path not in results}
+        keys = {path: _index_key(stat, path) for path, stat in stats.items() if stat is not None}
+        for path, stat in stats.items():
+            if stat is None:
                 results[path] = ImageCheck(None, schema.MISSING_IMAGE, f"{path}: file vanished")
-        known = [path for path, key in keys.items() if key is not None and key in self.store]
+        known = [path for path, key in keys.items() if key in self.store]
         results.update(zip(known, self._known([keys[path] for path in known]), strict=True))
-        todo = [path for path, key in keys.items() if key is not None and path not in results]
+        todo = [path for path in keys if path not in results]
         if todo:
             checks = self._inspect_and_remember(todo, [keys[path] for path in todo], inspect_image)
             results.update(zip(todo, checks, strict=True))
+        if inputs is not None:
+            self._log(stats, results, inputs)
         self._seen.update(results)
         return results
+
+    @staticmethod
+    def _log(stats: dict[str, os.stat_result | None], results: dict[str, ImageCheck], inputs: InputLog) -> None:
+        for path, stat in stats.items():
+            check = results[path]
+            if stat is None or check.error == schema.MISSING_IMAGE:
+                inputs.absent(path)
+            elif check.error == schema.UNREADABLE_IMAGE:
+                inputs.unreadable(path, check.errno, check.detail or "")
+            else:
+                inputs.image(path, stat)
 
     def check_blobs(self, blobs: Iterable[tuple[str, bytes]]) -> dict[str, ImageCheck]:
         """Check images given as `(label, bytes)`; answers are keyed by label and remembered by content."""

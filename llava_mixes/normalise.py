@@ -20,6 +20,7 @@ import datasets
 import pyarrow as pa
 
 from llava_mixes import schema
+from llava_mixes.build_inputs import InputLog
 from llava_mixes.errors import BadRecordError, RecordRejected
 from llava_mixes.images import ImageCheck, ImageIndex, ImageResolver, contained_path
 from llava_mixes.report import Rejection
@@ -64,12 +65,15 @@ class SourceNormaliser:
         index: ImageIndex,
         on_bad_records: str,
         features: datasets.Features | None = None,
+        inputs: InputLog | None = None,
     ) -> None:
-        """`features`: the config's row features (the row schema plus every source's extra columns)."""
+        """`features`: the config's row features (the row schema plus every source's extra columns);
+        `inputs`: where every image file looked at, or looked for in vain, is logged (see `build_inputs`)."""
         self.source = source
         self.data_dir = Path(data_dir)
         self.index = index
-        self.resolver = ImageResolver(self.data_dir, source.image_prefixes)
+        self.inputs = inputs
+        self.resolver = ImageResolver(self.data_dir, source.image_prefixes, inputs)
         self.on_bad_records = on_bad_records
         self.features = features if features is not None else schema.row_features(source.extra_features)
         self.arrow_schema = self.features.arrow_schema
@@ -134,7 +138,7 @@ class SourceNormaliser:
     def _checks(self, pending: list[_Pending]) -> dict[int, ImageCheck]:
         """The image check of every pending image row, by row index: files by path, bytes by content."""
         carried = [item for item in pending if item.row.image_bytes is not None and item.image_path is not None]
-        files = self.index.check_many(item.resolved for item in pending if item.resolved is not None)
+        files = self.index.check_many((item.resolved for item in pending if item.resolved is not None), self.inputs)
         blobs = self.index.check_blobs((item.image_path, item.row.image_bytes) for item in carried)
         checks = {item.row_index: files[item.resolved] for item in pending if item.resolved is not None}
         checks.update((item.row_index, blobs[item.image_path]) for item in carried)

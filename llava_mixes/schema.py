@@ -75,6 +75,8 @@ PATH_ESCAPES_DATA_DIR = "path_escapes_data_dir"
 MISSING_IMAGE = "missing_image"
 UNDECODABLE_IMAGE = "undecodable_image"
 EMBEDDING_FAILED = "embedding_failed"
+# The image file exists but reading it failed (permission, I/O error); never cached, looked at again next build.
+UNREADABLE_IMAGE = "unreadable_image"
 
 REJECT_REASONS = (
     MALFORMED_RECORD,
@@ -92,6 +94,7 @@ REJECT_REASONS = (
     MISSING_IMAGE,
     UNDECODABLE_IMAGE,
     EMBEDDING_FAILED,
+    UNREADABLE_IMAGE,
 )
 
 
