@@ -1,0 +1,124 @@
+"""Transient errors: an image that cannot be read (EACCES) is rejected as `unreadable_image` with its errno,
+is never cached, and is looked at again by the next build, whether its mode changed or only who reads it.
+
+The test process is root, which reads any file, so the builds that must meet EACCES run as uid 65534 (the
+effective ids are switched around them and restored); everything they touch lies in a world-accessible
+folder. Run as another user, a mode of 0o000 gives the same EACCES without switching.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+
+import llava_mixes
+from llava_mixes import schema
+from llava_mixes.images import ImageIndex
+from llava_mixes.playground import ANNOTATION_FILE, Playground, write_playground
+
+NOBODY = 65534
+PLAIN = "mix665k"
+
+
+@contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block as uid/gid 65534 when the process is root; as it is otherwise."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        os.setegid(NOBODY)
+        os.seteuid(NOBODY)
+    except OSError as error:
+        os.setegid(0)
+        pytest.skip(f"root cannot switch to uid {NOBODY} here ({error}), and root reads every file")
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder every user may write (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="llava_mixes_io_"))
+    folder.chmod(0o777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.fixture
+def world_playground(shared: Path) -> Playground:
+    return write_playground(shared / "playground")
+
+
+def locked_image(playground: Playground) -> tuple[str, Path]:
+    """The first row's image, made unreadable for anyone but root (or for everyone, when not root)."""
+    row = json.loads((playground.root / ANNOTATION_FILE).read_text())[0]
+    file = playground.root / row["image"]
+    file.chmod(0o600 if os.geteuid() == 0 else 0o000)
+    return str(row["id"]), file
+
+
+def build(playground: Playground, shared: Path, **kwargs: Any) -> datasets.DatasetDict:
+    return datasets.load_dataset(
+        "llava_mixes",
+        PLAIN,
+        data_dir=str(playground.root),
+        cache_dir=str(shared / "hf_datasets"),
+        content_cache_dir=str(shared / "content_cache"),
+        **kwargs,
+    )
+
+
+def rejections(dataset: datasets.DatasetDict) -> dict[str | None, Any]:
+    return {rejection.source_id: rejection for rejection in llava_mixes.load_report(dataset).rejected}
+
+
+@pytest.mark.adversarial("rejected")
+def test_an_unreadable_image_is_rejected_with_its_errno(world_playground: Playground, shared: Path) -> None:
+    row_id, file = locked_image(world_playground)
+    with unprivileged():
+        dataset = build(world_playground, shared)
+        rejected = rejections(dataset)
+    assert rejected[row_id].reason == schema.UNREADABLE_IMAGE
+    assert "EACCES (13)" in rejected[row_id].detail and str(file) in rejected[row_id].detail
+    assert len(dataset["train"]) + len(rejected) == world_playground.rows
+
+
+@pytest.mark.adversarial("reflected")
+def test_an_image_made_readable_is_accepted_by_the_next_build(world_playground: Playground, shared: Path) -> None:
+    row_id, file = locked_image(world_playground)
+    with unprivileged():
+        assert rejections(build(world_playground, shared))[row_id].reason == schema.UNREADABLE_IMAGE
+    file.chmod(0o644)
+    with unprivileged():
+        dataset = build(world_playground, shared)
+        assert row_id not in rejections(dataset)
+    assert row_id in dataset["train"][schema.SOURCE_ID]
+
+
+@pytest.mark.adversarial("reflected")
+def test_an_io_error_is_never_cached_by_the_index_nor_the_build(world_playground: Playground, shared: Path) -> None:
+    """Same file, same stat: only the reader changed. Neither the image index nor the cached build may answer."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to read as another user a file whose stat does not change")
+    row_id, file = locked_image(world_playground)
+    with unprivileged():
+        first = ImageIndex(shared / "index_cache").check_many([file])[str(file)]
+        assert rejections(build(world_playground, shared))[row_id].reason == schema.UNREADABLE_IMAGE
+    assert first.error == schema.UNREADABLE_IMAGE and first.errno == 13
+    assert ImageIndex(shared / "index_cache").check_many([file])[str(file)].ok
+    assert row_id in build(world_playground, shared)["train"][schema.SOURCE_ID]
