@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ SCHEMA = pa.schema(
     ]
 )
 _FLUSH_ROWS = 65536
+_STAT_CHUNK = 4096
+_STAT_THREADS = 8
 
 
 def sha256_of(path: str | Path) -> str:
@@ -80,19 +83,16 @@ class InputLog:
         errno: int | None = None,
         detail: str | None = None,
     ) -> None:
-        row = (
-            kind,
-            path,
-            None if stat is None else stat.st_size,
-            None if stat is None else stat.st_mtime_ns,
-            None if stat is None else stat.st_ctime_ns,
-            sha256,
-            errno,
-            detail,
-        )
-        for name, value in zip(SCHEMA.names, row, strict=True):
-            self._columns[name].append(value)
-        if len(self._columns["kind"]) >= _FLUSH_ROWS:
+        columns = self._columns
+        columns["kind"].append(kind)
+        columns["path"].append(path)
+        columns["size"].append(None if stat is None else stat.st_size)
+        columns["mtime_ns"].append(None if stat is None else stat.st_mtime_ns)
+        columns["ctime_ns"].append(None if stat is None else stat.st_ctime_ns)
+        columns["sha256"].append(sha256)
+        columns["errno"].append(errno)
+        columns["detail"].append(detail)
+        if len(columns["kind"]) >= _FLUSH_ROWS:
             self._flush()
 
     def _flush(self) -> None:
@@ -210,14 +210,27 @@ def _annotation_reason(row: dict[str, Any]) -> str | None:
     return f"annotation file {path} changed content (SHA-256)"
 
 
-def _image_reason(paths: list[str], sizes: list[int], mtimes: list[int], ctimes: list[int]) -> str | None:
-    for path, size, mtime_ns, ctime_ns in zip(paths, sizes, mtimes, ctimes, strict=True):
+def _image_chunk_reason(rows: list[tuple[str, int, int, int]]) -> str | None:
+    for path, size, mtime_ns, ctime_ns in rows:
         try:
             stat = os.stat(path)
         except OSError:
             return f"image {path} is gone"
         if _changed(stat, size, mtime_ns, ctime_ns):
             return f"image {path} changed"
+    return None
+
+
+def _image_reason(paths: list[str], sizes: list[int], mtimes: list[int], ctimes: list[int]) -> str | None:
+    """The first recorded image whose stat differs now; stat calls run on a few threads (they release the GIL,
+    which matters most on network file systems)."""
+    rows = list(zip(paths, sizes, mtimes, ctimes, strict=True))
+    chunks = [rows[start : start + _STAT_CHUNK] for start in range(0, len(rows), _STAT_CHUNK)]
+    with ThreadPoolExecutor(min(_STAT_THREADS, os.cpu_count() or 1)) as pool:
+        for reason in pool.map(_image_chunk_reason, chunks):
+            if reason is not None:
+                pool.shutdown(cancel_futures=True)
+                return reason
     return None
 
 

@@ -112,17 +112,23 @@ class ImageResolver:
             raise answer
         return answer
 
+    def _absent(self, path: str) -> None:
+        if self.inputs is not None:
+            self.inputs.absent(path)
+
     def _find(self, names: tuple[str, ...]) -> tuple[str, str]:
         places = [(name, os.path.join(prefix, name) if prefix else name) for name in names for prefix in self.prefixes]
         primaries = [(name, _contained(self.root, place)) for name, place in places]
         for name, primary in primaries:
+            if os.path.isfile(primary):
+                return name, primary
+            self._absent(primary)
             stem, suffix = os.path.splitext(primary)
-            others = [stem + extension for extension in ALTERNATE_EXTENSIONS if extension != suffix.lower()]
-            for candidate in (primary, *others):
-                if os.path.isfile(candidate):
-                    return name, candidate
-                if self.inputs is not None:
-                    self.inputs.absent(candidate)
+            for extension in ALTERNATE_EXTENSIONS:
+                if extension != suffix.lower():
+                    if os.path.isfile(stem + extension):
+                        return name, stem + extension
+                    self._absent(stem + extension)
         tried = " or ".join(primary for _, primary in primaries)
         raise RecordRejected(schema.MISSING_IMAGE, f"no file at {tried} (other extensions tried too)")
 

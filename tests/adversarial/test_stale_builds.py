@@ -181,11 +181,16 @@ def test_a_restored_missing_image_is_reflected(
 
 @pytest.mark.adversarial("reflected")
 def test_a_dedup_config_whose_base_was_rebuilt_since_is_rebuilt(playground: Playground) -> None:
+    """The plain build picks up the edit first; the dedup build then follows it without rebuilding the base."""
     load(playground, DEDUP)
     write_records(playground, records(playground)[:20])
-    assert len(load(playground, PLAIN)["train"]) == 20
+    base = load(playground, PLAIN)["train"]
+    assert len(base) == 20
+    base_file = Path(base.cache_files[0]["filename"])
+    built = base_file.stat().st_mtime_ns, base_file.stat().st_ino
     dataset = load(playground, DEDUP)
     assert llava_mixes.load_report(dataset).rows_in == 20
+    assert (base_file.stat().st_mtime_ns, base_file.stat().st_ino) == built
 
 
 @pytest.mark.adversarial("error")
@@ -236,3 +241,21 @@ def test_an_empty_annotation_file_builds_zero_rows_with_a_report(tmp_path: Path)
     assert len(dataset["train"]) == 0
     report = llava_mixes.load_report(dataset)
     assert report.rows_in == 0 and report.rejected == [] and report.total().rows == 0
+
+
+@pytest.mark.adversarial("repaired")
+@pytest.mark.parametrize("damage", ["garbage", "deleted"])
+def test_a_damaged_record_of_inputs_rebuilds_the_same_rows(
+    playground: Playground, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = load(playground, PLAIN)["train"]
+    record = Path(first.cache_files[0]["filename"]).parent / "llava_mixes_inputs.arrow"
+    if damage == "garbage":
+        record.write_bytes(os.urandom(4096))
+    else:
+        record.unlink()
+    rows = dataset_rows(first)
+    with caplog.at_level(logging.INFO, logger="llava_mixes"):
+        again = load(playground, PLAIN)["train"]
+    assert [record.getMessage() for record in caplog.records if "rebuilding" in record.getMessage()]
+    assert dataset_rows(again) == rows
