@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -223,11 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         cause = storage_error(error)
         if cause is None:
             raise
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        folder = getattr(args, "cache_dir", None) or datasets.config.HF_DATASETS_CACHE
+        where = cause.filename or f"a file under the datasets cache {folder}"
         logger.error(
-            "%s: %s. Free some space or fix the permissions there, or choose another folder (--cache-dir for "
-            "datasets, --content-cache-dir for image checks and embeddings)",
-            cause.filename or "a file of this build",
-            cause.strerror or cause,
+            "file system error on %s: %s. Free some space or fix the permissions there, or choose another folder "
+            "(--cache-dir for datasets, --content-cache-dir for image checks and embeddings)",
+            where,
+            reason,
         )
         return 2
 

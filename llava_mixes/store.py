@@ -75,8 +75,10 @@ def repairs_since(mark: int) -> list[CacheRepair]:
 def write_failure(folder: Path, error: OSError) -> CacheWriteError:
     """The `CacheWriteError` for a failed write under `folder`."""
     reason = os.strerror(error.errno) if error.errno else str(error)
+    if error.filename and str(error.filename) != str(folder):
+        reason = f"{error.filename}: {reason}"
     return CacheWriteError(
-        f"cannot write to the folder {folder}: {reason}. Free some space there or make it writable, or choose "
+        f"cannot write to the folder {folder} ({reason}). Free some space there or make it writable, or choose "
         "another folder (content_cache_dir / LLAVA_MIXES_CACHE for image checks and embeddings, cache_dir / "
         "HF_DATASETS_CACHE for datasets)"
     )

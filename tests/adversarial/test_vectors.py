@@ -176,7 +176,7 @@ def test_add_embeddings_refuses_an_image_the_embedder_turns_into_nan(
     base = datasets.load_dataset("llava_mixes", "mix665k", data_dir=str(playground.root), split="train")
     sha = next(sha for sha in base[schema.IMAGE_SHA256] if sha)
     monkeypatch.setattr(ThumbnailEmbedder, "prepare", _nan_for_one_picture(sha))
-    with pytest.raises(EmbeddingError, match="1 images could not be embedded .*NaN"):
+    with pytest.raises(EmbeddingError, match=r"1 images could not be embedded .*NaN"):
         add_embeddings(base, "thumbnail", cache_dir=tmp_path / "cache")
 
 
