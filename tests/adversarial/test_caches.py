@@ -20,34 +20,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pyarrow as pa
 import pytest
+from dedup_builds import DEDUP, build, decisions, kept_original
 
-from llava_mixes import load_report, schema
+from llava_mixes import load_report
 from llava_mixes.cli import main
 from llava_mixes.playground import Playground, write_playground
 from llava_mixes.report import BuildReport
 from llava_mixes.store import SET_ASIDE_DIR, TEMP_PREFIX
-
-DEDUP = "mix665k-dedup-0.8"
-
-
-def _build(playground: Playground, hf_cache: Path, config: str = DEDUP) -> datasets.DatasetDict:
-    return datasets.load_dataset(
-        "llava_mixes", config, data_dir=str(playground.root), embedder="thumbnail", cache_dir=str(hf_cache)
-    )
-
-
-def _rows(result: datasets.DatasetDict) -> dict[str, list[tuple[object, ...]]]:
-    """Every split's rows as (id, image hash, duplicate_of, similarity), sorted: the build's decisions."""
-    columns = [schema.ID, schema.IMAGE_SHA256, schema.DUPLICATE_OF, schema.SIMILARITY]
-    decisions = {}
-    for split, rows in result.items():
-        values = [rows[column] if column in rows.column_names else [None] * len(rows) for column in columns]
-        decisions[split] = sorted(zip(*values, strict=True))
-    return decisions
 
 
 def _reasons(report: BuildReport) -> list[tuple[int, str | None, str]]:
@@ -73,34 +55,35 @@ def _random_bytes(size: int) -> bytes:
     return np.random.default_rng(10).integers(0, 256, size, dtype=np.uint8).tobytes()
 
 
-def _vector_offset(shard: Path, key_index: int) -> tuple[int, int]:
+def _vector_offset(shard: Path, key: str) -> tuple[int, int]:
     """Where one record's float16 vector lies in the shard file, and its length in bytes."""
     table = pa.ipc.open_file(pa.memory_map(str(shard))).read_all()
     dim = table.schema.field("vector").type.list_size
     vectors = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    data = vectors[key_index].astype(np.float16).tobytes()
+    data = vectors[table.column("key").to_pylist().index(key)].tobytes()
     offset = shard.read_bytes().find(data)
     assert offset > 0
     return offset, len(data)
 
 
-def _overwrite_vector(value: float | None) -> Callable[[Path], None]:
-    def damage(shard: Path) -> None:
-        offset, length = _vector_offset(shard, 3)
+def _overwrite_vector(value: float | None) -> Callable[[Path, str], None]:
+    def damage(shard: Path, key: str) -> None:
+        offset, length = _vector_offset(shard, key)
         spoiled = np.full(length // 2, value, dtype=np.float16).tobytes() if value is not None else None
         _write_at(shard, offset, spoiled or _random_bytes(length))
 
     return damage
 
 
-DAMAGE: dict[str, Callable[[Path], None]] = {
-    "2 KB of random bytes": lambda shard: _write_at(shard, shard.stat().st_size // 3, _random_bytes(2048)),
+# Each damages the shard around the vector of `key`, an image whose vector decides that a duplicate is removed.
+DAMAGE: dict[str, Callable[[Path, str], None]] = {
+    "2 KB of random bytes": lambda shard, key: _write_at(shard, _vector_offset(shard, key)[0], _random_bytes(2048)),
     "a vector overwritten with NaN": _overwrite_vector(np.nan),
     "a vector overwritten with inf": _overwrite_vector(np.inf),
     "a vector overwritten with zeros": _overwrite_vector(0.0),
     "a vector overwritten with random values": _overwrite_vector(None),
-    "truncated": lambda shard: shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2]),
-    "replaced by an empty file": lambda shard: shard.write_bytes(b""),
+    "truncated": lambda shard, _: shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2]),
+    "replaced by an empty file": lambda shard, _: shard.write_bytes(b""),
 }
 
 
@@ -112,11 +95,11 @@ def _assert_set_aside(repairs: list, shard: Path) -> None:
 
 @pytest.mark.adversarial("repaired")
 def test_random_bytes_in_an_image_index_shard_are_detected_and_rebuilt(playground: Playground, tmp_path: Path) -> None:
-    before = _build(playground, tmp_path / "hf_before", "mix665k")
+    before = build(playground, tmp_path / "hf_before", "mix665k")
     shard = _one_shard(tmp_path / "content_cache" / "image_index" / "v1")
     _write_at(shard, 1024, _random_bytes(4096))
-    after = _build(playground, tmp_path / "hf_after", "mix665k")
-    assert _rows(after) == _rows(before)
+    after = build(playground, tmp_path / "hf_after", "mix665k")
+    assert decisions(after) == decisions(before)
     report = load_report(after)
     assert _reasons(report) == _reasons(load_report(before)) and len(report.rejected) == 6
     _assert_set_aside(report.cache_repairs, shard)
@@ -127,11 +110,11 @@ def test_random_bytes_in_an_image_index_shard_are_detected_and_rebuilt(playgroun
 def test_a_damaged_embedding_shard_is_set_aside_and_the_build_is_the_same(
     playground: Playground, tmp_path: Path, damage: str
 ) -> None:
-    before = _build(playground, tmp_path / "hf_before")
+    before = build(playground, tmp_path / "hf_before")
     shard = _embedding_shard(tmp_path / "content_cache")
-    DAMAGE[damage](shard)
-    after = _build(playground, tmp_path / "hf_after")
-    assert _rows(after) == _rows(before)
+    DAMAGE[damage](shard, kept_original(before)[1])
+    after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == decisions(before)
     report = load_report(after)
     assert report.embedding["embedded"] == report.embedding["images"] > 0
     _assert_set_aside(report.cache_repairs, shard)
@@ -147,10 +130,10 @@ def _without_checksum(shard: Path) -> Path:
 def test_a_shard_written_before_checksums_is_adopted_without_embedding_again(
     playground: Playground, tmp_path: Path
 ) -> None:
-    before = _build(playground, tmp_path / "hf_before")
+    before = build(playground, tmp_path / "hf_before")
     legacy = _without_checksum(_embedding_shard(tmp_path / "content_cache"))
-    after = _build(playground, tmp_path / "hf_after")
-    assert _rows(after) == _rows(before)
+    after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == decisions(before)
     report = load_report(after)
     assert report.embedding["embedded"] == 0 and report.cache_repairs == []
     assert not legacy.exists() and ".crc32-" in _embedding_shard(tmp_path / "content_cache").name
@@ -160,11 +143,11 @@ def test_a_shard_written_before_checksums_is_adopted_without_embedding_again(
 def test_a_shard_written_before_checksums_with_a_nan_vector_is_embedded_again(
     playground: Playground, tmp_path: Path
 ) -> None:
-    before = _build(playground, tmp_path / "hf_before")
+    before = build(playground, tmp_path / "hf_before")
     legacy = _without_checksum(_embedding_shard(tmp_path / "content_cache"))
-    _overwrite_vector(np.nan)(legacy)
-    after = _build(playground, tmp_path / "hf_after")
-    assert _rows(after) == _rows(before)
+    _overwrite_vector(np.nan)(legacy, kept_original(before)[1])
+    after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == decisions(before)
     report = load_report(after)
     assert report.embedding["embedded"] == 1
     assert [repair.file for repair in report.cache_repairs] == [str(legacy)]
@@ -172,11 +155,11 @@ def test_a_shard_written_before_checksums_with_a_nan_vector_is_embedded_again(
 
 @pytest.mark.adversarial("repaired")
 def test_a_legacy_shard_with_random_bytes_is_set_aside(playground: Playground, tmp_path: Path) -> None:
-    before = _build(playground, tmp_path / "hf_before", "mix665k")
+    before = build(playground, tmp_path / "hf_before", "mix665k")
     legacy = _without_checksum(_one_shard(tmp_path / "content_cache" / "image_index" / "v1"))
     _write_at(legacy, 1024, _random_bytes(4096))
-    after = _build(playground, tmp_path / "hf_after", "mix665k")
-    assert _rows(after) == _rows(before)
+    after = build(playground, tmp_path / "hf_after", "mix665k")
+    assert decisions(after) == decisions(before)
     _assert_set_aside(load_report(after).cache_repairs, legacy)
 
 
@@ -256,7 +239,7 @@ def test_a_full_disk_while_embedding_is_one_clear_error_and_leaves_no_temporary_
     playground: Playground, tmp_path: Path
 ) -> None:
     content_cache = tmp_path / "content_cache"
-    _build(playground, tmp_path / "hf", "mix665k")  # the plain rows and the image checks fit
+    build(playground, tmp_path / "hf", "mix665k")  # the plain rows and the image checks fit
     args = ["build", DEDUP, "--data-dir", str(playground.root), "--embedder", "thumbnail"]
     args += ["--cache-dir", str(tmp_path / "hf"), "--content-cache-dir", str(content_cache)]
     args += ["--stats-json", str(tmp_path / "stats.json")]
@@ -268,7 +251,7 @@ def test_a_full_disk_while_embedding_is_one_clear_error_and_leaves_no_temporary_
 @pytest.mark.adversarial("error")
 def test_a_full_disk_in_the_datasets_cache_is_one_clear_error(playground: Playground, tmp_path: Path) -> None:
     content_cache = tmp_path / "content_cache"
-    _build(playground, tmp_path / "hf_first", "mix665k")  # the image checks are cached: only datasets writes
+    build(playground, tmp_path / "hf_first", "mix665k")  # the image checks are cached: only datasets writes
     args = ["build", "mix665k", "--data-dir", str(playground.root), "--content-cache-dir", str(content_cache)]
     args += ["--cache-dir", str(tmp_path / "hf"), "--stats-json", str(tmp_path / "stats.json")]
     result = _cli(args, tmp_path, preexec_fn=_file_size_limit(4 * 1024))

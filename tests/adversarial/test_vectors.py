@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pytest
+from dedup_builds import build, decisions, kept_original
 
 from llava_mixes import add_embeddings, deduplicate, load_report, schema
 from llava_mixes.ann import approximate_keep_first
@@ -27,7 +28,6 @@ from llava_mixes.store import ShardStore
 from llava_mixes.sweep import sweep_pass
 from llava_mixes.synthetic import clip_like_vectors
 
-DEDUP = "mix665k-dedup-0.8"
 BAD_VALUES = {"nan": np.nan, "inf": np.inf, "zero": 0.0}
 
 
@@ -100,27 +100,6 @@ def test_deduplicate_names_the_row_whose_embedding_is_bad(bad: str) -> None:
         deduplicate(_vector_rows(vectors), threshold=0.8)
 
 
-def _build(playground: Playground, hf_cache: Path, **kwargs: object) -> datasets.DatasetDict:
-    return datasets.load_dataset(
-        "llava_mixes", DEDUP, data_dir=str(playground.root), embedder="thumbnail", cache_dir=str(hf_cache), **kwargs
-    )
-
-
-def _decisions(result: datasets.DatasetDict) -> dict[str, list[tuple[str, str | None, float | None]]]:
-    return {
-        split: sorted(zip(rows[schema.ID], rows[schema.DUPLICATE_OF], rows[schema.SIMILARITY], strict=True))
-        for split, rows in result.items()
-    }
-
-
-def _target(result: datasets.DatasetDict) -> tuple[str, str]:
-    """A kept image that a planted near-duplicate was removed against: its path and content hash."""
-    original = result[schema.REMOVED_SPLIT][0][schema.DUPLICATE_OF]
-    train = result[schema.TRAIN_SPLIT]
-    sha = train[train[schema.IMAGE_PATH].index(original)][schema.IMAGE_SHA256]
-    return original, sha
-
-
 def _nan_for_one_picture(sha: str) -> Callable[[ThumbnailEmbedder, bytes], np.ndarray]:
     """A thumbnail `prepare` that gives one picture (by SHA-256) a NaN vector: a model that outputs NaN."""
     original = ThumbnailEmbedder.prepare
@@ -137,11 +116,11 @@ def _nan_for_one_picture(sha: str) -> Callable[[ThumbnailEmbedder, bytes], np.nd
 def test_an_image_the_embedder_turns_into_nan_is_rejected_and_counted(
     playground: Playground, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clean = _build(playground, tmp_path / "clean_hf")
-    path, sha = _target(clean)
+    clean = build(playground, tmp_path / "clean_hf")
+    path, sha = kept_original(clean)
     monkeypatch.setenv("LLAVA_MIXES_CACHE", str(tmp_path / "other_content_cache"))
     monkeypatch.setattr(ThumbnailEmbedder, "prepare", _nan_for_one_picture(sha))
-    result = _build(playground, tmp_path / "hf")
+    result = build(playground, tmp_path / "hf")
     for split in result.values():
         assert sha not in split[schema.IMAGE_SHA256]
     report = load_report(result)
@@ -162,11 +141,11 @@ def test_a_nan_image_stops_the_build_under_on_bad_records_error(
     rows = json.loads(annotation.read_text())
     bad = {int(row_id.rsplit("-", 1)[1]) for row_id in playground.expected_rejections}
     annotation.write_text(json.dumps([row for index, row in enumerate(rows) if index not in bad]))
-    path, sha = _target(_build(playground, tmp_path / "clean_hf", on_bad_records="error"))
+    path, sha = kept_original(build(playground, tmp_path / "clean_hf", on_bad_records="error"))
     monkeypatch.setenv("LLAVA_MIXES_CACHE", str(tmp_path / "other_content_cache"))
     monkeypatch.setattr(ThumbnailEmbedder, "prepare", _nan_for_one_picture(sha))
     with pytest.raises(BadRecordError, match=rf"row \d+ .*embedding_failed: {path}"):
-        _build(playground, tmp_path / "hf", on_bad_records="error")
+        build(playground, tmp_path / "hf", on_bad_records="error")
 
 
 @pytest.mark.adversarial("error")
@@ -182,8 +161,8 @@ def test_add_embeddings_refuses_an_image_the_embedder_turns_into_nan(
 
 @pytest.mark.adversarial("repaired")
 def test_a_stored_nan_vector_with_a_valid_shard_is_embedded_again(playground: Playground, tmp_path: Path) -> None:
-    clean = _build(playground, tmp_path / "clean_hf")
-    _, sha = _target(clean)
+    clean = build(playground, tmp_path / "clean_hf")
+    _, sha = kept_original(clean)
     folder = next((tmp_path / "content_cache" / "embeddings").iterdir())
     (shard,) = folder.glob("*.arrow")
     table = pa.ipc.open_file(pa.memory_map(str(shard))).read_all()
@@ -196,8 +175,8 @@ def test_a_stored_nan_vector_with_a_valid_shard_is_embedded_again(playground: Pl
     )
     shard.unlink()
     ShardStore(folder, store_schema(dim)).commit(spoiled)  # a well-formed shard that holds a NaN vector
-    again = _build(playground, tmp_path / "hf")
-    assert _decisions(again) == _decisions(clean)
+    again = build(playground, tmp_path / "hf")
+    assert decisions(again) == decisions(clean)
     report = load_report(again)
     assert report.embedding["embedded"] == 1
     assert any("NaN" in repair.reason for repair in report.cache_repairs)
