@@ -25,7 +25,7 @@ from datasets.utils import tqdm as hf_tqdm
 from llava_mixes import build_inputs, schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
-from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs
+from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs, reject_unembeddable
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedders import resolve_embedder
 from llava_mixes.embedding import attach_embeddings, fill_cache
@@ -34,6 +34,7 @@ from llava_mixes.errors import LlavaMixesError, MissingDataError
 from llava_mixes.images import ImageIndex
 from llava_mixes.normalise import SourceNormaliser
 from llava_mixes.report import REPORT_FILE, BuildReport, Rejection, group_stats
+from llava_mixes.store import repairs_mark, repairs_since
 
 logger = logging.getLogger(__name__)
 
@@ -122,20 +123,29 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
         devices = parse_devices(config.device)
         cache, stats = fill_cache(
-            base, model, config.cache_root(), config.batch_size, config.num_workers, devices, config.engine
+            base,
+            model,
+            config.cache_root(),
+            config.batch_size,
+            config.num_workers,
+            devices,
+            config.engine,
+            keep_failures=True,
         )
+        base, unembeddable = reject_unembeddable(base, stats.failed, config.on_bad_records)
         rows = attach_embeddings(base, cache) if config.keep_embeddings else base
         result = deduplicate(
             rows, config.dedup_threshold, config.dedup_scope, search=config.dedup_search, embeddings=cache
         )
         base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
+        rejected = [*base_report.rejected, *unembeddable]
         self._pending_report = BuildReport(
             config_name=config.name,
             version=str(config.version),
             sources=list(config.sources),
             rows_in=base_report.rows_in,
-            rejected=base_report.rejected,
-            groups=dedup_group_stats(result, base_report.rejected),
+            rejected=rejected,
+            groups=dedup_group_stats(result, rejected),
             dedup={
                 "threshold": config.dedup_threshold,
                 "scope": config.dedup_scope,
@@ -182,6 +192,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         self._base_digest = None
         # Split sizes loaded from an earlier build are no expectation: the local sources may have changed.
         self.info.splits = None
+        repairs = repairs_mark()
         try:
             super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         except datasets.exceptions.DatasetGenerationError as error:
@@ -189,6 +200,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
                 raise error.__cause__ from None
             raise
         report = self._pending_report or self._plain_report()
+        report.cache_repairs = repairs_since(repairs)
         report.save(Path(self._output_dir) / REPORT_FILE)
         if self.config.is_dedup:
             build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +77,8 @@ def _print_report(report: BuildReport) -> None:
     if report.rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reject_reasons().items())
         _out(f"rejected rows by reason: {reasons}")
+    for repair in report.cache_repairs:
+        _out(f"cache repaired: {repair.file}: {repair.reason}; {repair.action}")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -191,6 +195,21 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.EFBIG})
+
+
+def storage_error(error: BaseException) -> OSError | None:
+    """The disk-full, quota, read-only or permission `OSError` behind `error` (itself or a cause), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -200,6 +219,20 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command][0](args)
     except (LlavaMixesError, json.JSONDecodeError) as error:
         logger.error("%s", error)
+        return 2
+    except Exception as error:
+        cause = storage_error(error)
+        if cause is None:
+            raise
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        folder = getattr(args, "cache_dir", None) or datasets.config.HF_DATASETS_CACHE
+        where = cause.filename or f"a file under the datasets cache {folder}"
+        logger.error(
+            "file system error on %s: %s. Free some space or fix the permissions there, or choose another folder "
+            "(--cache-dir for datasets, --content-cache-dir for image checks and embeddings)",
+            where,
+            reason,
+        )
         return 2
 
 

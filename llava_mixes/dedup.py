@@ -4,13 +4,15 @@ Rule: within a scope (an `image_group`, or all images for `scope="global"`), dis
 visited in order of first appearance; an image is removed when its cosine similarity to an image
 already kept in its scope is >= the threshold. Byte-identical files (same SHA-256) under different paths
 are duplicates at every threshold: the first path is the one judged, the others follow it. Rows without
-an image are always kept. The result depends only on the input rows and the threshold.
+an image are always kept. The result depends only on the input rows and the threshold. An image row
+without a usable vector (none, or one with a NaN or infinite coordinate, or all zero) is an error here;
+the builder rejects such rows first (`reject_unembeddable`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import datasets
@@ -22,9 +24,9 @@ from llava_mixes import schema
 from llava_mixes.config import SCOPES, SEARCHES
 from llava_mixes.devices import cuda_available
 from llava_mixes.embedding_cache import EmbeddingCache
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import BadEmbeddingError, BadRecordError, ConfigError
 from llava_mixes.report import GroupStats, Rejection, group_stats
-from llava_mixes.search import greedy_keep_first
+from llava_mixes.search import greedy_keep_first, unusable_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -128,21 +130,28 @@ def decide(
             path_content[path] = content_of[key]
         if not new_rows:
             continue
+        content_ids.extend(table.column(schema.ID).take(pa.array(new_rows)).to_pylist())
         if embeddings is None:
             taken = column.take(pa.array(new_rows)).flatten().to_numpy(zero_copy_only=False)
             vectors.append(taken.reshape(len(new_rows), -1).astype(np.float32, copy=False))
         else:
             content_hashes.extend(hashes[row] for row in new_rows)
-            content_ids.extend(table.column(schema.ID).take(pa.array(new_rows)).to_pylist())
     if embeddings is not None:
         stored, lacking = _cached_vectors(embeddings, content_hashes, content_ids)
         vectors = [stored]
         missing.extend(lacking)
     if missing:
-        raise ValueError(
+        raise BadEmbeddingError(
             f"{len(missing)} image rows have no embedding (first ids: {missing[:5]}); drop them before deduplicate"
         )
     all_vectors = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
+    bad = np.flatnonzero(unusable_vectors(all_vectors))
+    if bad.size:
+        raise BadEmbeddingError(
+            f"{bad.size} image rows have an embedding with a NaN or infinite coordinate, or all zero (first ids: "
+            f"{[content_ids[at] for at in bad[:5]]}); embed those images again or drop their rows before deduplicate",
+            bad.tolist(),
+        )
     content_kept = np.ones(len(content_first_path), dtype=bool)
     content_duplicate_of = np.full(len(content_first_path), -1, dtype=np.int64)
     content_similarity = np.full(len(content_first_path), np.nan, dtype=np.float32)
@@ -171,6 +180,54 @@ def decide(
         else:
             decisions[path] = PathDecision(True)
     return decisions
+
+
+def reject_unembeddable(
+    dataset: datasets.Dataset, failed: Mapping[str, str], on_bad_records: str = "skip"
+) -> tuple[datasets.Dataset, list[Rejection]]:
+    """`dataset` without the rows whose image (by `image_sha256`) is in `failed` (no usable vector), and a
+    rejection per such row (reason `embedding_failed`, the detail says why). Under `on_bad_records="error"`
+    the first such row raises `BadRecordError` instead."""
+    if not failed:
+        return dataset, []
+    rejected: list[Rejection] = []
+    columns = [schema.ID, schema.SOURCE, schema.SOURCE_ID, schema.IMAGE_GROUP, schema.IMAGE_PATH, schema.IMAGE_SHA256]
+    for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=65536):
+        for row in table.to_pylist():
+            why = failed.get(row[schema.IMAGE_SHA256]) if row[schema.IMAGE_SHA256] is not None else None
+            if why is None:
+                continue
+            source = row[schema.SOURCE]
+            rejection = Rejection(
+                source,
+                int(row[schema.ID][len(source) + 1 :]),
+                row[schema.SOURCE_ID],
+                row[schema.IMAGE_GROUP],
+                row[schema.IMAGE_PATH],
+                schema.EMBEDDING_FAILED,
+                f"{row[schema.IMAGE_PATH]}: {why}",
+            )
+            if on_bad_records == "error":
+                raise BadRecordError(
+                    f"{source} row {rejection.row_index} (id {rejection.source_id!r}) rejected: {rejection.reason}: "
+                    f"{rejection.detail}. Pass on_bad_records='skip' to reject such rows and list them in the build "
+                    "report."
+                )
+            rejected.append(rejection)
+    kept = dataset.filter(
+        _has_vector,
+        batched=True,
+        input_columns=[schema.IMAGE_SHA256],
+        fn_kwargs={"unusable": set(failed)},
+        new_fingerprint=Hasher.hash((dataset._fingerprint, "reject_unembeddable", sorted(failed.items()))),
+        desc="Rejecting images without a vector",
+    )
+    return kept, rejected
+
+
+def _has_vector(hashes: list[str | None], unusable: set[str]) -> list[bool]:
+    """`Dataset.filter` function: the rows without an image, or whose image is not in `unusable`."""
+    return [sha is None or sha not in unusable for sha in hashes]
 
 
 def _select(indices: list[int], mask: np.ndarray, want: bool) -> list[bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -21,7 +21,7 @@ from llava_mixes import schema
 from llava_mixes.config import DEFAULT_EMBEDDER, default_cache_root
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedders import Embedder, resolve_embedder
-from llava_mixes.embedding_cache import EmbeddingCache, EmbeddingError, ImageRef, store_schema, vector_array
+from llava_mixes.embedding_cache import EmbeddingCache, EmbeddingError, ImageRef, open_store, vector_array
 from llava_mixes.engines import run_engine
 from llava_mixes.store import ShardStore
 
@@ -55,7 +55,7 @@ def _attach_vectors(hashes: list[str | None], directory: str, dim: int) -> dict[
     """`Dataset.map` function: the cached vector of each row's image, None for rows without one."""
     store = _OPEN_CACHES.get(directory)
     if store is None:
-        store = _OPEN_CACHES[directory] = ShardStore(Path(directory), store_schema(dim))
+        store = _OPEN_CACHES[directory] = open_store(Path(directory), dim)
     present = [sha for sha in hashes if sha is not None]
     if any(sha not in store for sha in present):
         store.refresh()
@@ -72,12 +72,13 @@ def _attach_vectors(hashes: list[str | None], directory: str, dim: int) -> dict[
 
 @dataclass(frozen=True)
 class EmbedStats:
-    """What one embedding pass did."""
+    """What one embedding pass did; `failed` maps each image that has no usable vector to the reason."""
 
     embedder: str
     images: int
     embedded: int
     cached: int
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def fill_cache(
@@ -88,8 +89,11 @@ def fill_cache(
     num_workers: int | None = None,
     devices: list[str] | None = None,
     engine: str = "local",
+    keep_failures: bool = False,
 ) -> tuple[EmbeddingCache, EmbedStats]:
-    """Embed every distinct image of `dataset` that the cache lacks; raise if any image cannot be embedded."""
+    """Embed every distinct image of `dataset` that the cache lacks. An image that cannot be embedded (its
+    decoder or the embedder failed, or the vector is not finite or all zero) raises `EmbeddingError`, or with
+    `keep_failures=True` is listed in the stats' `failed` (by SHA-256) for the caller to reject its rows."""
     missing_columns = [column for column in (schema.IMAGE, schema.IMAGE_SHA256) if column not in dataset.column_names]
     if missing_columns:
         raise ValueError(f"add_embeddings needs the columns {missing_columns}; the dataset has {dataset.column_names}")
@@ -111,10 +115,11 @@ def fill_cache(
         )
     errors = cache.errors([ref.sha256 for ref in refs])
     failed = [(ref, error) for ref, error in zip(refs, errors, strict=True) if error is not None]
-    if failed:
+    if failed and not keep_failures:
         listed = "; ".join(f"{ref.path}: {error}" for ref, error in failed[:5])
         raise EmbeddingError(f"{len(failed)} images could not be embedded (first: {listed})")
-    return cache, EmbedStats(model.key(), len(refs), embedded, len(refs) - len(todo))
+    reasons = {ref.sha256: error for ref, error in failed}
+    return cache, EmbedStats(model.key(), len(refs), embedded, len(refs) - len(todo), reasons)
 
 
 def attach_embeddings(

@@ -3,11 +3,17 @@
 It lives under `<cache root>/embeddings/<embedder key>/` as an append-only `ShardStore`, so any number
 of processes (one per GPU, or Ray actors through their driver) can fill it at once, an interrupted run
 keeps everything it committed, and a killed process never leaves an entry that reads back wrong.
+
+Vectors are checked at both ends: a vector an embedder returns with a NaN or infinite coordinate (also
+after the cast to float16), or all zero, is stored as that image's error, never as a vector; and a stored
+record whose vector is such is left out when its shard is read (`ShardStore`'s row check), so the image is
+embedded again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +25,13 @@ import pyarrow as pa
 from llava_mixes import schema
 from llava_mixes.embedders import Embedder
 from llava_mixes.errors import LlavaMixesError
+from llava_mixes.search import unusable_vectors
 from llava_mixes.store import META_FILE, ShardStore
 
+logger = logging.getLogger(__name__)
+
 FLUSH_IMAGES = 4096
+BAD_VECTOR = "the embedder returned a vector with a NaN or infinite coordinate, or all zero"
 
 
 class EmbeddingError(LlavaMixesError, RuntimeError):
@@ -30,6 +40,18 @@ class EmbeddingError(LlavaMixesError, RuntimeError):
 
 def store_schema(dim: int) -> pa.Schema:
     return pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float16(), dim)), ("error", pa.string())])
+
+
+def refused_records(table: pa.Table) -> tuple[np.ndarray, str]:
+    """The records of a cache shard that claim a vector (no error) whose vector cannot be compared."""
+    embedded = table.column("error").is_null().to_numpy(zero_copy_only=False)
+    vectors = vector_array(table, table.schema.field("vector").type.list_size)
+    return embedded & unusable_vectors(vectors), "a vector with a NaN or infinite coordinate, or all zero"
+
+
+def open_store(directory: Path, dim: int) -> ShardStore:
+    """The `ShardStore` of one embedder's cache folder, with the vector check on every shard it reads."""
+    return ShardStore(directory, store_schema(dim), row_check=refused_records)
 
 
 class EmbeddingCache:
@@ -42,7 +64,7 @@ class EmbeddingCache:
         if embedder.dim < 0:
             embedder.dim = self._recorded_dim()
         self.dim = embedder.dim
-        self.store = ShardStore(self.directory, store_schema(self.dim))
+        self.store = open_store(self.directory, self.dim)
         self.store.write_meta({"identity": embedder.identity(), "dim": self.dim})
 
     def _recorded_dim(self) -> int:
@@ -69,12 +91,18 @@ def vector_array(table: pa.Table, dim: int) -> np.ndarray:
 
 
 def vector_table(keys: list[str], vectors: np.ndarray, errors: list[str | None]) -> pa.Table:
-    """Cache records from keys, a `(rows, dim)` array (zeros where an error is given) and errors."""
-    values = pa.array(np.ascontiguousarray(vectors, dtype=np.float16).reshape(-1), type=pa.float16())
+    """Cache records from keys, a `(rows, dim)` array of an embedder's vectors (zeros where an error is given)
+    and errors; a vector that cannot be compared once in float16 becomes the error `BAD_VECTOR`."""
+    half = np.array(vectors, dtype=np.float16, order="C")
+    bad = unusable_vectors(half) & np.array([error is None for error in errors], dtype=bool)
+    if bad.any():
+        logger.warning("%d images got %s; they are recorded as not embedded", int(bad.sum()), BAD_VECTOR)
+        half[bad] = 0
+        errors = [BAD_VECTOR if flag else error for flag, error in zip(bad.tolist(), errors, strict=True)]
     return pa.table(
         {
             "key": pa.array(keys, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(values, vectors.shape[1]),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(half.reshape(-1), type=pa.float16()), half.shape[1]),
             "error": pa.array(errors, pa.string()),
         }
     )

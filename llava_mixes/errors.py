@@ -42,3 +42,15 @@ class PublishError(LlavaMixesError):
 
 class MissingExtraError(LlavaMixesError, ImportError):
     """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+class CacheWriteError(LlavaMixesError):
+    """A file could not be written (disk full, read-only or unwritable folder); the message names the folder."""
+
+
+class BadEmbeddingError(LlavaMixesError, ValueError):
+    """Some vectors cannot be compared (missing, not finite, or of zero length); the message names which."""
+
+    def __init__(self, message: str, positions: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.positions = positions or []

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llava_mixes.store import write_atomic
+from llava_mixes.store import CacheRepair, write_atomic
 
 REPORT_FILE = "llava_mixes_report.json"
 TEXT_ONLY_GROUP = "(text only)"
@@ -50,7 +50,8 @@ class GroupStats:
 
 @dataclass
 class BuildReport:
-    """Everything a build did to its input: counts, rejections, and dedup statistics when it deduplicated."""
+    """Everything a build did to its input: counts, rejections, dedup statistics when it deduplicated, and the
+    damaged cache shards it found and set aside (`cache_repairs`)."""
 
     config_name: str
     version: str
@@ -60,6 +61,7 @@ class BuildReport:
     groups: list[GroupStats] = field(default_factory=list)
     dedup: dict[str, Any] | None = None
     embedding: dict[str, Any] | None = None
+    cache_repairs: list[CacheRepair] = field(default_factory=list)
 
     @property
     def rejected_rows(self) -> int:
@@ -95,6 +97,7 @@ class BuildReport:
             groups=[GroupStats(**item) for item in data["groups"]],
             dedup=data.get("dedup"),
             embedding=data.get("embedding"),
+            cache_repairs=[CacheRepair(**item) for item in data.get("cache_repairs", [])],
         )
 
     def save(self, path: Path) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llava_mixes.errors import BadEmbeddingError
+
 # float32 dot products of unit vectors in d <= 4096 are within d * 2**-24 < 3e-4 of exact.
 FLOAT32_TOLERANCE = 3e-4
 # The host search switches to torch bfloat16 (where the CPU runs it fast) from this many items in a scope,
@@ -39,11 +41,35 @@ class KeepResult:
     similarity: np.ndarray
 
 
+def vector_norms(vectors: np.ndarray) -> np.ndarray:
+    """Float64 norms (each coordinate squared and summed in float64, no float64 copy of the vectors): NaN or
+    infinite where a coordinate is, zero for a zero vector."""
+    return np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+
+
+def unusable_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Which rows of `vectors` cannot be compared by cosine: a coordinate NaN or infinite, or all zero."""
+    if vectors.dtype == np.float16 and vectors.shape[1]:
+        # From the bits, ten times faster than float16 arithmetic: without the sign bit, a float16 is 0 only
+        # for a zero and at least 0x7C00 (all exponent bits set) only for an infinity or a NaN.
+        magnitude = (vectors.view(np.uint16) & 0x7FFF).max(axis=1)
+        return (magnitude >= 0x7C00) | (magnitude == 0)
+    norms = vector_norms(vectors)
+    return ~np.isfinite(norms) | (norms == 0)
+
+
 def _norms(vectors: np.ndarray) -> np.ndarray:
-    """Float64 norms (each coordinate squared and summed in float64, no float64 copy of the vectors);
-    zeros become 1."""
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
-    norms[norms == 0] = 1.0
+    """The float64 norms of `vectors` (see `vector_norms`); raises `BadEmbeddingError` naming the items whose
+    vector is not finite or is zero, so that no such vector ever enters a search."""
+    norms = vector_norms(vectors)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if bad.size:
+        shown = bad[:10].tolist()
+        raise BadEmbeddingError(
+            f"{bad.size} of {len(vectors)} vectors cannot be compared (a coordinate NaN or infinite, or all zero), "
+            f"at item indices {shown}{' ...' if bad.size > len(shown) else ''}: re-embed or drop those items",
+            bad.tolist(),
+        )
     return norms
 
 
@@ -247,7 +273,8 @@ def greedy_keep_first(
     `CPU_BFLOAT16_BLOCK` x `CPU_BFLOAT16_TILE`.
     A torch device (`"cuda"`, `"cpu"`) always scores with torch in bfloat16. bfloat16 scores get a wider
     re-check band, so the result is the same either way. `progress(done)` is called after each block
-    with the number of items decided so far.
+    with the number of items decided so far. A vector with a NaN or infinite coordinate, or a zero vector,
+    raises `BadEmbeddingError` naming its index: it has no cosine to compare.
     """
     n, dim = vectors.shape
     norms = _norms(vectors)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from llava_mixes.embedding_cache import store_schema
-from llava_mixes.store import TEMP_PREFIX, ShardStore
+from llava_mixes.errors import CacheWriteError
+from llava_mixes.store import SET_ASIDE_DIR, TEMP_PREFIX, ShardStore
 
 SCHEMA = pa.schema([("key", pa.string()), ("value", pa.int64())])
 
@@ -40,7 +43,7 @@ def test_first_written_value_wins_and_compaction_keeps_it(tmp_path: Path) -> Non
     assert len(list(tmp_path.glob("*.arrow"))) == 1
 
 
-def test_partial_and_corrupt_files_are_ignored(tmp_path: Path) -> None:
+def test_partial_files_are_ignored_and_corrupt_ones_set_aside(tmp_path: Path) -> None:
     store = ShardStore(tmp_path, SCHEMA)
     path = store.commit(pa.table({"key": ["a"], "value": [1]}))
     (tmp_path / f"{TEMP_PREFIX}half.arrow").write_bytes(path.read_bytes()[:40])
@@ -48,6 +51,23 @@ def test_partial_and_corrupt_files_are_ignored(tmp_path: Path) -> None:
     reader = ShardStore(tmp_path, SCHEMA)
     assert len(reader) == 1
     assert reader.take(["a"]).column("value").to_pylist() == [1]
+    assert [repair.file for repair in reader.repairs] == [str(tmp_path / "99999-corrupt.arrow")]
+    assert (tmp_path / SET_ASIDE_DIR / "99999-corrupt.arrow").exists()
+    assert (tmp_path / f"{TEMP_PREFIX}half.arrow").exists()
+
+
+def test_a_failed_commit_raises_cache_write_error_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, SCHEMA)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))
+    try:
+        with pytest.raises(CacheWriteError, match=rf"{tmp_path} \(File too large\)"):
+            store.commit(pa.table({"key": [f"k{number}" for number in range(500)], "value": list(range(500))}))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_writer_killed_mid_write_leaves_only_whole_correct_entries(tmp_path: Path) -> None:

@@ -1,0 +1,258 @@
+"""Damaged cache shards and cache folders that cannot be written (issue #10, sections 2, 3 and part of 7).
+
+A damaged shard (random bytes, a vector overwritten, truncated, emptied) is detected by its checksum, set
+aside into `corrupt/`, named in the build report, and what it held is computed again: the next build gives
+the same rows and decisions as before the damage. A read-only cache folder and a full disk end in one line
+naming the folder, and leave no temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from dedup_builds import DEDUP, build, decisions, kept_original
+
+from llava_mixes import load_report
+from llava_mixes.cli import main
+from llava_mixes.playground import Playground, write_playground
+from llava_mixes.report import BuildReport
+from llava_mixes.store import SET_ASIDE_DIR, TEMP_PREFIX
+
+
+def _reasons(report: BuildReport) -> list[tuple[int, str | None, str]]:
+    return [(rejection.row_index, rejection.image_path, rejection.reason) for rejection in report.rejected]
+
+
+def _one_shard(folder: Path) -> Path:
+    (shard,) = folder.glob("*.arrow")
+    return shard
+
+
+def _embedding_shard(content_cache: Path) -> Path:
+    return _one_shard(next((content_cache / "embeddings").iterdir()))
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
+def _random_bytes(size: int) -> bytes:
+    return np.random.default_rng(10).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def _vector_offset(shard: Path, key: str) -> tuple[int, int]:
+    """Where one record's float16 vector lies in the shard file, and its length in bytes."""
+    table = pa.ipc.open_file(pa.memory_map(str(shard))).read_all()
+    dim = table.schema.field("vector").type.list_size
+    vectors = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    data = vectors[table.column("key").to_pylist().index(key)].tobytes()
+    offset = shard.read_bytes().find(data)
+    assert offset > 0
+    return offset, len(data)
+
+
+def _overwrite_vector(value: float | None) -> Callable[[Path, str], None]:
+    def damage(shard: Path, key: str) -> None:
+        offset, length = _vector_offset(shard, key)
+        spoiled = np.full(length // 2, value, dtype=np.float16).tobytes() if value is not None else None
+        _write_at(shard, offset, spoiled or _random_bytes(length))
+
+    return damage
+
+
+# Each damages the shard around the vector of `key`, an image whose vector decides that a duplicate is removed.
+DAMAGE: dict[str, Callable[[Path, str], None]] = {
+    "2 KB of random bytes": lambda shard, key: _write_at(shard, _vector_offset(shard, key)[0], _random_bytes(2048)),
+    "a vector overwritten with NaN": _overwrite_vector(np.nan),
+    "a vector overwritten with inf": _overwrite_vector(np.inf),
+    "a vector overwritten with zeros": _overwrite_vector(0.0),
+    "a vector overwritten with random values": _overwrite_vector(None),
+    "truncated": lambda shard, _: shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2]),
+    "replaced by an empty file": lambda shard, _: shard.write_bytes(b""),
+}
+
+
+def _assert_set_aside(repairs: list, shard: Path) -> None:
+    assert [repair.file for repair in repairs] == [str(shard)]
+    assert not shard.exists()
+    assert (shard.parent / SET_ASIDE_DIR / shard.name).exists()
+
+
+@pytest.mark.adversarial("repaired")
+def test_random_bytes_in_an_image_index_shard_are_detected_and_rebuilt(playground: Playground, tmp_path: Path) -> None:
+    before = build(playground, tmp_path / "hf_before", "mix665k")
+    shard = _one_shard(tmp_path / "content_cache" / "image_index" / "v1")
+    _write_at(shard, 1024, _random_bytes(4096))
+    after = build(playground, tmp_path / "hf_after", "mix665k")
+    assert decisions(after) == decisions(before)
+    report = load_report(after)
+    assert _reasons(report) == _reasons(load_report(before)) and len(report.rejected) == 6
+    _assert_set_aside(report.cache_repairs, shard)
+
+
+@pytest.mark.adversarial("repaired")
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_embedding_shard_is_set_aside_and_the_build_is_the_same(
+    playground: Playground, tmp_path: Path, damage: str
+) -> None:
+    before = build(playground, tmp_path / "hf_before")
+    shard = _embedding_shard(tmp_path / "content_cache")
+    DAMAGE[damage](shard, kept_original(before)[1])
+    after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == decisions(before)
+    report = load_report(after)
+    assert report.embedding["embedded"] == report.embedding["images"] > 0
+    _assert_set_aside(report.cache_repairs, shard)
+
+
+def _without_checksum(shard: Path) -> Path:
+    legacy = shard.with_name(shard.name.split(".")[0] + ".arrow")
+    shard.rename(legacy)
+    return legacy
+
+
+@pytest.mark.adversarial("correct")
+def test_a_shard_written_before_checksums_is_adopted_without_embedding_again(
+    playground: Playground, tmp_path: Path
+) -> None:
+    before = build(playground, tmp_path / "hf_before")
+    legacy = _without_checksum(_embedding_shard(tmp_path / "content_cache"))
+    after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == decisions(before)
+    report = load_report(after)
+    assert report.embedding["embedded"] == 0 and report.cache_repairs == []
+    assert not legacy.exists() and ".crc32-" in _embedding_shard(tmp_path / "content_cache").name
+
+
+@pytest.mark.adversarial("repaired")
+def test_a_shard_written_before_checksums_with_a_nan_vector_is_embedded_again(
+    playground: Playground, tmp_path: Path
+) -> None:
+    before = build(playground, tmp_path / "hf_before")
+    legacy = _without_checksum(_embedding_shard(tmp_path / "content_cache"))
+    _overwrite_vector(np.nan)(legacy, kept_original(before)[1])
+    after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == decisions(before)
+    report = load_report(after)
+    assert report.embedding["embedded"] == 1
+    assert [repair.file for repair in report.cache_repairs] == [str(legacy)]
+
+
+@pytest.mark.adversarial("repaired")
+def test_a_legacy_shard_with_random_bytes_is_set_aside(playground: Playground, tmp_path: Path) -> None:
+    before = build(playground, tmp_path / "hf_before", "mix665k")
+    legacy = _without_checksum(_one_shard(tmp_path / "content_cache" / "image_index" / "v1"))
+    _write_at(legacy, 1024, _random_bytes(4096))
+    after = build(playground, tmp_path / "hf_after", "mix665k")
+    assert decisions(after) == decisions(before)
+    _assert_set_aside(load_report(after).cache_repairs, legacy)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder every user may write in (tests run as root; the build under test runs as nobody)."""
+    folder = Path(tempfile.mkdtemp(prefix="llava-mixes-adversarial-"))
+    folder.chmod(0o777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cli(args: list[str], home: Path, preexec_fn: Callable[[], None]) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "HF_HOME": str(home / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
+    command = [sys.executable, "-m", "llava_mixes.cli", *args]
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False, preexec_fn=preexec_fn
+    )
+
+
+def _assert_one_clear_line(result: subprocess.CompletedProcess[str], *named: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and all(part in errors[0] for part in named), result.stderr
+
+
+@contextlib.contextmanager
+def _as_nobody() -> Iterator[None]:
+    """Run as uid/gid 65534 (root ignores mode bits), restored after."""
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.mark.adversarial("error")
+def test_a_read_only_empty_cache_folder_is_one_clear_error(
+    shared_dir: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    playground = write_playground(shared_dir / "playground")
+    read_only = shared_dir / "content_cache"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    args = ["build", "mix665k", "--data-dir", str(playground.root), "--content-cache-dir", str(read_only)]
+    args += ["--cache-dir", str(shared_dir / "hf"), "--stats-json", str(shared_dir / "stats.json")]
+    with _as_nobody():
+        code = main(args)
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert code == 2 and len(errors) == 1, errors
+    assert str(read_only) in errors[0] and "Permission denied" in errors[0]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return apply
+
+
+@pytest.mark.adversarial("error")
+def test_a_full_disk_while_embedding_is_one_clear_error_and_leaves_no_temporary_file(
+    playground: Playground, tmp_path: Path
+) -> None:
+    content_cache = tmp_path / "content_cache"
+    build(playground, tmp_path / "hf", "mix665k")  # the plain rows and the image checks fit
+    args = ["build", DEDUP, "--data-dir", str(playground.root), "--embedder", "thumbnail"]
+    args += ["--cache-dir", str(tmp_path / "hf"), "--content-cache-dir", str(content_cache)]
+    args += ["--stats-json", str(tmp_path / "stats.json")]
+    result = _cli(args, tmp_path, preexec_fn=_file_size_limit(32 * 1024))
+    _assert_one_clear_line(result, str(content_cache / "embeddings"), "File too large")
+    assert not [path for path in content_cache.rglob(f"{TEMP_PREFIX}*")]
+
+
+@pytest.mark.adversarial("error")
+def test_a_full_disk_in_the_datasets_cache_is_one_clear_error(playground: Playground, tmp_path: Path) -> None:
+    content_cache = tmp_path / "content_cache"
+    build(playground, tmp_path / "hf_first", "mix665k")  # the image checks are cached: only datasets writes
+    args = ["build", "mix665k", "--data-dir", str(playground.root), "--content-cache-dir", str(content_cache)]
+    args += ["--cache-dir", str(tmp_path / "hf"), "--stats-json", str(tmp_path / "stats.json")]
+    result = _cli(args, tmp_path, preexec_fn=_file_size_limit(4 * 1024))
+    _assert_one_clear_line(result, str(tmp_path / "hf"), "File too large")
