@@ -75,6 +75,8 @@ PATH_ESCAPES_DATA_DIR = "path_escapes_data_dir"
 MISSING_IMAGE = "missing_image"
 UNDECODABLE_IMAGE = "undecodable_image"
 EMBEDDING_FAILED = "embedding_failed"
+# A string of the row holds a lone UTF-16 surrogate (e.g. a JSON `"\ud800"` escape): not storable as UTF-8.
+INVALID_TEXT = "invalid_text"
 
 REJECT_REASONS = (
     MALFORMED_RECORD,
@@ -92,6 +94,7 @@ REJECT_REASONS = (
     MISSING_IMAGE,
     UNDECODABLE_IMAGE,
     EMBEDDING_FAILED,
+    INVALID_TEXT,
 )
 
 

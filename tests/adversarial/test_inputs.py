@@ -1,0 +1,193 @@
+"""Annotation inputs that exhaust memory, point errors at the wrong byte, or carry text UTF-8 cannot hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import llava_mixes
+from llava_mixes import json_guard, schema
+from llava_mixes.errors import MalformedSourceError
+from llava_mixes.readers import iter_json_array, iter_json_lines, iter_parquet
+
+ANNOTATIONS = "llava_v1_5_mix665k.json"
+
+
+def text_row(number: int, answer: str = "Fine.") -> dict[str, Any]:
+    """A text-only 665K row (no image to write)."""
+    return {
+        "id": f"row{number}",
+        "conversations": [{"from": "human", "value": f"Question {number}?"}, {"from": "gpt", "value": answer}],
+    }
+
+
+def write_annotations(folder: Path, pieces: list[bytes]) -> Path:
+    """A 665K annotation file whose array elements are the given JSON texts, one per line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ANNOTATIONS
+    path.write_bytes(b"[\n" + b",\n".join(pieces) + b"\n]\n")
+    return path
+
+
+def encoded(record: Any) -> bytes:
+    return json.dumps(record).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+def build(data_dir: Path) -> tuple[datasets.Dataset, llava_mixes.BuildReport]:
+    dataset = datasets.load_dataset("llava_mixes", "mix665k", data_dir=str(data_dir), split="train")
+    return dataset, llava_mixes.load_report(dataset)
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+
+    import datasets
+    import llava_mixes
+
+    def peak() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    with open("/proc/self/statm") as handle:
+        virtual = int(handle.read().split()[0]) * resource.getpagesize()
+    # A cap, so that a reader without limits fails here with MemoryError instead of swapping the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (virtual + (3 << 30), resource.RLIM_INFINITY))
+    datasets.disable_progress_bars()
+    before = peak()
+    dataset = datasets.load_dataset("llava_mixes", "mix665k", data_dir=sys.argv[1], split="train")
+    report = llava_mixes.load_report(dataset)
+    print(json.dumps({
+        "rows": dataset["source_id"][:],
+        "rejected": [[item.row_index, item.reason, item.detail] for item in report.rejected],
+        "growth": peak() - before,
+    }))
+    """
+)
+
+
+@pytest.mark.adversarial("rejected")
+def test_rows_nested_200000_and_30000_deep_are_rejected_in_little_memory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    write_annotations(
+        data_dir, [encoded(text_row(0)), nested(200_000), encoded(text_row(2)), nested(30_000), encoded(text_row(4))]
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "ds")}
+    env["LLAVA_MIXES_CACHE"] = str(tmp_path / "content")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(data_dir)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["rows"] == ["row0", "row2", "row4"]
+    assert [(index, reason) for index, reason, _ in result["rejected"]] == [
+        (1, schema.MALFORMED_RECORD),
+        (3, schema.MALFORMED_RECORD),
+    ]
+    assert all(f"deeper than {json_guard.MAX_DEPTH} levels" in detail for _, _, detail in result["rejected"])
+    assert result["growth"] < 1 << 30
+
+
+@pytest.mark.adversarial("rejected")
+def test_depth_limit_is_exact_in_a_json_array(tmp_path: Path) -> None:
+    limit = json_guard.MAX_DEPTH
+    deepest_allowed = {**text_row(0), "extra": json.loads(nested(limit - 2))}  # the array and the record: 2 levels
+    too_deep = {**text_row(1), "extra": json.loads(nested(limit - 1))}
+    tricky = text_row(2, answer='brackets in text: [[[[{{{{ "quoted \\\\" ]]]] and a \\" quote')
+    path = write_annotations(tmp_path, [encoded(deepest_allowed), encoded(too_deep), encoded(tricky)])
+    records = list(iter_json_array(path))
+    assert records[0] == (0, deepest_allowed)
+    assert records[1][0] == 1 and records[1][1][0] == "malformed" and f"deeper than {limit}" in records[1][1][1]
+    assert records[2] == (2, tricky)
+
+
+@pytest.mark.adversarial("rejected")
+def test_deep_json_line_is_one_rejected_record(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(encoded(text_row(0)) + b"\n" + nested(200_000) + b"\n" + encoded(text_row(2)) + b"\n")
+    records = list(iter_json_lines(path))
+    assert records[0] == (0, text_row(0)) and records[2] == (2, text_row(2))
+    assert records[1][1][0] == "malformed" and "200000 levels deep" in records[1][1][1]
+
+
+@pytest.mark.adversarial("error")
+def test_parquet_column_nested_too_deep_stops_naming_the_file(tmp_path: Path) -> None:
+    """Arrow bounds a Parquet schema's nesting itself (100 levels of its own, about 50 lists)."""
+    data_type: pa.DataType = pa.int64()
+    for _ in range(json_guard.MAX_DEPTH + 1):
+        data_type = pa.list_(data_type)
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"id": ["a"], "deep": pa.array([None], type=data_type)}), path)
+    with pytest.raises(MalformedSourceError, match=rf"{path}: not a readable Parquet file: .*too deeply nested"):
+        list(iter_parquet(path))
+
+
+@pytest.mark.adversarial("rejected")
+def test_record_over_the_size_limit_is_rejected_and_the_rest_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(json_guard, "MAX_RECORD_BYTES", 4096)
+    big = text_row(1, answer="x" * 20_000)
+    write_annotations(tmp_path, [encoded(text_row(0)), encoded(big), encoded(text_row(2))])
+    dataset, report = build(tmp_path)
+    assert dataset["source_id"][:] == ["row0", "row2"]
+    assert [(item.row_index, item.reason) for item in report.rejected] == [(1, schema.MALFORMED_RECORD)]
+    assert "larger than the 4,096-byte limit" in report.rejected[0].detail
+
+
+@pytest.mark.adversarial("error")
+@pytest.mark.parametrize("bad_at", [125, 70_000, 270_000])
+def test_non_utf8_byte_is_reported_at_its_own_offset(tmp_path: Path, bad_at: int) -> None:
+    rows = []
+    while sum(len(row) + 2 for row in rows) < bad_at + 1000:
+        rows.append(encoded(text_row(len(rows), answer="a" * 200)))
+    path = write_annotations(tmp_path, rows)
+    data = bytearray(path.read_bytes())
+    while data[bad_at : bad_at + 1] != b"a":  # land inside an answer's text
+        bad_at += 1
+    data[bad_at] = 0xFF
+    path.write_bytes(bytes(data))
+    line = data[:bad_at].count(b"\n") + 1
+    column = bad_at - data[:bad_at].rfind(b"\n")
+    with pytest.raises(MalformedSourceError) as caught:
+        list(iter_json_array(path))
+    assert f"line {line}, column {column} (byte {bad_at})" in str(caught.value)
+    assert "not UTF-8" in str(caught.value)
+
+
+@pytest.mark.adversarial("rejected")
+def test_lone_surrogate_rejects_the_row_and_a_pair_is_kept(tmp_path: Path) -> None:
+    lone_turn = encoded(text_row(1)).replace(b"Fine.", b"Fine \\ud800 here")
+    lone_id = encoded(text_row(2)).replace(b'"row2"', b'"row\\udc00"')
+    pair = encoded(text_row(3)).replace(b"Fine.", b"Fine \\ud83d\\ude00")
+    unused = encoded({**text_row(4), "note": "\ud800"})
+    escaped_backslash = encoded(text_row(5)).replace(b"Fine.", b"not an escape: \\\\ud800")
+    write_annotations(tmp_path, [encoded(text_row(0)), lone_turn, lone_id, pair, unused, escaped_backslash])
+    dataset, report = build(tmp_path)
+    assert dataset["source_id"][:] == ["row0", "row3", "row4", "row5"]
+    assert dataset[1]["conversations"][1]["value"] == "Fine \U0001f600"
+    assert dataset[3]["conversations"][1]["value"] == "not an escape: \\ud800"
+    rejected = {item.row_index: (item.reason, item.detail) for item in report.rejected}
+    assert set(rejected) == {1, 2}
+    assert rejected[1] == (schema.INVALID_TEXT, "turn 1 (gpt) holds a lone surrogate U+D800 at character 5")
+    assert rejected[2] == (schema.INVALID_TEXT, "id holds a lone surrogate U+DC00 at character 3")
+
+
+@pytest.mark.adversarial("rejected")
+def test_lone_surrogate_in_json_lines_is_kept_for_the_row_check(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(encoded(text_row(0)).replace(b"Fine.", b"\\ud800") + b"\n")
+    assert next(iter_json_lines(path))[1]["conversations"][1]["value"] == "\ud800"
