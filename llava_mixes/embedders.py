@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from llava_mixes import hub
 from llava_mixes.devices import cuda_available
 from llava_mixes.errors import EmbedderUnavailableError
 from llava_mixes.preprocess import ProcessorSteps
@@ -110,9 +111,9 @@ class ThumbnailEmbedder(Embedder):
 def _unavailable(model: str, cause: str) -> EmbedderUnavailableError:
     return EmbedderUnavailableError(
         f"cannot use the embedder {model!r}: {cause}. Either make the weights available (online, they are "
-        f"downloaded on first use; offline, run `hf download {model}` on a connected machine and copy the HF "
-        "cache, or pass embedder=<local checkpoint folder>), or use embedder='thumbnail', which needs no "
-        "weights. If the embeddings are already cached, embedder_revision=<commit sha> skips the weight lookup."
+        f"downloaded on first use; offline, run `hf download {model}` on a connected machine, copy the HF "
+        "cache and set HF_HUB_OFFLINE=1, or pass embedder=<local checkpoint folder>), or use "
+        "embedder='thumbnail', which needs no weights. If the embeddings are already cached, embedder_revision=<commit sha> skips the weight lookup."
     )
 
 
@@ -182,12 +183,14 @@ class HFVisionEmbedder(Embedder):
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+        down = hub.unreachable()
         try:
-            return Path(hf_hub_download(self.model_name, "config.json", revision=revision))
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
-            raise _unavailable(
-                self.model_name, "it is not in the local HF cache and the Hub is unreachable"
-            ) from error
+            return Path(
+                hf_hub_download(self.model_name, "config.json", revision=revision, local_files_only=down is not None)
+            )
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled, *hub.NETWORK_ERRORS) as error:
+            where = down or "the Hub is unreachable"
+            raise _unavailable(self.model_name, f"it is not in the local HF cache and {where}") from error
         except HfHubHTTPError as error:
             raise _unavailable(self.model_name, f"the Hub refused it ({error})") from error
 
