@@ -113,7 +113,8 @@ def _unavailable(model: str, cause: str) -> EmbedderUnavailableError:
         f"cannot use the embedder {model!r}: {cause}. Either make the weights available (online, they are "
         f"downloaded on first use; offline, run `hf download {model}` on a connected machine, copy the HF "
         "cache and set HF_HUB_OFFLINE=1, or pass embedder=<local checkpoint folder>), or use "
-        "embedder='thumbnail', which needs no weights. If the embeddings are already cached, embedder_revision=<commit sha> skips the weight lookup."
+        "embedder='thumbnail', which needs no weights. If the embeddings are already cached, "
+        "embedder_revision=<commit sha> skips the weight lookup."
     )
 
 
