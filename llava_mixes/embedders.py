@@ -29,7 +29,7 @@ from PIL import Image
 from llava_mixes import hub
 from llava_mixes.devices import cuda_available
 from llava_mixes.errors import EmbedderUnavailableError
-from llava_mixes.preprocess import ProcessorSteps
+from llava_mixes.preprocess import PIXELS_VERSION, ProcessorSteps, to_8bit
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +89,13 @@ class ThumbnailEmbedder(Embedder):
         self.dim = size * size
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": THUMBNAIL, "size": self.size, "version": self.VERSION}
+        return {"kind": THUMBNAIL, "size": self.size, "version": self.VERSION, "pixels": PIXELS_VERSION}
 
     def prepare(self, data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if image.format == "JPEG":
                 image.draft("L", (self.size * 2, self.size * 2))
-            grey = image.convert("L").resize((self.size, self.size), Image.Resampling.BOX)
+            grey = to_8bit(image, "L").resize((self.size, self.size), Image.Resampling.BOX)
         vector = np.asarray(grey, dtype=np.float32).ravel()
         vector = vector - vector.mean()
         norm = float(np.linalg.norm(vector))
@@ -210,6 +210,7 @@ class HFVisionEmbedder(Embedder):
             "precision": self.precision,
             "preprocess": ("nvjpeg+" if self._decode_on_device else "")
             + ("gpu-resize" if self._resize_on_device else "pil-draft+processor"),
+            "pixels": PIXELS_VERSION,
         }
 
     def load(self, expected_images: int = 0) -> None:
@@ -280,7 +281,7 @@ class HFVisionEmbedder(Embedder):
         with Image.open(io.BytesIO(data)) as image:
             if image.format == "JPEG" and self._steps is not None:
                 image.draft("RGB", (self._steps.min_side, self._steps.min_side))
-            rgb = image.convert("RGB") if image.mode != "RGB" else image
+            rgb = to_8bit(image, "RGB")
             if self._steps is None:
                 return self._processor(images=rgb, return_tensors="np")["pixel_values"][0]
             if self._resize_on_device and self._steps.torch_mode is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -10,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 import llava_mixes
 from llava_mixes import json_guard, schema
+from llava_mixes.embedders import ThumbnailEmbedder, resolve_embedder
 from llava_mixes.errors import MalformedSourceError
+from llava_mixes.preprocess import PIXELS_VERSION, to_8bit
 from llava_mixes.readers import iter_json_array, iter_json_lines, iter_parquet
 
 ANNOTATIONS = "llava_v1_5_mix665k.json"
@@ -191,3 +197,99 @@ def test_lone_surrogate_in_json_lines_is_kept_for_the_row_check(tmp_path: Path) 
     path = tmp_path / "train.jsonl"
     path.write_bytes(encoded(text_row(0)).replace(b"Fine.", b"\\ud800") + b"\n")
     assert next(iter_json_lines(path))[1]["conversations"][1]["value"] == "\ud800"
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def gradient(high: int = 240) -> np.ndarray:
+    """An 8-bit diagonal gradient with a bright square, 10 to `high`."""
+    rows, columns = np.mgrid[0:64, 0:64]
+    values = 10 + (rows + columns) * (high - 10) // 126
+    values[20:30, 35:50] = high
+    return values.astype(np.uint8)
+
+
+def sixteen_bit(values: np.ndarray) -> Image.Image:
+    """The 16-bit twin of 8-bit grey `values` (each level times 257), as a 16-bit PNG decodes: mode I;16."""
+    image = Image.open(io.BytesIO(png(Image.fromarray(values.astype(np.uint16) * 257))))
+    assert image.mode == "I;16"
+    return image
+
+
+@pytest.mark.adversarial("correct")
+def test_16_bit_grey_png_is_not_a_flat_picture_in_a_dedup_build(tmp_path: Path) -> None:
+    folder = tmp_path / "coco" / "train2017"
+    folder.mkdir(parents=True)
+    (folder / "deep.png").write_bytes(png(sixteen_bit(gradient())))
+    (folder / "flat.png").write_bytes(png(Image.new("L", (64, 64), 128)))
+    rows = [
+        {
+            "id": name,
+            "image": f"coco/train2017/{name}.png",
+            "conversations": [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A."}],
+        }
+        for name in ("deep", "flat")
+    ]
+    write_annotations(tmp_path, [encoded(row) for row in rows])
+    dataset = datasets.load_dataset(
+        "llava_mixes", "mix665k-dedup-0.8", data_dir=str(tmp_path), embedder="thumbnail", keep_embeddings=True
+    )
+    assert dataset["train"]["source_id"][:] == ["deep", "flat"] and dataset["removed"].num_rows == 0
+    deep, flat = np.asarray(dataset["train"]["embedding"][:], dtype=np.float64)
+    assert abs(deep @ flat) < 0.1
+
+
+@pytest.mark.adversarial("correct")
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "RGBA", "LA", "P", "CMYK", "RGB"])
+def test_every_pixel_format_embeds_like_its_8_bit_twin(mode: str) -> None:
+    values = gradient()
+    twin = Image.fromarray(values, mode="L")
+    if mode == "I;16":
+        image = sixteen_bit(values)
+    elif mode == "I":
+        image = Image.fromarray(values.astype(np.int32) * 257, mode="I")
+    elif mode == "F":
+        image = Image.fromarray(values.astype(np.float32) / 255, mode="F")
+    else:
+        image = twin.convert(mode)
+    assert to_8bit(image, "L").mode == "L" and to_8bit(image, "RGB").mode == "RGB"
+    expected = np.asarray(twin, dtype=np.float64)
+    assert np.abs(np.asarray(to_8bit(image, "L"), dtype=np.float64) - expected).max() <= 3
+    embedder = ThumbnailEmbedder()
+    data = png(image) if mode not in ("I", "F", "CMYK") else _tiff(image)
+    assert float(embedder.prepare(data) @ embedder.prepare(png(twin))) > 0.99
+
+
+def _tiff(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+@pytest.mark.adversarial("correct")
+def test_transparent_pixels_are_laid_on_white() -> None:
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)  # black and fully transparent
+    rgba[:4, :, 3] = 255  # the top half opaque black
+    rgb = np.asarray(to_8bit(Image.fromarray(rgba, mode="RGBA"), "RGB"))
+    assert (rgb[:4] == 0).all() and (rgb[4:] == 255).all()
+
+
+@pytest.mark.adversarial("correct")
+def test_hf_processor_pixels_of_a_16_bit_png_match_its_8_bit_twin(tiny_clip: Path) -> None:
+    embedder = resolve_embedder(str(tiny_clip), device="cpu")
+    values = gradient()
+    wide = embedder.prepare(png(sixteen_bit(values))).astype(np.int64)
+    narrow = embedder.prepare(png(Image.fromarray(values, mode="L"))).astype(np.int64)
+    assert np.abs(wide - narrow).max() <= 1 and narrow.std() > 10
+
+
+@pytest.mark.adversarial("correct")
+def test_vectors_of_the_old_pixel_handling_are_never_reused() -> None:
+    old = {"kind": "thumbnail", "size": 32, "version": 1}
+    old_key = "thumbnail-" + hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:20]
+    assert ThumbnailEmbedder().key() != old_key
+    assert ThumbnailEmbedder().identity()["pixels"] == PIXELS_VERSION
