@@ -92,7 +92,8 @@ def fetch_annotation(repo_id: str, filename: str) -> Path:
     with the endpoint unreachable, the copy already in the Hub cache."""
     down = unreachable()
     try:
-        local = Path(hf_hub_download(repo_id, filename, repo_type="dataset", local_files_only=down is not None))
+        cached_only = {"local_files_only": True} if down else {}
+        local = Path(hf_hub_download(repo_id, filename, repo_type="dataset", **cached_only))
     except (HfHubHTTPError, EntryNotFoundError, OSError, *NETWORK_ERRORS) as error:
         why = f"{down}, and {repo_id} is not in the Hub cache. {OFFLINE_HINT}" if down else _why(repo_id, error)
         raise MissingDataError(f"{filename}: {why}") from error

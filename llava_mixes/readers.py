@@ -1,9 +1,12 @@
 """Streaming readers for annotation files: one JSON array, JSON Lines, or Parquet.
 
 Records are streamed (ijson; Parquet in record batches), so a 1 GB file never sits in memory as Python
-objects. A syntax error in a JSON array stops the read with the file, line, column and byte offset; a bad
-line in JSON Lines is one rejected record, because the lines around it still parse. A Parquet file that
-cannot be read stops the read with the file and the error.
+objects. No record may nest deeper than `json_guard.MAX_DEPTH` or take more than
+`json_guard.MAX_RECORD_BYTES` of text: such a record is one rejected row (checked on the bytes, before
+any object is built; see `json_guard`), and the read goes on. A syntax error in a JSON array stops the
+read with the file, line, column and byte offset (for bytes that are not UTF-8, the first such byte); a
+bad line in JSON Lines is one rejected record, because the lines around it still parse. A Parquet file
+that cannot be read (Arrow bounds its nesting itself) stops the read with the file and the error.
 """
 
 from __future__ import annotations

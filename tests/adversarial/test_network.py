@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -106,3 +107,20 @@ def test_a_token_echoed_by_the_hub_is_scrubbed_whatever_its_shape(
     message = str(caught.value)
     assert "401" in message and "is invalid" in message
     assert secret not in message and secret[:8] not in message
+
+
+@pytest.mark.adversarial("correct")
+def test_an_annotation_file_in_the_hub_cache_still_builds_when_the_hub_is_unreachable(
+    tmp_path: Path, dead_endpoint: str
+) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_cache = Path(huggingface_hub.constants.HF_HUB_CACHE) / "datasets--liuhaotian--LLaVA-Instruct-150K"
+    (repo_cache / "refs").mkdir(parents=True)
+    (repo_cache / "refs" / "main").write_text(commit)
+    snapshot = repo_cache / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    turns = [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."}]
+    (snapshot / "llava_v1_5_mix665k.json").write_text(json.dumps([{"id": "a", "conversations": turns}]))
+    (tmp_path / "empty").mkdir()
+    dataset = datasets.load_dataset("llava_mixes", "mix665k", data_dir=str(tmp_path / "empty"), split="train")
+    assert dataset["source_id"][:] == ["a"]
