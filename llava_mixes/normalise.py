@@ -105,7 +105,8 @@ class SourceNormaliser:
                 row = self.source.normalise(raw)
             except SHAPE_ERRORS as error:
                 raise RecordRejected(schema.MALFORMED_RECORD, f"{type(error).__name__}: {error}") from error
-            check_text(_text_fields(row))
+            if not _storable_text(row):
+                check_text(_text_fields(row))
             if row.image_bytes is not None:
                 own_id = row_id(self.source, row_index)
                 image_path = f"{own_id}/{row.image_path}" if row.image_path else own_id
@@ -205,6 +206,21 @@ def _storable(text: str | None) -> str | None:
     if text is None or text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable_text(row: SourceRow) -> bool:
+    """Whether every string of the row can be stored as UTF-8 (one check over all of them joined)."""
+    texts = [turn["value"] for turn in row.conversations]
+    others = (row.source_id, row.image_path, row.language, row.task, *row.image_alternatives, *row.extra.values())
+    texts.extend(text for text in others if type(text) is str)
+    joined = "".join(texts)
+    if joined.isascii():
+        return True
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text_fields(row: SourceRow) -> Iterator[tuple[str, Any]]:
