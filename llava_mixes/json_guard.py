@@ -275,6 +275,7 @@ class GuardedArray:
         self, chunk: bytes, chunk_start: int, cuts: np.ndarray, deep: np.ndarray, lone: list[int]
     ) -> None:
         """Go through the chunk record by record, dropping the records over a limit."""
+        lone_positions = np.asarray(lone, dtype=np.int64)
         begin = 0
         for end in [*(int(at) + 1 for at in cuts), None]:
             stop = len(chunk) if end is None else end
@@ -290,7 +291,9 @@ class GuardedArray:
                     self._take_held()
                     self.rejected[self._item] = detail
                     self._skipping = True
-            self._held_lone = self._held_lone or any(begin <= at < stop for at in lone)
+            self._held_lone = self._held_lone or bool(
+                np.searchsorted(lone_positions, begin) < np.searchsorted(lone_positions, stop)
+            )
             if end is None:
                 if not self._skipping:
                     self._hold(segment)
@@ -320,9 +323,9 @@ class GuardedArray:
         self, chunk: bytes, chunk_start: int, begin: int, stop: int, deep: np.ndarray
     ) -> tuple[int, str] | None:
         """Where the record in `chunk[begin:stop]` (after the held bytes) breaks a limit, and why; None if not."""
-        too_deep = deep[(deep >= begin) & (deep < stop)]
-        if too_deep.size:
-            at = int(too_deep[0])
+        first = int(np.searchsorted(deep, begin))
+        if first < deep.size and deep[first] < stop:
+            at = int(deep[first])
             return at + 1, (
                 f"the record starting at byte {self._held_start} nests deeper than {self.depth_limit} levels "
                 f"(level {self.depth_limit + 1} opens at byte {chunk_start + at}); records are read up to "

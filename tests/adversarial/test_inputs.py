@@ -293,3 +293,21 @@ def test_vectors_of_the_old_pixel_handling_are_never_reused() -> None:
     old_key = "thumbnail-" + hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:20]
     assert ThumbnailEmbedder().key() != old_key
     assert ThumbnailEmbedder().identity()["pixels"] == PIXELS_VERSION
+
+
+@pytest.mark.adversarial("rejected")
+@pytest.mark.parametrize("chunk_bytes", [16, 61, 4096])
+def test_limits_hold_when_records_span_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    monkeypatch.setattr(json_guard, "_CHUNK_BYTES", chunk_bytes)
+    rows = [text_row(number, answer=f'a "quoted" \\ [text] {{{number}}}') for number in range(40)]
+    pieces = [encoded(row) for row in rows]
+    pieces[7] = nested(300)
+    pieces[21] = encoded(text_row(21)).replace(b"Fine.", b"x \\ud800 y")
+    path = write_annotations(tmp_path, pieces)
+    records = dict(iter_json_array(path))
+    assert len(records) == 40
+    assert records[7][0] == "malformed" and "deeper than 64 levels" in records[7][1]
+    assert records[21]["conversations"][1]["value"] == "x \ud800 y"
+    assert all(records[number] == rows[number] for number in range(40) if number not in (7, 21))
