@@ -118,3 +118,18 @@ def first_human_text(turns: Iterable[Mapping[str, str]]) -> str:
         if turn["from"] == schema.HUMAN:
             return strip_image_tokens(turn["value"])
     return ""
+
+
+def check_text(fields: Iterable[tuple[str, Any]]) -> None:
+    """Reject a row whose strings (`(field name, value)` pairs) hold a lone UTF-16 surrogate, which UTF-8
+    cannot store: written out it would become `?` or fail the write."""
+    for name, value in fields:
+        if type(value) is not str or value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise RecordRejected(
+                schema.INVALID_TEXT,
+                f"{name} holds a lone surrogate U+{ord(value[error.start]):04X} at character {error.start}",
+            ) from None

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from llava_mixes import hub
 from llava_mixes.devices import cuda_available
 from llava_mixes.errors import EmbedderUnavailableError
-from llava_mixes.preprocess import ProcessorSteps
+from llava_mixes.preprocess import PIXELS_VERSION, ProcessorSteps, to_8bit
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +89,13 @@ class ThumbnailEmbedder(Embedder):
         self.dim = size * size
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": THUMBNAIL, "size": self.size, "version": self.VERSION}
+        return {"kind": THUMBNAIL, "size": self.size, "version": self.VERSION, "pixels": PIXELS_VERSION}
 
     def prepare(self, data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if image.format == "JPEG":
                 image.draft("L", (self.size * 2, self.size * 2))
-            grey = image.convert("L").resize((self.size, self.size), Image.Resampling.BOX)
+            grey = to_8bit(image, "L").resize((self.size, self.size), Image.Resampling.BOX)
         vector = np.asarray(grey, dtype=np.float32).ravel()
         vector = vector - vector.mean()
         norm = float(np.linalg.norm(vector))
@@ -110,9 +111,10 @@ class ThumbnailEmbedder(Embedder):
 def _unavailable(model: str, cause: str) -> EmbedderUnavailableError:
     return EmbedderUnavailableError(
         f"cannot use the embedder {model!r}: {cause}. Either make the weights available (online, they are "
-        f"downloaded on first use; offline, run `hf download {model}` on a connected machine and copy the HF "
-        "cache, or pass embedder=<local checkpoint folder>), or use embedder='thumbnail', which needs no "
-        "weights. If the embeddings are already cached, embedder_revision=<commit sha> skips the weight lookup."
+        f"downloaded on first use; offline, run `hf download {model}` on a connected machine, copy the HF "
+        "cache and set HF_HUB_OFFLINE=1, or pass embedder=<local checkpoint folder>), or use "
+        "embedder='thumbnail', which needs no weights. If the embeddings are already cached, "
+        "embedder_revision=<commit sha> skips the weight lookup."
     )
 
 
@@ -182,12 +184,14 @@ class HFVisionEmbedder(Embedder):
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+        down = hub.unreachable()
         try:
-            return Path(hf_hub_download(self.model_name, "config.json", revision=revision))
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
-            raise _unavailable(
-                self.model_name, "it is not in the local HF cache and the Hub is unreachable"
-            ) from error
+            return Path(
+                hf_hub_download(self.model_name, "config.json", revision=revision, local_files_only=down is not None)
+            )
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled, *hub.NETWORK_ERRORS) as error:
+            where = down or "the Hub is unreachable"
+            raise _unavailable(self.model_name, f"it is not in the local HF cache and {where}") from error
         except HfHubHTTPError as error:
             raise _unavailable(self.model_name, f"the Hub refused it ({error})") from error
 
@@ -206,6 +210,7 @@ class HFVisionEmbedder(Embedder):
             "precision": self.precision,
             "preprocess": ("nvjpeg+" if self._decode_on_device else "")
             + ("gpu-resize" if self._resize_on_device else "pil-draft+processor"),
+            "pixels": PIXELS_VERSION,
         }
 
     def load(self, expected_images: int = 0) -> None:
@@ -276,7 +281,7 @@ class HFVisionEmbedder(Embedder):
         with Image.open(io.BytesIO(data)) as image:
             if image.format == "JPEG" and self._steps is not None:
                 image.draft("RGB", (self._steps.min_side, self._steps.min_side))
-            rgb = image.convert("RGB") if image.mode != "RGB" else image
+            rgb = to_8bit(image, "RGB")
             if self._steps is None:
                 return self._processor(images=rgb, return_tensors="np")["pixel_values"][0]
             if self._resize_on_device and self._steps.torch_mode is not None:

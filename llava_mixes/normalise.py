@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from llava_mixes import schema
 from llava_mixes.build_inputs import InputLog
+from llava_mixes.conversation import check_text
 from llava_mixes.errors import BadRecordError, RecordRejected
 from llava_mixes.images import ImageCheck, ImageIndex, ImageResolver, contained_path
 from llava_mixes.report import Rejection
@@ -85,7 +86,8 @@ class SourceNormaliser:
     ) -> None:
         source_id = row.source_id if row is not None else self.source.raw_source_id(raw)
         image_path = row.image_path if row is not None else self.source.raw_image_path(raw)
-        rejection = Rejection(self.source.name, row_index, source_id, group, image_path, error.reason, error.detail)
+        source_id, image_path, detail = (_storable(text) for text in (source_id, image_path, error.detail))
+        rejection = Rejection(self.source.name, row_index, source_id, group, image_path, error.reason, detail)
         self.result.rejected.append(rejection)
 
     def _stop_at_first_rejection(self, rejected_before: int) -> None:
@@ -107,6 +109,8 @@ class SourceNormaliser:
                 row = self.source.normalise(raw)
             except SHAPE_ERRORS as error:
                 raise RecordRejected(schema.MALFORMED_RECORD, f"{type(error).__name__}: {error}") from error
+            if not _storable_text(row):
+                check_text(_text_fields(row))
             if row.image_bytes is not None:
                 own_id = row_id(self.source, row_index)
                 image_path = f"{own_id}/{row.image_path}" if row.image_path else own_id
@@ -199,6 +203,40 @@ class SourceNormaliser:
                 len(self.result.rejected),
                 self.result.rows_in,
             )
+
+
+def _storable(text: str | None) -> str | None:
+    """`text` with any lone surrogate written as its escape (`\\ud800`), so that the report can hold it."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable_text(row: SourceRow) -> bool:
+    """Whether every string of the row can be stored as UTF-8 (one check over all of them joined)."""
+    texts = [turn["value"] for turn in row.conversations]
+    others = (row.source_id, row.image_path, row.language, row.task, *row.image_alternatives, *row.extra.values())
+    texts.extend(text for text in others if type(text) is str)
+    joined = "".join(texts)
+    if joined.isascii():
+        return True
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_fields(row: SourceRow) -> Iterator[tuple[str, Any]]:
+    """Every string of a row, named as the rejection detail names it."""
+    yield "id", row.source_id
+    yield "image", row.image_path
+    yield from (("image", alternative) for alternative in row.image_alternatives)
+    for position, turn in enumerate(row.conversations):
+        yield f"turn {position} ({turn['from']})", turn["value"]
+    yield "language", row.language
+    yield "task", row.task
+    yield from row.extra.items()
 
 
 def _raw_has_image(raw: Any) -> bool:

@@ -1,4 +1,11 @@
-"""An HF image processor's steps, split so that the heavy parts run where they are cheapest.
+"""Pixels as every embedder sees them (`to_8bit`), and an HF image processor's steps, split so that the
+heavy parts run where they are cheapest.
+
+`to_8bit` turns any decoded image into 8-bit grey or RGB as it looks: 16- and 32-bit greys and float
+images are scaled to 8 bits (PIL's own conversion clips them, so a 16-bit PNG became flat white),
+transparent images are laid on white, palette, CMYK and 1-bit images are converted. Every embedder
+calls it before anything else; `PIXELS_VERSION` is part of each embedder's identity, so vectors made
+before a change to it are never reused.
 
 `ProcessorSteps` reads a PIL-backend processor's settings (resize to a shortest edge or a fixed size,
 centre crop, rescale, normalise). Two ways to run them:
@@ -18,6 +25,44 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+PIXELS_VERSION = 2
+"""Bumped on every change to `to_8bit`: it is part of each embedder's identity (the embedding cache key)."""
+_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_WHITE = (255, 255, 255, 255)
+
+
+def _grey_to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float grey image scaled to 8 bits: 16-bit modes by their full range;
+    `I` and `F` by the range their values fill (0-1, 0-255 or 0-65535), else stretched from min to max."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low = float(values.min()) if values.size else 0.0
+    high = float(values.max()) if values.size else 0.0
+    offset, scale = 0.0, 255.0
+    if image.mode.startswith("I;16"):
+        scale = 65535.0
+    elif low >= 0 and high <= 1 and image.mode == "F":
+        scale = 1.0
+    elif low >= 0 and high <= 255:
+        scale = 255.0
+    elif low >= 0 and high <= 65535:
+        scale = 65535.0
+    else:
+        offset, scale = low, max(high - low, 1e-12)
+    grey = np.clip(np.rint((values - offset) * (255.0 / scale)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L")
+
+
+def to_8bit(image: Image.Image, mode: str) -> Image.Image:
+    """`image` as 8-bit `mode` (`"L"` or `"RGB"`), as it looks (see the module docstring)."""
+    if image.mode in _WIDE_GREY_MODES:
+        image = _grey_to_8bit(image)
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, _WHITE), image.convert("RGBA"))
+    return image if image.mode == mode else image.convert(mode)
 
 
 class ProcessorSteps:
@@ -130,5 +175,5 @@ def _decode_jpegs(blobs: list[Any], device: str) -> list[Any]:
         decoded = []
         for blob in tensors:
             with Image.open(io.BytesIO(blob.numpy().tobytes())) as image:
-                decoded.append(torch.from_numpy(np.array(image.convert("RGB"))).to(device))
+                decoded.append(torch.from_numpy(np.array(to_8bit(image, "RGB"))).to(device))
         return decoded

@@ -5,7 +5,8 @@ release tags, commit a staged set of additions and deletions at once, and tag a 
 has no git: its releases are the ones its manifest records, and a commit moves staged files into place
 (data first, then `README.md`, then the manifest, each by an atomic rename).
 
-Hub errors are re-raised as `PublishError` with any token scrubbed from the message.
+Hub errors, and a connection that fails, are re-raised as `PublishError` with every token in use scrubbed
+from the message (see `redact`).
 """
 
 from __future__ import annotations
@@ -20,22 +21,34 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
 
 from llava_mixes.errors import PublishError
+from llava_mixes.hub import NETWORK_ERRORS
 
 logger = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"
 STAGING_PREFIX = ".llava_mixes-staging-"
-TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9_-]{8,}")
+MIN_TOKEN_CHARS = 4
+"""Shorter values are not scrubbed: they would garble every message and cannot be a real token."""
+
+
+def tokens_in_use(token: str | None = None) -> list[str]:
+    """Every token value a Hub call may send, whatever its shape: `token`, `HF_TOKEN` (and the older
+    `HUGGING_FACE_HUB_TOKEN`), and the stored login; longest first."""
+    values = {token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")}
+    values.add(get_token())
+    return sorted((value for value in values if value and len(value) >= MIN_TOKEN_CHARS), key=len, reverse=True)
 
 
 def redact(text: str, token: str | None) -> str:
-    """`text` with the token (and anything shaped like a Hub token) replaced by `***`."""
-    if token:
-        text = text.replace(token, "***")
+    """`text` with every token in use (see `tokens_in_use`), and anything shaped like a Hub token, replaced
+    by `***`."""
+    for value in tokens_in_use(token):
+        text = text.replace(value, "***")
     return TOKEN_PATTERN.sub("hf_***", text)
 
 
@@ -139,7 +152,13 @@ class HubRepo:
     def _calling(self, action: str) -> Iterator[None]:
         try:
             yield
-        except (HfHubHTTPError, ConnectionError, LocalTokenNotFoundError, HFValidationError) as error:
+        except NETWORK_ERRORS as error:
+            detail = redact(f"{type(error).__name__}: {error}", self.token)
+            raise PublishError(
+                f"{action} on the Hub dataset {self.repo_id} failed: the Hub at {constants.ENDPOINT} is unreachable "
+                f"({detail}). Check the network or HF_ENDPOINT, or write the release to a folder with --local-dir"
+            ) from None
+        except (HfHubHTTPError, LocalTokenNotFoundError, HFValidationError) as error:
             detail = redact(f"{type(error).__name__}: {error}", self.token)
             hint = " (log in with `hf auth login` or set HF_TOKEN)" if "401" in detail or "403" in detail else ""
             raise PublishError(f"{action} on the Hub dataset {self.repo_id} failed{hint}: {detail}") from None

@@ -77,6 +77,8 @@ UNDECODABLE_IMAGE = "undecodable_image"
 EMBEDDING_FAILED = "embedding_failed"
 # The image file exists but reading it failed (permission, I/O error); never cached, looked at again next build.
 UNREADABLE_IMAGE = "unreadable_image"
+# A string of the row holds a lone UTF-16 surrogate (e.g. a JSON `"\ud800"` escape): not storable as UTF-8.
+INVALID_TEXT = "invalid_text"
 
 REJECT_REASONS = (
     MALFORMED_RECORD,
@@ -95,6 +97,7 @@ REJECT_REASONS = (
     UNDECODABLE_IMAGE,
     EMBEDDING_FAILED,
     UNREADABLE_IMAGE,
+    INVALID_TEXT,
 )
 
 
