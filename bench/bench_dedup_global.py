@@ -5,7 +5,7 @@ approximate (`ivf`) search's time and recall, against the exact search on a 100K
 - exact, full size: run under a time budget (`--exact-seconds`) while its peak memory is polled; the
   total time is projected from its progress (each block costs time in proportion to the kept items
   before it, so time grows as the square of the items done: a least-squares fit of t = a*m + b*m^2).
-- approximate, full size: `llava_mixes.ann` (faiss k-means cells, 16 query-side probes), run to the end.
+- approximate, full size: `llava_mixes.dedup.ann` (faiss k-means cells, 16 query-side probes), run to the end.
   Recall: for `--recall-queries` random items, every pair with an exact cosine >= threshold against all
   other items, and the share of them among the candidate pairs the approximate search found. Agreement:
   the approximate search on the subsample against the exact one, decision by decision.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from machine_info import host
 
-from llava_mixes.synthetic import clip_like_vectors, clustered_vectors
+from llava_mixes.playground.synthetic import clip_like_vectors, clustered_vectors
 
 DATA = {"isotropic": (clustered_vectors, 0.8), "clip-like": (clip_like_vectors, 0.9)}
 
@@ -47,7 +47,7 @@ def child(mode: str, path: str, threshold: float, rows: int) -> None:
     sys.stdout.flush()
     start = time.perf_counter()
     if mode == "exact":
-        from llava_mixes.search import greedy_keep_first
+        from llava_mixes.dedup.search import greedy_keep_first
 
         def progress(done: int) -> None:
             sys.stdout.write(f"progress {done} {time.perf_counter() - start:.3f}\n")
@@ -56,8 +56,8 @@ def child(mode: str, path: str, threshold: float, rows: int) -> None:
         result = greedy_keep_first(vectors, threshold, progress=progress)
         np.save(f"{path}.exact{rows}.npy", result.kept)
     else:
-        from llava_mixes.ann import assign_cells, candidate_pairs, keep_first_over_pairs
-        from llava_mixes.search import FLOAT32_TOLERANCE, _norms
+        from llava_mixes.dedup.ann import assign_cells, candidate_pairs, keep_first_over_pairs
+        from llava_mixes.dedup.search import FLOAT32_TOLERANCE, _norms
 
         norms = _norms(vectors)
         assigned = assign_cells(vectors, norms, int(np.clip(rows // 1000, 1, 4096)), 16)

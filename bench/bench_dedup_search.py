@@ -1,6 +1,6 @@
 """Dedup search: time and peak memory of `greedy_keep_first` against baselines measured in the same run.
 
-Data (1024-d, float16; see `llava_mixes.synthetic`): `isotropic` clustered vectors at threshold 0.8 (the
+Data (1024-d, float16; see `llava_mixes.playground.synthetic`): `isotropic` clustered vectors at threshold 0.8 (the
 worst case for pruning) and `clip-like` anisotropic vectors at threshold 0.9 (calibrated on the seed
 study); about a quarter of the items are removed in both. Each method runs in a fresh process; peak
 memory is that process's peak RSS minus its RSS once the vectors are loaded. Baselines:
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from machine_info import host, peak_rss_bytes
 
-from llava_mixes.synthetic import clip_like_vectors, clustered_vectors
+from llava_mixes.playground.synthetic import clip_like_vectors, clustered_vectors
 
 MEMORY_LIMIT_BYTES = 12 * 2**30
 DATA = {"isotropic": (clustered_vectors, 0.8), "clip-like": (clip_like_vectors, 0.9)}
@@ -104,7 +104,7 @@ def worker(method: str, path: str, threshold: float, device: str | None) -> dict
     start = time.perf_counter()
     duplicate_of = None
     if method == "greedy":
-        from llava_mixes.search import greedy_keep_first
+        from llava_mixes.dedup.search import greedy_keep_first
 
         sizes = {"block_size": 8192, "tile_size": 262144} if device else {}
         result = greedy_keep_first(vectors, threshold, device=device, **sizes)

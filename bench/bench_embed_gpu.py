@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from llava_mixes.synthetic import photo_jpeg
+from llava_mixes.playground.synthetic import photo_jpeg
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -92,9 +92,9 @@ def main() -> None:
 
     import torch
 
-    from llava_mixes.embedders import HFVisionEmbedder
-    from llava_mixes.embedding_cache import EmbeddingCache, ImageRef
-    from llava_mixes.engines import embed_in_process
+    from llava_mixes.embedding.cache import EmbeddingCache, ImageRef
+    from llava_mixes.embedding.embedders import HFVisionEmbedder
+    from llava_mixes.embedding.engines import embed_in_process
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

@@ -1,6 +1,6 @@
 """`thumbnail` embedding from JPEG files against a bare decode loop over the same files, same run.
 
-Files: photo-like 640x480 JPEGs (`llava_mixes.synthetic.photo_jpeg`, ~110 KB). Baseline: read and fully
+Files: photo-like 640x480 JPEGs (`llava_mixes.playground.synthetic.photo_jpeg`, ~110 KB). Baseline: read and fully
 decode each file with PIL, in as many threads as there are cores. Ours: `engines.embed_in_process` with
 the `thumbnail` embedder and as many decode threads: read, SHA-256 check, decode (JPEG at reduced
 scale), thumbnail, float16 vectors committed to the embedding cache. CPU use is (user + system CPU
@@ -25,10 +25,10 @@ from pathlib import Path
 from machine_info import host
 from PIL import Image
 
-from llava_mixes.embedders import ThumbnailEmbedder
-from llava_mixes.embedding_cache import EmbeddingCache, ImageRef
-from llava_mixes.engines import embed_in_process
-from llava_mixes.synthetic import photo_jpeg
+from llava_mixes.embedding.cache import EmbeddingCache, ImageRef
+from llava_mixes.embedding.embedders import ThumbnailEmbedder
+from llava_mixes.embedding.engines import embed_in_process
+from llava_mixes.playground.synthetic import photo_jpeg
 
 
 def timed(work: Callable[[], object]) -> tuple[float, float]:

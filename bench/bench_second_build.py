@@ -29,7 +29,7 @@ import numpy as np
 from machine_info import host
 from PIL import Image
 
-from llava_mixes.synthetic import photo_jpeg
+from llava_mixes.playground.synthetic import photo_jpeg
 
 FOLDERS = ["coco/train2017", "gqa/images", "ocr_vqa/images", "textvqa/train_images", "vg/VG_100K", "vg/VG_100K_2"]
 

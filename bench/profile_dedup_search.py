@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from machine_info import host
 
-from llava_mixes import search
-from llava_mixes.synthetic import clustered_vectors
+from llava_mixes.dedup import search
+from llava_mixes.playground.synthetic import clustered_vectors
 
 THRESHOLD = 0.8
 BLOCK = 1024

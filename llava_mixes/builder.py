@@ -22,18 +22,19 @@ from datasets.download.download_manager import DownloadMode
 from datasets.table import InMemoryTable, MemoryMappedTable
 from datasets.utils import tqdm as hf_tqdm
 
-from llava_mixes import build_inputs, schema
+from llava_mixes import schema
+from llava_mixes.build_report import REPORT_FILE, BuildReport, Rejection, group_stats
 from llava_mixes.builders import SOURCES
 from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
-from llava_mixes.dedup import dedup_group_stats, deduplicate, group_path_pairs, reject_unembeddable
+from llava_mixes.dedup.deduplicate import dedup_group_stats, deduplicate, group_path_pairs, reject_unembeddable
 from llava_mixes.devices import parse_devices
-from llava_mixes.embedders import resolve_embedder
-from llava_mixes.embedding import attach_embeddings, fill_cache
-from llava_mixes.embedding_cache import EmbeddingCache
+from llava_mixes.embedding.cache import EmbeddingCache
+from llava_mixes.embedding.embedders import resolve_embedder
+from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import LlavaMixesError, MissingDataError
-from llava_mixes.images import ImageIndex
-from llava_mixes.normalise import SourceNormaliser
-from llava_mixes.report import REPORT_FILE, BuildReport, Rejection, group_stats
+from llava_mixes.sources import inputs as build_inputs
+from llava_mixes.sources.images import ImageIndex
+from llava_mixes.sources.normalise import SourceNormaliser
 from llava_mixes.store import repairs_mark, repairs_since
 
 logger = logging.getLogger(__name__)

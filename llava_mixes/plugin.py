@@ -22,14 +22,11 @@ _PACKAGE_DIR = Path(__file__).parent
 
 
 def code_hash() -> str:
-    """A digest of this package's code (builders included): it is part of the builder's cache path."""
-    from llava_mixes import builders
-
+    """A digest of this package's code, every subpackage included: it is part of the builder's cache path."""
     digest = hashlib.sha256()
-    for folder in (_PACKAGE_DIR, Path(builders.__file__).parent):
-        for path in sorted(folder.glob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -15,7 +15,7 @@ import huggingface_hub.constants
 import pytest
 
 import llava_mixes  # noqa: F401 - registers the builder
-from llava_mixes.playground import Playground, write_playground
+from llava_mixes.playground.layout import Playground, write_playground
 
 datasets.disable_progress_bars()
 

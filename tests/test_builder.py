@@ -10,10 +10,10 @@ from helpers import assert_schema_invariants
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.embedders import ThumbnailEmbedder
+from llava_mixes.build_report import BuildReport
+from llava_mixes.embedding.embedders import ThumbnailEmbedder
 from llava_mixes.errors import BadRecordError, ConfigError, MalformedSourceError, MissingDataError
-from llava_mixes.playground import ANNOTATION_FILE, Playground
-from llava_mixes.report import BuildReport
+from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
 
 
 def load(playground: Playground, config: str, **kwargs: object) -> datasets.DatasetDict:

@@ -8,8 +8,8 @@ from helpers import assert_schema_invariants
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.embedders import ThumbnailEmbedder
-from llava_mixes.playground import Playground
+from llava_mixes.embedding.embedders import ThumbnailEmbedder
+from llava_mixes.playground.layout import Playground
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llava_mixes.embedding_cache import store_schema
+from llava_mixes.embedding.cache import store_schema
 from llava_mixes.errors import CacheWriteError
 from llava_mixes.store import SET_ASIDE_DIR, TEMP_PREFIX, ShardStore
 
@@ -75,7 +75,7 @@ def test_a_writer_killed_mid_write_leaves_only_whole_correct_entries(tmp_path: P
         f"""
         import numpy as np, pyarrow as pa
         from pathlib import Path
-        from llava_mixes.embedding_cache import store_schema
+        from llava_mixes.embedding.cache import store_schema
         from llava_mixes.store import ShardStore
         store = ShardStore(Path({str(tmp_path)!r}), store_schema(64))
         with store.writer(flush_rows=50) as writer:

@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 
 from llava_mixes import schema
-from llava_mixes.playground import Playground
+from llava_mixes.playground.layout import Playground
 
 DEDUP = "mix665k-dedup-0.8"
 

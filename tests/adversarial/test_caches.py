@@ -26,9 +26,9 @@ import pytest
 from dedup_builds import DEDUP, build, decisions, kept_original
 
 from llava_mixes import load_report
-from llava_mixes.cli import main
-from llava_mixes.playground import Playground, write_playground
-from llava_mixes.report import BuildReport
+from llava_mixes.build_report import BuildReport
+from llava_mixes.cli.main import main
+from llava_mixes.playground.layout import Playground, write_playground
 from llava_mixes.store import SET_ASIDE_DIR, TEMP_PREFIX
 
 
@@ -183,7 +183,7 @@ def _cli(args: list[str], home: Path, preexec_fn: Callable[[], None]) -> subproc
         "HF_DATASETS_OFFLINE": "1",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     }
-    command = [sys.executable, "-m", "llava_mixes.cli", *args]
+    command = [sys.executable, "-m", "llava_mixes.cli.main", *args]
     return subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=120, check=False, preexec_fn=preexec_fn
     )

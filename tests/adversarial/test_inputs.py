@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 
 import llava_mixes
-from llava_mixes import json_guard, schema
-from llava_mixes.embedders import ThumbnailEmbedder, resolve_embedder
+from llava_mixes import schema
+from llava_mixes.embedding.embedders import ThumbnailEmbedder, resolve_embedder
+from llava_mixes.embedding.preprocess import PIXELS_VERSION, to_8bit
 from llava_mixes.errors import MalformedSourceError
-from llava_mixes.preprocess import PIXELS_VERSION, to_8bit
-from llava_mixes.readers import iter_json_array, iter_json_lines, iter_parquet
+from llava_mixes.sources import json_guard
+from llava_mixes.sources.readers import iter_json_array, iter_json_lines, iter_parquet
 
 ANNOTATIONS = "llava_v1_5_mix665k.json"
 

@@ -22,8 +22,8 @@ import pytest
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.images import ImageIndex
-from llava_mixes.playground import ANNOTATION_FILE, Playground, write_playground
+from llava_mixes.playground.layout import ANNOTATION_FILE, Playground, write_playground
+from llava_mixes.sources.images import ImageIndex
 
 NOBODY = 65534
 PLAIN = "mix665k"

@@ -13,12 +13,12 @@ import huggingface_hub.constants
 import pytest
 from fake_hub import RecordingHubApi, http_error
 
-from llava_mixes import hub
-from llava_mixes.cli import main
-from llava_mixes.embedders import resolve_embedder
+from llava_mixes.cli.main import main
+from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import EmbedderUnavailableError, MissingDataError, PublishError
-from llava_mixes.publish import publish
-from llava_mixes.repos import HubRepo
+from llava_mixes.publish.publish import publish
+from llava_mixes.publish.repos import HubRepo
+from llava_mixes.sources import fetch as hub
 
 REPO = "demo/llava_mixes"
 QUICK_S = 5.0

@@ -17,10 +17,10 @@ import pytest
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.cli import main
-from llava_mixes.pictures import encode, synthetic_photo
-from llava_mixes.playground import ANNOTATION_FILE, Playground
-from llava_mixes.report import BuildReport
+from llava_mixes.build_report import BuildReport
+from llava_mixes.cli.main import main
+from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
+from llava_mixes.playground.pictures import encode, synthetic_photo
 
 PLAIN = "mix665k"
 DEDUP = "mix665k-dedup-0.8"

@@ -18,15 +18,15 @@ import pytest
 from dedup_builds import build, decisions, kept_original
 
 from llava_mixes import add_embeddings, deduplicate, load_report, schema
-from llava_mixes.ann import approximate_keep_first
-from llava_mixes.embedders import ThumbnailEmbedder
-from llava_mixes.embedding_cache import EmbeddingError, store_schema
+from llava_mixes.dedup.ann import approximate_keep_first
+from llava_mixes.dedup.search import brute_force_keep_first, greedy_keep_first
+from llava_mixes.dedup.sweep import sweep_pass
+from llava_mixes.embedding.cache import EmbeddingError, store_schema
+from llava_mixes.embedding.embedders import ThumbnailEmbedder
 from llava_mixes.errors import BadEmbeddingError, BadRecordError
-from llava_mixes.playground import ANNOTATION_FILE, Playground
-from llava_mixes.search import brute_force_keep_first, greedy_keep_first
+from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
+from llava_mixes.playground.synthetic import clip_like_vectors
 from llava_mixes.store import ShardStore
-from llava_mixes.sweep import sweep_pass
-from llava_mixes.synthetic import clip_like_vectors
 
 BAD_VALUES = {"nan": np.nan, "inf": np.inf, "zero": 0.0}
 

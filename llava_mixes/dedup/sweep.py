@@ -1,0 +1,252 @@
+"""The threshold sweep: greedy keep-first decisions at many thresholds at once, from one blocked pass.
+
+`deduplicate` applies the keep rule (see `llava_mixes.dedup.deduplicate`) at one threshold. Here one pass over a
+scope's distinct images, in the same order, computes every similarity block once (a float32 GEMM of a
+block of items against the earlier items, a tile at a time) and updates the decisions at every
+threshold from that block. A threshold is one bit of a `uint64` per item, set where the item is kept:
+item i is removed at threshold t when some earlier item j is kept at t and cos(i, j) >= t, so the
+thresholds at which j removes i are `keep_bits[j] & below[level(cos(i, j))]`, where `level` counts
+the thresholds <= the cosine. Scores within `FLOAT32_TOLERANCE` of a threshold are recomputed in
+float64 with `search`'s own function, exactly as `greedy_keep_first` decides, so the bits equal
+`deduplicate`'s result at each threshold. The same pass gives each item's nearest-neighbour
+similarity and its most similar earlier item (the pair the gallery shows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from llava_mixes.dedup.search import FLOAT32_TOLERANCE, _exact_cosines, _norms
+from llava_mixes.errors import ConfigError
+
+GRID = tuple(round(0.5 + step / 100, 2) for step in range(51))
+"""The thresholds of the sweep table and plot: 0.50 to 1.00 in steps of 0.01."""
+MAX_THRESHOLDS = 64
+
+
+def sweep_thresholds(shown: Sequence[float]) -> tuple[float, ...]:
+    """`GRID` and the `shown` thresholds, sorted; raises `ConfigError` for a value outside (0, 1] or too many."""
+    for value in shown:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+            raise ConfigError(f"threshold {value!r} is not allowed; thresholds must be numbers in (0, 1]")
+    merged = tuple(sorted({*GRID, *(float(value) for value in shown)}))
+    if len(merged) > MAX_THRESHOLDS:
+        extra = len(merged) - len(GRID)
+        raise ConfigError(
+            f"{extra} thresholds off the 0.01 grid are too many; give at most {MAX_THRESHOLDS - len(GRID)}"
+        )
+    return merged
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """Per item of one scope, in visiting order.
+
+    `keep_bits`: bit k set where the item is kept at `thresholds[k]`. `nearest`: the highest similarity
+    to any other item (-1 for a lone item). `match`/`match_similarity`: the most similar earlier item
+    (among items of another group when the pass was given groups; -1 and -inf where there is none).
+    """
+
+    thresholds: tuple[float, ...]
+    keep_bits: np.ndarray
+    nearest: np.ndarray
+    match: np.ndarray
+    match_similarity: np.ndarray
+
+    def kept(self, threshold: float) -> np.ndarray:
+        """Which items are kept at `threshold` (one of `thresholds`)."""
+        return (self.keep_bits >> np.uint64(self.thresholds.index(threshold))) & np.uint64(1) == 1
+
+
+def _below_masks(count: int) -> np.ndarray:
+    """`masks[level]`: the bits of the `level` lowest thresholds."""
+    masks = np.zeros(count + 1, dtype=np.uint64)
+    for level in range(1, count + 1):
+        masks[level] = masks[level - 1] | np.uint64(1 << (level - 1))
+    return masks
+
+
+@dataclass
+class _Tile:
+    """What one tile of decided items says about a block: removal bits (sure and possible), the pairs to
+    recompute exactly, the block rows' highest scores, and their best matches in the tile."""
+
+    sure: np.ndarray
+    maybe: np.ndarray
+    open_rows: np.ndarray
+    open_columns: np.ndarray
+    row_max: np.ndarray | None
+    best: np.ndarray
+    best_scores: np.ndarray
+
+
+class _Pass:
+    """The state of one pass (see the module docstring)."""
+
+    def __init__(
+        self, vectors: np.ndarray, thresholds: tuple[float, ...], groups: np.ndarray | None, want_nearest: bool
+    ) -> None:
+        self.vectors = vectors
+        self.norms = _norms(vectors)
+        self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        self.masks = _below_masks(len(thresholds))
+        self.all_bits = self.masks[-1]
+        # level(s - tol) never overcounts, level(s + tol) never undercounts the thresholds <= the exact cosine.
+        self.sure_edges = (self.thresholds + FLOAT32_TOLERANCE).astype(np.float32)
+        self.maybe_edges = (self.thresholds - FLOAT32_TOLERANCE).astype(np.float32)
+        self.groups = groups
+        self.want_nearest = want_nearest
+        n = len(vectors)
+        self.keep_bits = np.zeros(n, dtype=np.uint64)
+        self.nearest = np.full(n, -1.0, dtype=np.float32)
+        self.match = np.full(n, -1, dtype=np.int64)
+        self.match_similarity = np.full(n, -np.inf, dtype=np.float32)
+
+    def unit(self, start: int, stop: int) -> np.ndarray:
+        """Items `start:stop` normalised in float32, as `greedy_keep_first` normalises its blocks."""
+        return (self.vectors[start:stop].astype(np.float32) / self.norms[start:stop, None].astype(np.float32)).astype(
+            np.float32
+        )
+
+    def exact_removals(self, item: int, others: np.ndarray) -> np.uint64:
+        """The thresholds at which `others` (decided items) remove `item`, from exact cosines."""
+        if not others.size:
+            return np.uint64(0)
+        exact = _exact_cosines(self.vectors, self.norms, item, others)
+        levels = np.searchsorted(self.thresholds, exact, side="right")
+        return np.bitwise_or.reduce(self.keep_bits[others] & self.masks[levels])
+
+    def best_matches(
+        self, scores: np.ndarray, row_groups: np.ndarray | None, first: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, its most similar column (as an item index; columns are items `first:`) and the score."""
+        if row_groups is not None and self.groups is not None:
+            columns = self.groups[first : first + scores.shape[1]]
+            scores = np.where(row_groups[:, None] != columns[None, :], scores, -np.inf)
+        best = scores.argmax(axis=1)
+        return best + first, scores[np.arange(len(scores)), best]
+
+    def merge_matches(self, rows: np.ndarray, best: np.ndarray, best_scores: np.ndarray) -> None:
+        """Keep, per row, the better of its match so far and `best` (the earlier item on a tie)."""
+        better = best_scores > self.match_similarity[rows]
+        self.match[rows[better]] = best[better]
+        self.match_similarity[rows[better]] = best_scores[better]
+
+    def hot_pairs(self, scores: np.ndarray, lower: bool = False) -> tuple[np.ndarray, ...]:
+        """The pairs of `scores` that may reach the lowest threshold (below the diagonal only, if `lower`):
+        rows (ascending), columns, and their sure and possible levels."""
+        hot = scores >= self.maybe_edges[0]
+        if lower:
+            hot = np.tril(hot, k=-1)
+        rows, columns = np.nonzero(hot)
+        values = scores[rows, columns]
+        sure = np.searchsorted(self.sure_edges, values, side="right")
+        return rows, columns, sure, np.searchsorted(self.maybe_edges, values, side="right")
+
+    def tile(self, block: np.ndarray, start: int, tile_start: int, tile_stop: int) -> _Tile:
+        """Score block rows (items `start:`) against decided items `tile_start:tile_stop`; thread-safe."""
+        scores = block @ self.unit(tile_start, tile_stop).T
+        sure = np.zeros(len(block), dtype=np.uint64)
+        maybe = np.zeros(len(block), dtype=np.uint64)
+        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(scores)
+        kept = self.keep_bits[columns + tile_start]
+        sure_bits = self.masks[sure_levels] & kept
+        maybe_bits = self.masks[maybe_levels] & kept
+        if pair_rows.size:
+            firsts = np.flatnonzero(np.r_[True, pair_rows[1:] != pair_rows[:-1]])
+            sure[pair_rows[firsts]] = np.bitwise_or.reduceat(sure_bits, firsts)
+            maybe[pair_rows[firsts]] = np.bitwise_or.reduceat(maybe_bits, firsts)
+        unsettled = ((maybe_bits ^ sure_bits) & ~sure[pair_rows]) != 0
+        row_max = None
+        if self.want_nearest:
+            row_max = scores.max(axis=1)
+            np.maximum(self.nearest[tile_start:tile_stop], scores.max(axis=0), out=self.nearest[tile_start:tile_stop])
+        row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
+        best, best_scores = self.best_matches(scores, row_groups, tile_start)
+        return _Tile(sure, maybe, pair_rows[unsettled], columns[unsettled] + tile_start, row_max, best, best_scores)
+
+    def block(self, start: int, stop: int, tile_size: int, pool: ThreadPoolExecutor | None) -> None:
+        """Decide items `start:stop` at every threshold (tiles of earlier items scored on `pool`'s threads)."""
+        size = stop - start
+        rows = np.arange(start, stop)
+        block = self.unit(start, stop)
+        row_groups = self.groups[start:stop] if self.groups is not None else None
+        sure = np.zeros(size, dtype=np.uint64)
+        maybe = np.zeros(size, dtype=np.uint64)
+        open_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
+        open_columns: list[np.ndarray] = [np.zeros(0, np.int64)]
+        bounds_of_tiles = [(first, min(first + tile_size, start)) for first in range(0, start, tile_size)]
+        run = pool.map if pool is not None else map
+        for tile in run(lambda bounds: self.tile(block, start, *bounds), bounds_of_tiles):
+            sure |= tile.sure
+            maybe |= tile.maybe
+            open_rows.append(tile.open_rows)
+            open_columns.append(tile.open_columns)
+            if tile.row_max is not None:
+                np.maximum(self.nearest[start:stop], tile.row_max, out=self.nearest[start:stop])
+            self.merge_matches(rows, tile.best, tile.best_scores)
+        uncertain_rows, uncertain_columns = np.concatenate(open_rows), np.concatenate(open_columns)
+        order = np.argsort(uncertain_rows, kind="stable")
+        uncertain_columns = uncertain_columns[order]
+        uncertain_bounds = np.searchsorted(uncertain_rows[order], np.arange(size + 1))
+        inner = block @ block.T
+        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(inner, lower=True)
+        bounds = np.searchsorted(pair_rows, np.arange(size + 1))
+        # Rows with no possible in-block remover are decided at once; the others in order, after them.
+        linked = np.zeros(size, dtype=bool)
+        linked[pair_rows] = True
+        settled = ~linked & ((maybe & ~sure) == 0)
+        self.keep_bits[start:stop][settled] = self.all_bits & ~sure[settled]
+        for offset in [*np.flatnonzero(~linked & ~settled), *np.flatnonzero(linked)]:
+            item = start + int(offset)
+            pairs = slice(bounds[offset], bounds[offset + 1])
+            earlier = columns[pairs] + start
+            kept = self.keep_bits[earlier]
+            removed = sure[offset] | np.bitwise_or.reduce(self.masks[sure_levels[pairs]] & kept)
+            possible = maybe[offset] | np.bitwise_or.reduce(self.masks[maybe_levels[pairs]] & kept)
+            if possible & ~removed:
+                in_block = earlier[sure_levels[pairs] != maybe_levels[pairs]]
+                across = uncertain_columns[uncertain_bounds[offset] : uncertain_bounds[offset + 1]]
+                removed |= self.exact_removals(item, np.concatenate([across, in_block]))
+            self.keep_bits[item] = self.all_bits & ~removed
+        if size > 1:
+            np.fill_diagonal(inner, -np.inf)
+            if self.want_nearest:
+                np.maximum(self.nearest[start:stop], inner.max(axis=1), out=self.nearest[start:stop])
+            earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
+            self.merge_matches(rows, *self.best_matches(earlier_only, row_groups, start))
+
+
+def sweep_pass(
+    vectors: np.ndarray,
+    thresholds: tuple[float, ...],
+    groups: np.ndarray | None = None,
+    want_nearest: bool = True,
+    block_size: int = 1024,
+    tile_size: int = 2048,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PassResult:
+    """Run the keep rule over `vectors` (n x d, in visiting order) at every one of `thresholds` (sorted).
+
+    With `groups` (an int per item), `match` looks only at earlier items of another group (the
+    cross-group duplicates of a global pass). Tiles are scored on `workers` threads (default: one per
+    core); the result does not depend on them. `progress(done)` is called after each block.
+    """
+    if list(thresholds) != sorted(thresholds) or len(thresholds) > MAX_THRESHOLDS:
+        raise ValueError(f"thresholds must be sorted and at most {MAX_THRESHOLDS}; got {thresholds}")
+    state = _Pass(vectors, tuple(thresholds), groups, want_nearest)
+    threads = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        for start in range(0, len(vectors), block_size):
+            stop = min(start + block_size, len(vectors))
+            state.block(start, stop, tile_size, pool)
+            if progress is not None:
+                progress(stop)
+    return PassResult(tuple(thresholds), state.keep_bits, state.nearest, state.match, state.match_similarity)

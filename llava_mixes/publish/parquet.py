@@ -1,0 +1,170 @@
+"""Build a config and write it as a Hub repo's Parquet shards, with the manifest entry that describes them.
+
+Each split becomes `<config>/<split>-NNNNN-of-NNNNN.parquet` (the layout `push_to_hub` uses), sharded so
+that a shard holds about `max_shard_size` uncompressed bytes. Images are embedded as bytes, as
+`push_to_hub` does, so the Hub viewer shows them; with `images="paths"` the `image` column is left out and
+`image_path` (relative to the source's data layout) is all that names a picture. The `datasets` feature
+metadata stays in each file's schema, so `load_dataset` restores `Image()` and the other types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets.table import embed_table_storage
+from datasets.utils import tqdm as hf_tqdm
+from datasets.utils.py_utils import convert_file_size_to_int
+
+from llava_mixes import schema
+from llava_mixes.build_report import REPORT_FILE, BuildReport
+from llava_mixes.builder import LlavaMixes
+from llava_mixes.config import LlavaMixesConfig, dedup_config_name
+from llava_mixes.errors import ConfigError
+from llava_mixes.plugin import DATASET_NAME, register
+
+logger = logging.getLogger(__name__)
+
+IMAGE_MODES = ("bytes", "paths")
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+SPLIT_ORDER = (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
+TEMP_PREFIX = ".tmp-"
+
+
+def config_names() -> list[str]:
+    """Every named config the builder provides."""
+    return [config.name for config in LlavaMixes.BUILDER_CONFIGS]
+
+
+def published_name(config: LlavaMixesConfig) -> str:
+    """The repo config name of a built config: its named config, or `<mix>-dedup-<t>[-global]` for other settings."""
+    if not config.is_dedup:
+        return config.base_name
+    name = dedup_config_name(config.base_name, float(config.dedup_threshold or 0.0))
+    return f"{name}-global" if config.dedup_scope == "global" else name
+
+
+def build_config(
+    config: str, data_dir: str, cache_dir: str | None = None, **config_kwargs: object
+) -> tuple[datasets.DatasetDict, BuildReport, LlavaMixesConfig]:
+    """Build (or reuse) one config: its splits, its build report and its resolved builder config."""
+    if config not in config_names():
+        raise ConfigError(f"config {config!r} is not allowed; choose one of {config_names()}")
+    register()
+    builder = datasets.load_dataset_builder(
+        DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs
+    )
+    builder.download_and_prepare()
+    dataset = builder.as_dataset()
+    report = BuildReport.load(Path(builder.cache_dir) / REPORT_FILE)
+    return dataset, report, builder.config
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_digest(files: dict[str, dict[str, Any]]) -> str:
+    """One digest of a config's data files: their repo paths and SHA-256s."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path}\0{files[path]['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def shard_path(config_name: str, split: str, index: int, count: int) -> str:
+    return f"{config_name}/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def _has_images(features: datasets.Features) -> bool:
+    return isinstance(features.get(schema.IMAGE), datasets.Image)
+
+
+def _write_split(
+    dataset: datasets.Dataset, root: Path, config_name: str, split: str, max_shard_bytes: int
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Write one split's shards under `root`; return `{repo path: {sha256, size}}` and its uncompressed size."""
+    from datasets.arrow_writer import get_writer_batch_size_from_data_size, get_writer_batch_size_from_features
+
+    # `_estimate_nbytes` (private, pinned by the datasets range) adds the external image files' sizes.
+    nbytes = dataset._estimate_nbytes()
+    count = int(nbytes / max_shard_bytes) + 1 if len(dataset) else 1
+    batch_size = get_writer_batch_size_from_features(dataset.features) or get_writer_batch_size_from_data_size(
+        len(dataset), nbytes
+    )
+    files: dict[str, dict[str, Any]] = {}
+    written = 0
+    for index in hf_tqdm(range(count), unit="shard", desc=f"Writing {config_name}/{split}"):
+        shard = dataset.shard(num_shards=count, index=index, contiguous=True)
+        if _has_images(shard.features):
+            shard = shard.with_format("arrow").map(
+                embed_table_storage, batched=True, batch_size=batch_size, keep_in_memory=True
+            )
+        repo_path = shard_path(config_name, split, index, count)
+        target = root / repo_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}")
+        written += shard.to_parquet(str(temp), batch_size=batch_size)
+        os.replace(temp, target)
+        files[repo_path] = {"sha256": sha256_file(target), "size": target.stat().st_size}
+    return files, written
+
+
+def _compact_report(report: BuildReport) -> dict[str, Any]:
+    """The report without its per-row rejection list (which can be long): counts and group lines only."""
+    data = report.to_json()
+    data.pop("rejected")
+    return data
+
+
+def export_config(
+    dataset: datasets.DatasetDict,
+    report: BuildReport,
+    config: LlavaMixesConfig,
+    root: Path,
+    images: str = "bytes",
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+) -> dict[str, Any]:
+    """Write a built config's splits as Parquet shards under `root` and return its manifest entry."""
+    if images not in IMAGE_MODES:
+        raise ConfigError(f"images={images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
+    max_shard_bytes = convert_file_size_to_int(max_shard_size)
+    if max_shard_bytes < 1:
+        raise ConfigError(f"max_shard_size={max_shard_size!r} is not allowed; it must be a size such as '500MB'")
+    name = published_name(config)
+    splits: dict[str, dict[str, Any]] = {}
+    files: dict[str, dict[str, Any]] = {}
+    features = None
+    for split in [split for split in SPLIT_ORDER if split in dataset]:
+        data = dataset[split]
+        if images == "paths" and schema.IMAGE in data.column_names:
+            data = data.remove_columns(schema.IMAGE)
+        features = data.features
+        split_files, num_bytes = _write_split(data, root, name, split, max_shard_bytes)
+        files.update(split_files)
+        splits[split] = {"num_examples": len(data), "num_bytes": num_bytes, "files": sorted(split_files)}
+    if features is None:
+        raise ConfigError(f"config {name!r} has no split among {list(SPLIT_ORDER)}")
+    logger.info("wrote %s: %s", name, {split: info["num_examples"] for split, info in splits.items()})
+    return {
+        "name": name,
+        "builder_config": config.name,
+        "builder_version": str(config.version),
+        "sources": list(config.sources),
+        "images": images,
+        "dedup": report.dedup,
+        "features": features.to_dict(),
+        "splits": splits,
+        "files": files,
+        "content": content_digest(files),
+        "report": _compact_report(report),
+    }

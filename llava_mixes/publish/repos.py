@@ -1,0 +1,214 @@
+"""Where a publish writes: a Hub dataset repo (through an injected `HfApi`) or the same tree in a local folder.
+
+Both targets offer the same few operations: read a file of the current tree, list the tree, list the
+release tags, commit a staged set of additions and deletions at once, and tag a commit. A local folder
+has no git: its releases are the ones its manifest records, and a commit moves staged files into place
+(data first, then `README.md`, then the manifest, each by an atomic rename).
+
+Hub errors, and a connection that fails, are re-raised as `PublishError` with every token in use scrubbed
+from the message (see `redact`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
+
+from llava_mixes.errors import PublishError
+from llava_mixes.sources.fetch import NETWORK_ERRORS
+
+logger = logging.getLogger(__name__)
+
+REPO_TYPE = "dataset"
+STAGING_PREFIX = ".llava_mixes-staging-"
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9_-]{8,}")
+MIN_TOKEN_CHARS = 4
+"""Shorter values are not scrubbed: they would garble every message and cannot be a real token."""
+
+
+def tokens_in_use(token: str | None = None) -> list[str]:
+    """Every token value a Hub call may send, whatever its shape: `token`, `HF_TOKEN` (and the older
+    `HUGGING_FACE_HUB_TOKEN`), and the stored login; longest first."""
+    values = {token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")}
+    values.add(get_token())
+    return sorted((value for value in values if value and len(value) >= MIN_TOKEN_CHARS), key=len, reverse=True)
+
+
+def redact(text: str, token: str | None) -> str:
+    """`text` with every token in use (see `tokens_in_use`), and anything shaped like a Hub token, replaced
+    by `***`."""
+    for value in tokens_in_use(token):
+        text = text.replace(value, "***")
+    return TOKEN_PATTERN.sub("hf_***", text)
+
+
+class Target(Protocol):
+    """What a publish needs from the place it writes to."""
+
+    def describe(self) -> str: ...
+
+    def open(self) -> None: ...
+
+    def files(self) -> list[str]: ...
+
+    def read(self, path: str) -> bytes | None: ...
+
+    def tags(self) -> set[str]: ...
+
+    def staging(self) -> AbstractContextManager[Path]: ...
+
+    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str: ...
+
+    def tag(self, name: str, revision: str, message: str) -> None: ...
+
+
+class LocalRepo:
+    """A repo tree in a local folder (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def open(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise PublishError(f"--local-dir {str(self.root)!r} is a file, not a folder")
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def files(self) -> list[str]:
+        found = []
+        for path in self.root.rglob("*"):
+            relative = path.relative_to(self.root)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                found.append(relative.as_posix())
+        return sorted(found)
+
+    def read(self, path: str) -> bytes | None:
+        file = self.root / path
+        return file.read_bytes() if file.is_file() else None
+
+    def tags(self) -> set[str]:
+        return set()
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A scratch folder inside the repo folder, so that a commit is a set of renames."""
+        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str:
+        """Move data files into place, remove stale ones, then move the root files (card, manifest) last."""
+        data = [path for path in additions if "/" in path]
+        for path in data:
+            target = self.root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / path, target)
+        for path in deletions:
+            (self.root / path).unlink(missing_ok=True)
+            parent = (self.root / path).parent
+            if parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        for path in additions:
+            if path not in data:
+                os.replace(staging / path, self.root / path)
+        logger.info("%s: %s (%d files written, %d removed)", self.root, message, len(additions), len(deletions))
+        return "local"
+
+    def tag(self, name: str, revision: str, message: str) -> None:
+        logger.info("%s: release %s recorded in the manifest", self.root, name)
+
+
+class HubRepo:
+    """A Hub dataset repo, reached only through `api` (an `HfApi`, or a fake of one in tests)."""
+
+    def __init__(
+        self, repo_id: str, api: HfApi | None = None, token: str | None = None, private: bool = False
+    ) -> None:
+        self.repo_id = repo_id
+        self.token = token
+        self.api = api if api is not None else HfApi(token=token)
+        self.private = private
+        self.head: str | None = None
+        self._files: list[str] | None = None
+
+    def describe(self) -> str:
+        return f"the Hub dataset {self.repo_id}"
+
+    @contextmanager
+    def _calling(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except NETWORK_ERRORS as error:
+            detail = redact(f"{type(error).__name__}: {error}", self.token)
+            raise PublishError(
+                f"{action} on the Hub dataset {self.repo_id} failed: the Hub at {constants.ENDPOINT} is unreachable "
+                f"({detail}). Check the network or HF_ENDPOINT, or write the release to a folder with --local-dir"
+            ) from None
+        except (HfHubHTTPError, LocalTokenNotFoundError, HFValidationError) as error:
+            detail = redact(f"{type(error).__name__}: {error}", self.token)
+            hint = " (log in with `hf auth login` or set HF_TOKEN)" if "401" in detail or "403" in detail else ""
+            raise PublishError(f"{action} on the Hub dataset {self.repo_id} failed{hint}: {detail}") from None
+
+    def open(self) -> None:
+        with self._calling("creating the repo"):
+            self.api.create_repo(self.repo_id, repo_type=REPO_TYPE, private=self.private, exist_ok=True)
+        with self._calling("reading the repo"):
+            self.head = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE).sha
+
+    def files(self) -> list[str]:
+        if self._files is None:
+            with self._calling("listing the repo's files"):
+                self._files = sorted(self.api.list_repo_files(self.repo_id, repo_type=REPO_TYPE, revision=self.head))
+        return self._files
+
+    def read(self, path: str) -> bytes | None:
+        if path not in self.files():
+            return None
+        with self._calling(f"downloading {path}"), tempfile.TemporaryDirectory() as folder:
+            local = self.api.hf_hub_download(
+                self.repo_id, path, repo_type=REPO_TYPE, revision=self.head, local_dir=folder
+            )
+            return Path(local).read_bytes()
+
+    def tags(self) -> set[str]:
+        with self._calling("listing the repo's tags"):
+            return {ref.name for ref in self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE).tags}
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX) as folder:
+            yield Path(folder)
+
+    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str:
+        operations: list[CommitOperationAdd | CommitOperationDelete] = [
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(staging / path)) for path in additions
+        ]
+        operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
+        with self._calling("committing"):
+            info = self.api.create_commit(
+                self.repo_id,
+                operations,
+                commit_message=message,
+                repo_type=REPO_TYPE,
+                parent_commit=self.head,
+            )
+        logger.info("%s: committed %s (%s)", self.repo_id, info.oid, message)
+        return str(info.oid)
+
+    def tag(self, name: str, revision: str, message: str) -> None:
+        with self._calling(f"tagging {name}"):
+            self.api.create_tag(self.repo_id, tag=name, tag_message=message, revision=revision, repo_type=REPO_TYPE)

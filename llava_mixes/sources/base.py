@@ -1,0 +1,138 @@
+"""The base of every source builder: what a source module declares, and what its one function returns.
+
+A source module in `builders/` subclasses `Source`, sets the class attributes below and implements
+`normalise(record)`, which turns one raw record into a `SourceRow` or raises `RecordRejected`. Everything
+else (finding or fetching the annotation files, reading, ids, image resolution and checks, rejection
+bookkeeping) is shared and lives here and in `llava_mixes.sources.normalise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+
+from llava_mixes.errors import MissingDataError
+from llava_mixes.sources import fetch as hub
+from llava_mixes.sources import readers
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One record in the common schema, before ids, image checks and file resolution are added.
+
+    An image is named by `image_path` (a path relative to `data_dir`; `image_alternatives` are other
+    paths that name the same picture, tried in order when the first has no file, and the row keeps the
+    one found) or carried as `image_bytes` (with `image_path` the name the release stored it under, if any).
+    """
+
+    source_id: str | None
+    conversations: list[dict[str, str]]
+    image_path: str | None
+    task: str | None
+    language: str | None = None
+    image_alternatives: tuple[str, ...] = ()
+    image_bytes: bytes | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Values of the source's `extra_features` columns."""
+
+
+class Source:
+    """One instruction set. Subclasses set every class attribute without a default and `normalise`."""
+
+    name: ClassVar[str]
+    """Value of the `source` column, e.g. `llava_v1_5_mix665k`."""
+    config_name: ClassVar[str]
+    """Prefix of this source's configs, e.g. `mix665k`."""
+    annotation_files: ClassVar[tuple[str, ...]]
+    """Annotation files, read in this order; `.jsonl` is JSON Lines, `.parquet` Parquet, anything else a JSON array."""
+    annotation_dirs: ClassVar[tuple[str, ...]] = ("",)
+    """Folders under `data_dir` in which the annotation files are looked for, in order."""
+    hub_repo: ClassVar[str | None] = None
+    """The Hub dataset repo an absent annotation file is fetched from when online; None: never fetched."""
+    hub_files: ClassVar[tuple[str, ...] | None] = None
+    """Each annotation file's path in `hub_repo`; None: the same as `annotation_files`."""
+    language: ClassVar[str] = "en"
+    image_prefixes: ClassVar[tuple[str, ...]] = ("",)
+    """Folders under `data_dir` in which image paths are looked up, in order."""
+    single_image_group: ClassVar[str | None] = None
+    """The one `image_group` of every image, for a source whose folders say nothing about its images."""
+    extra_features: ClassVar[dict[str, datasets.Value]] = {}
+    """Columns this source adds to the row schema (defined in `schema`); null in other sources' rows."""
+    batch_rows: ClassVar[int] = 4096
+    """Records normalised per batch (smaller where records carry image bytes)."""
+    description: ClassVar[str]
+    homepage: ClassVar[str]
+    license: ClassVar[str]
+    citation: ClassVar[str]
+    download_hint: ClassVar[str]
+    """What to download and where to put it, shown when files are missing."""
+
+    def normalise(self, record: Any) -> SourceRow:
+        """Turn one raw record into a `SourceRow`; raise `RecordRejected` for a bad one."""
+        raise NotImplementedError
+
+    def raw_source_id(self, record: Any) -> str | None:
+        """The id of a raw record that was rejected before it became a `SourceRow`, if it names one."""
+        value = record.get("id") if isinstance(record, dict) else None
+        return None if value is None else str(value)
+
+    def raw_image_path(self, record: Any) -> str | None:
+        """The image path of a raw record that was rejected before it became a `SourceRow`, if it names one."""
+        value = record.get("image") if isinstance(record, dict) else None
+        return value if isinstance(value, str) else None
+
+    def image_group(self, image_path: str) -> str:
+        """The dedup/statistics group of an image path: its first folder, or `vg/<folder>` for VG."""
+        if self.single_image_group is not None:
+            return self.single_image_group
+        parts = image_path.replace("\\", "/").lstrip("./").split("/")
+        if parts[0] == "vg" and len(parts) > 2:
+            return parts[1]
+        return parts[0]
+
+    def _local(self, data_dir: Path, name: str) -> Path | None:
+        for folder in self.annotation_dirs:
+            path = data_dir / folder / name if folder else data_dir / name
+            if path.is_file():
+                return path
+        return None
+
+    def locate_files(self, data_dir: Path) -> list[Path]:
+        """The annotation files: local ones under `data_dir`, absent ones fetched from `hub_repo`.
+
+        Raises one clear error naming every file that is neither here nor fetchable, and what to download.
+        """
+        hub_names = self.hub_files or self.annotation_files
+        paths: list[Path] = []
+        missing: list[str] = []
+        for name, hub_name in zip(self.annotation_files, hub_names, strict=True):
+            local = self._local(data_dir, name)
+            if local is None and self.hub_repo is not None:
+                try:
+                    local = hub.fetch_annotation(self.hub_repo, hub_name)
+                except MissingDataError as error:
+                    missing.append(f"{data_dir / name} ({error})")
+                    continue
+            if local is None:
+                missing.append(str(data_dir / name))
+            else:
+                paths.append(local)
+        if missing:
+            raise MissingDataError(f"{self.name}: missing {'; '.join(missing)}. {self.download_hint}")
+        return paths
+
+    def iter_records(
+        self, paths: list[Path], on_bytes: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield `(row_index, raw_record)` over every annotation file, numbering rows across files."""
+        offset = 0
+        for path in paths:
+            count = 0
+            for index, record in readers.reader_for(path)(path, on_bytes):
+                yield offset + index, record
+                count = index + 1
+            offset += count

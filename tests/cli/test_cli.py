@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llava_mixes.builders import SOURCES
+from llava_mixes.cli.main import main
+from llava_mixes.playground.layout import Playground
+
+
+def test_list_prints_every_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:4]] == [
+        "mix665k",
+        "mix665k-dedup-0.7",
+        "mix665k-dedup-0.8",
+        "mix665k-dedup-0.9",
+    ]
+
+
+def test_build_prints_the_table_and_writes_json(
+    playground: Playground, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stats = tmp_path / "stats.json"
+    argv = ["--log-level", "error", "build", "mix665k-dedup-0.8", "--data-dir", str(playground.root)]
+    assert main([*argv, "--embedder", "thumbnail", "--stats-json", str(stats)]) == 0
+    out = capsys.readouterr().out
+    assert "| coco | 15 | 13 | 3 | 10 | 12 | 3 |" in out
+    assert "rejected rows by reason: undecodable_image: 2" in out
+    data = json.loads(stats.read_text())
+    assert data["total"]["removed_images"] == len(playground.planted)
+    assert data["rows_in"] == data["total"]["rows"] + data["rejected_rows"]
+
+
+def test_build_errors_are_one_clear_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["build", "mix665k", "--data-dir", str(tmp_path / "empty")]) == 2
+    assert "llava_v1_5_mix665k.json" in caplog.text
+
+
+def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "mix665k-dedup-0.8 (v1.0.0)" in out and "| total | 49 | 44 | 7 | 37 | 42 | 6 |" in out
+    assert (tmp_path / "demo" / "mix665k-dedup-0.8.stats.json").exists()
+    plain = [*SOURCES, "mix665k+zh600k"]
+    assert all(f"\n{name} (v1.0.0)" in out for name in [*plain, "mix665k+zh600k-dedup-0.8"])
+    assert "| zh600k | 7 | 7 | 1 | 6 | 6 | 2 |" in out and "| total | 56 | 51 | 8 | 43 | 48 | 8 |" in out
