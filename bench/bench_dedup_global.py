@@ -57,9 +57,10 @@ def child(mode: str, path: str, threshold: float, rows: int) -> None:
         np.save(f"{path}.exact{rows}.npy", result.kept)
     else:
         from llava_mixes.dedup.ann import assign_cells, candidate_pairs, keep_first_over_pairs
-        from llava_mixes.dedup.search import FLOAT32_TOLERANCE, _norms
+        from llava_mixes.dedup.search import FLOAT32_TOLERANCE
+        from llava_mixes.vectors import checked_norms
 
-        norms = _norms(vectors)
+        norms = checked_norms(vectors)
         assigned = assign_cells(vectors, norms, int(np.clip(rows // 1000, 1, 4096)), 16)
         pairs = candidate_pairs(vectors, norms, threshold - FLOAT32_TOLERANCE, assigned)
         result = keep_first_over_pairs(vectors, norms, pairs, threshold)

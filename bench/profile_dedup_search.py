@@ -24,6 +24,7 @@ from machine_info import host
 
 from llava_mixes.dedup import search
 from llava_mixes.playground.synthetic import clustered_vectors
+from llava_mixes.vectors import checked_norms
 
 THRESHOLD = 0.8
 BLOCK = 1024
@@ -70,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
 
     vectors = clustered_vectors(args.size)
-    norms = search._norms(vectors)
+    norms = checked_norms(vectors)
     pruned = search.LowRankBound.fit(vectors, norms, THRESHOLD - search._HostScorer.tolerance) is not None
     speedup = search.cpu_bfloat16_speedup()
     default_seconds, kept = timed_search(vectors, allow_bfloat16=True)

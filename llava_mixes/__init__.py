@@ -4,9 +4,8 @@ Importing the package registers the `llava_mixes` builder with `datasets`, so th
 `load_dataset("llava_mixes", "mix665k-dedup-0.8", data_dir=DIR)` builds from local raw downloads.
 """
 
-from llava_mixes.build_report import BuildReport
-from llava_mixes.builder import LlavaMixes, load_report
-from llava_mixes.config import LlavaMixesConfig
+from llava_mixes.build_report import BuildReport, load_report
+from llava_mixes.builder import Built, LlavaMixes, LlavaMixesConfig, build
 from llava_mixes.dedup.deduplicate import deduplicate
 from llava_mixes.embedding.transform import add_embeddings
 from llava_mixes.plugin import register
@@ -14,9 +13,11 @@ from llava_mixes.plugin import register
 __version__ = "0.1.0"
 __all__ = [
     "BuildReport",
+    "Built",
     "LlavaMixes",
     "LlavaMixesConfig",
     "add_embeddings",
+    "build",
     "deduplicate",
     "load_report",
     "register",

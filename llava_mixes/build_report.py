@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
+from datasets.fingerprint import Hasher
+
+from llava_mixes import schema
+from llava_mixes.errors import BadRecordError
 from llava_mixes.store import CacheRepair, write_atomic
 
 REPORT_FILE = "llava_mixes_report.json"
+PART_REPORTS = "reports"
+"""The folder, inside a build, where each source's part report is kept while the build runs."""
 TEXT_ONLY_GROUP = "(text only)"
 NO_GROUP = "(no image group)"
 
@@ -162,3 +169,95 @@ def format_table(report: BuildReport) -> str:
         cells = [stats.image_group] + [f"{getattr(stats, name):,}" for name, _ in COLUMNS[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def group_path_pairs(dataset: datasets.Dataset) -> Iterator[tuple[str | None, str | None]]:
+    """`(image_group, image_path)` of every row, in order, read in Arrow batches."""
+    columns = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")
+    for table in columns.iter(batch_size=65536):
+        yield from zip(
+            table.column(schema.IMAGE_GROUP).to_pylist(), table.column(schema.IMAGE_PATH).to_pylist(), strict=True
+        )
+
+
+def dedup_group_stats(result: datasets.DatasetDict, rejected: list[Rejection]) -> list[GroupStats]:
+    """Per-group statistics of a `deduplicate` result (see `group_stats`)."""
+    return group_stats(
+        group_path_pairs(result[schema.TRAIN_SPLIT]), group_path_pairs(result[schema.REMOVED_SPLIT]), rejected
+    )
+
+
+def reject_unembeddable(
+    dataset: datasets.Dataset, failed: Mapping[str, str], on_bad_records: str = "skip"
+) -> tuple[datasets.Dataset, list[Rejection]]:
+    """`dataset` without the rows whose image (by `image_sha256`) is in `failed` (no usable vector), and a
+    rejection per such row (reason `embedding_failed`, the detail says why). Under `on_bad_records="error"`
+    the first such row raises `BadRecordError` instead."""
+    if not failed:
+        return dataset, []
+    rejected: list[Rejection] = []
+    columns = [schema.ID, schema.SOURCE, schema.SOURCE_ID, schema.IMAGE_GROUP, schema.IMAGE_PATH, schema.IMAGE_SHA256]
+    for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=65536):
+        for row in table.to_pylist():
+            why = failed.get(row[schema.IMAGE_SHA256]) if row[schema.IMAGE_SHA256] is not None else None
+            if why is None:
+                continue
+            source = row[schema.SOURCE]
+            rejection = Rejection(
+                source,
+                int(row[schema.ID][len(source) + 1 :]),
+                row[schema.SOURCE_ID],
+                row[schema.IMAGE_GROUP],
+                row[schema.IMAGE_PATH],
+                schema.EMBEDDING_FAILED,
+                f"{row[schema.IMAGE_PATH]}: {why}",
+            )
+            if on_bad_records == "error":
+                raise BadRecordError(
+                    f"{source} row {rejection.row_index} (id {rejection.source_id!r}) rejected: {rejection.reason}: "
+                    f"{rejection.detail}. Pass on_bad_records='skip' to reject such rows and list them in the build "
+                    "report."
+                )
+            rejected.append(rejection)
+    kept = dataset.filter(
+        _has_vector,
+        batched=True,
+        input_columns=[schema.IMAGE_SHA256],
+        fn_kwargs={"unusable": set(failed)},
+        new_fingerprint=Hasher.hash((dataset._fingerprint, "reject_unembeddable", sorted(failed.items()))),
+        desc="Rejecting images without a vector",
+    )
+    return kept, rejected
+
+
+def _has_vector(hashes: list[str | None], unusable: set[str]) -> list[bool]:
+    """`Dataset.filter` function: the rows without an image, or whose image is not in `unusable`."""
+    return [sha is None or sha not in unusable for sha in hashes]
+
+
+def plain_report(
+    name: str, version: str, sources: tuple[str, ...], part_dir: Path, rows: datasets.Dataset
+) -> BuildReport:
+    """The report of a plain build: its sources' part reports (saved under `part_dir`) and its rows' groups."""
+    report = BuildReport(name, version, list(sources))
+    rejected: list[Rejection] = []
+    for source in sources:
+        part = BuildReport.load(part_dir / f"{source}.json")
+        report.rows_in += part.rows_in
+        rejected.extend(part.rejected)
+    report.rejected = rejected
+    report.groups = group_stats(group_path_pairs(rows), [], rejected)
+    return report
+
+
+def load_report(dataset: datasets.Dataset | datasets.DatasetDict) -> BuildReport:
+    """The `BuildReport` of a dataset loaded with `load_dataset("llava_mixes", ...)`."""
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = next(iter(dataset.values()))
+    if not dataset.cache_files:
+        raise ValueError("this dataset has no cache files, so it was not built by llava_mixes' builder")
+    folder = Path(dataset.cache_files[0]["filename"]).parent
+    path = folder / REPORT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {REPORT_FILE} in {folder}: was it built by llava_mixes' builder?")
+    return BuildReport.load(path)

@@ -1,17 +1,22 @@
-"""The `llava_mixes` dataset builder: plain configs normalise the sources; dedup configs embed and filter.
+"""The `llava_mixes` dataset builder, its config, and the one build entry (`build`).
 
-A plain config streams each source's annotation file through `SourceNormaliser` into the `train` split.
-A deduplicated config builds (or reuses) its plain config, adds cached embeddings with a `Dataset.map`,
-splits it with `deduplicate` (a `Dataset.filter`) into `train` and `removed`, and copies both splits
-into its own cache. Every build writes a `BuildReport` next to its Arrow files (see `load_report`), and a
-record of its inputs (see `build_inputs`): a cached build whose inputs changed since is rebuilt, with no
-cache to clear by hand.
+A plain config streams each source's annotation files through `SourceNormaliser` into the `train` split.
+A deduplicated config builds (or reuses) its plain config, fills the embedding cache, rejects the rows whose
+image has no usable vector, splits the rest with `deduplicate` (a `Dataset.filter`) into `train` and
+`removed`, and copies both splits into its own cache. Every build writes a `BuildReport` next to its Arrow
+files (see `build_report.load_report`), and a record of its inputs (see `sources.inputs`): a cached build
+whose inputs changed since is rebuilt, with no cache to clear by hand.
+
+Named configs are `<mix>` and `<mix>-dedup-<t>` for t in 0.7, 0.8, 0.9; any other threshold goes through
+config kwargs, e.g. `load_dataset("llava_mixes", "mix665k", data_dir=DIR, dedup_threshold=0.85)`.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +25,171 @@ import pyarrow as pa
 from datasets.builder import Key
 from datasets.download.download_manager import DownloadMode
 from datasets.table import InMemoryTable, MemoryMappedTable
-from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
-from llava_mixes.build_report import REPORT_FILE, BuildReport, Rejection, group_stats
-from llava_mixes.builders import SOURCES
-from llava_mixes.config import VERSION, LlavaMixesConfig, named_configs
-from llava_mixes.dedup.deduplicate import dedup_group_stats, deduplicate, group_path_pairs, reject_unembeddable
+from llava_mixes.build_report import (
+    PART_REPORTS,
+    REPORT_FILE,
+    BuildReport,
+    dedup_group_stats,
+    plain_report,
+    reject_unembeddable,
+)
+from llava_mixes.builders import MIXES, SOURCES, check_data_dir, extra_features, info_fields
+from llava_mixes.dedup.deduplicate import KEEP_RULE, SCOPES, SEARCHES, THRESHOLDS, check_threshold, deduplicate
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
-from llava_mixes.embedding.embedders import resolve_embedder
+from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS, resolve_embedder
+from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.embedding.transform import attach_embeddings, fill_cache
-from llava_mixes.errors import LlavaMixesError, MissingDataError
+from llava_mixes.errors import ConfigError, LlavaMixesError
+from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.images import ImageIndex
-from llava_mixes.sources.normalise import SourceNormaliser
-from llava_mixes.store import repairs_mark, repairs_since
+from llava_mixes.sources.normalise import normalise_sources
+from llava_mixes.store import default_cache_root, repairs_mark, repairs_since
 
 logger = logging.getLogger(__name__)
 
-DATASET_NAME = "llava_mixes"
-PART_REPORTS = "reports"
-KEEP_RULE = (
-    "distinct images of a scope are visited in order of first appearance; an image is removed when its cosine "
-    "similarity to an image already kept in its scope is >= the threshold; byte-identical files are duplicates "
-    "at every threshold"
+VERSION = datasets.Version("1.0.0")
+SPEED_FIELDS = ("batch_size", "num_workers", "engine", "content_cache_dir")
+DEDUP_FIELDS = (
+    "dedup_scope",
+    "dedup_search",
+    "embedder",
+    "embedder_revision",
+    "device",
+    "precision",
+    "keep_embeddings",
 )
+
+
+def _choice(field_name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field_name}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _positive_int(field_name: str, value: object, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{field_name}={value!r} is not allowed; it must be a whole number >= 1")
+
+
+@dataclass
+class LlavaMixesConfig(datasets.BuilderConfig):
+    """One buildable mix. Every field can be overridden as a `load_dataset` kwarg.
+
+    Attributes:
+        sources: config names of the sources concatenated, in order (see `builders.SOURCES`).
+        dedup_threshold: cosine similarity at or above which an image duplicates a kept one; None: no dedup.
+        dedup_scope: `group` compares images within their `image_group`; `global` compares all images.
+        dedup_search: `exact`, or `ivf` (approximate, for millions of images in one scope; faiss needed).
+        embedder: an HF vision checkpoint (hub id or local path), or `thumbnail` (weight-free, CPU).
+        embedder_revision: hub revision (branch, tag or commit) of the embedder.
+        device: torch device(s) for the embedder: None or `cuda` use every visible GPU (one process each),
+            else `cpu`; `cuda:1`, or a list such as `cuda:0,cuda:1`.
+        precision: `auto` (bf16 on CUDA, fp32 otherwise), `fp32`, `bf16` or `fp16`; part of the cache key.
+        batch_size: images per embedder forward pass.
+        num_workers: threads decoding and preprocessing images; None: one per CPU core.
+        engine: `local` (threads, one process per device) or `ray` (Ray Data; `pip install llava_mixes[ray]`).
+        content_cache_dir: where image checks and embeddings are cached; None: `default_cache_root()`.
+        on_bad_records: `skip` lists rejected rows in the build report; `error` stops at the first one.
+        keep_embeddings: keep the `embedding` column in deduplicated configs.
+    """
+
+    sources: tuple[str, ...] = ()
+    dedup_threshold: float | None = None
+    dedup_scope: str = "group"
+    dedup_search: str = "exact"
+    embedder: str = DEFAULT_EMBEDDER
+    embedder_revision: str | None = None
+    device: str | None = None
+    precision: str = "auto"
+    batch_size: int = 64
+    num_workers: int | None = None
+    engine: str = "local"
+    content_cache_dir: str | None = None
+    on_bad_records: str = "skip"
+    keep_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raises `ConfigError` naming the bad value and the allowed ones."""
+        self.sources = tuple(self.sources)
+        if not self.sources:
+            raise ConfigError(f"config {self.name!r} has no sources; choose from {sorted(SOURCES)}")
+        for source in self.sources:
+            _choice("sources", source, tuple(sorted(SOURCES)))
+        if self.base_name not in MIXES:
+            raise ConfigError(f"sources={list(self.sources)} form no plain config; plain configs: {sorted(MIXES)}")
+        if self.dedup_threshold is not None:
+            self.dedup_threshold = check_threshold(self.dedup_threshold, f"dedup_threshold={self.dedup_threshold!r}")
+        _choice("dedup_scope", self.dedup_scope, SCOPES)
+        _choice("dedup_search", self.dedup_search, SEARCHES)
+        _choice("on_bad_records", self.on_bad_records, schema.BAD_RECORD_POLICIES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("engine", self.engine, ENGINES)
+        if not isinstance(self.embedder, str) or not self.embedder:
+            raise ConfigError(f"embedder={self.embedder!r} is not allowed; give an HF model id, a path or 'thumbnail'")
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("num_workers", self.num_workers, allow_none=True)
+
+    def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
+        """The cache id, from the kwargs that can change this config's rows only: speed settings never do,
+        and embedding and dedup settings do not for a plain config. So the same rows are built once."""
+        ignored = set(SPEED_FIELDS) | (set() if self.is_dedup else set(DEDUP_FIELDS))
+        relevant = {key: value for key, value in config_kwargs.items() if key not in ignored}
+        return super().create_config_id(relevant, custom_features)
+
+    @property
+    def is_dedup(self) -> bool:
+        """Whether this config removes near-duplicate images."""
+        return self.dedup_threshold is not None
+
+    @property
+    def base_name(self) -> str:
+        """The plain config with the same sources, which a deduplicated config is built from."""
+        for name, sources in MIXES.items():
+            if sources == self.sources:
+                return name
+        return "+".join(self.sources)
+
+    def cache_root(self) -> Path:
+        """Where this config's image checks and embeddings are cached."""
+        return Path(self.content_cache_dir) if self.content_cache_dir else default_cache_root()
+
+    def base_overrides(self) -> dict[str, object]:
+        """The fields that shape the plain config's rows, where they differ from their defaults."""
+        defaults = {field.name: field.default for field in fields(LlavaMixesConfig)}
+        return {
+            name: getattr(self, name)
+            for name in ("on_bad_records", "content_cache_dir")
+            if getattr(self, name) != defaults[name]
+        }
+
+
+def named_configs() -> list[LlavaMixesConfig]:
+    """Every named config: each plain mix, then its deduplicated variants."""
+    configs = []
+    for mix, sources in MIXES.items():
+        configs.append(
+            LlavaMixesConfig(name=mix, version=VERSION, sources=sources, description=f"{mix}, not deduplicated")
+        )
+        for threshold in THRESHOLDS:
+            configs.append(
+                LlavaMixesConfig(
+                    name=dedup_config_name(mix, threshold),
+                    version=VERSION,
+                    sources=sources,
+                    dedup_threshold=threshold,
+                    description=f"{mix}, near-duplicate images removed at cosine >= {threshold} per image group",
+                )
+            )
+    return configs
 
 
 class LlavaMixes(datasets.ArrowBasedBuilder):
@@ -59,24 +203,17 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         self.config.validate()
-        sources = [SOURCES[name] for name in self.config.sources]
+        fields_of_sources = info_fields(self.config.sources)
         dim = None
         if self.config.is_dedup and self.config.keep_embeddings:
             dim = EmbeddingCache(self.config.cache_root(), self._embedder()).dim
         return datasets.DatasetInfo(
-            description=self.config.description or " + ".join(source.description for source in sources),
-            features=schema.output_features(self.config.is_dedup, dim, self._extra_features()),
-            homepage=" ".join(source.homepage for source in sources),
-            license="; ".join(f"{source.name}: {source.license}" for source in sources),
-            citation="\n".join(source.citation for source in sources),
+            description=self.config.description or fields_of_sources["description"],
+            features=schema.output_features(self.config.is_dedup, dim, extra_features(self.config.sources)),
+            homepage=fields_of_sources["homepage"],
+            license=fields_of_sources["license"],
+            citation=fields_of_sources["citation"],
         )
-
-    def _extra_features(self) -> dict[str, datasets.Value]:
-        """The source-specific columns of this config's sources, in source order."""
-        extra: dict[str, datasets.Value] = {}
-        for name in self.config.sources:
-            extra.update(SOURCES[name].extra_features)
-        return extra
 
     def _embedder(self) -> Any:
         config = self.config
@@ -84,13 +221,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         return resolve_embedder(config.embedder, config.embedder_revision, device, config.precision)
 
     def _data_dir(self) -> Path:
-        hints = " ".join(SOURCES[name].download_hint for name in self.config.sources)
-        if not self.config.data_dir:
-            raise MissingDataError(f"llava_mixes builds from your local downloads: pass data_dir=<folder>. {hints}")
-        data_dir = Path(self.config.data_dir).expanduser()
-        if not data_dir.is_dir():
-            raise MissingDataError(f"data_dir {str(data_dir)!r} is not a folder. {hints}")
-        return data_dir
+        return check_data_dir(self.config.sources, self.config.data_dir)
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = self._data_dir()
@@ -167,25 +298,20 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             for batch, table in enumerate(dataset.with_format("arrow").iter(batch_size=1000)):
                 yield Key(0, batch), table
             return
-        data_dir = self._data_dir()
-        index = ImageIndex(self.config.cache_root(), self.config.num_workers)
-        features = schema.row_features(self._extra_features())
-        for shard, name in enumerate(sources or []):
-            source = SOURCES[name]()
-            files = source.locate_files(data_dir)
-            inputs = build_inputs.InputLog()
-            inputs.annotations(files)
-            normaliser = SourceNormaliser(source, data_dir, index, self.config.on_bad_records, features, inputs)
-            total = sum(path.stat().st_size for path in files)
-            with hf_tqdm(total=total, unit="B", unit_scale=True, desc=f"Normalising {source.name}") as progress:
-                for batch, table in enumerate(normaliser.tables(progress.update, files)):
-                    yield Key(shard, batch), table
-            report_dir = getattr(self, "_part_report_dir", None)
-            if report_dir is not None:
-                part = BuildReport(name, str(self.config.version), [name], normaliser.result.rows_in)
-                part.rejected = normaliser.result.rejected
-                part.save(Path(report_dir) / f"{name}.json")
-                inputs.save(Path(report_dir) / f"{name}{build_inputs.PART_SUFFIX}")
+        yield from normalise_sources(
+            [SOURCES[name]() for name in sources or []],
+            self._data_dir(),
+            ImageIndex(self.config.cache_root(), self.config.num_workers),
+            self.config.on_bad_records,
+            schema.row_features(extra_features(self.config.sources)),
+            Path(self._part_report_dir) if getattr(self, "_part_report_dir", None) else None,
+            str(self.config.version),
+        )
+
+    def _rows(self) -> datasets.Dataset:
+        """The `train` rows this builder has just written."""
+        files = sorted(Path(self._output_dir).glob(f"{self.dataset_name}-{schema.TRAIN_SPLIT}*.arrow"))
+        return datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in files])
 
     def _download_and_prepare(self, dl_manager: Any, verification_mode: Any, **prepare_split_kwargs: Any) -> None:
         self._part_report_dir = str(Path(self._output_dir) / PART_REPORTS)
@@ -200,7 +326,9 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             if isinstance(error.__cause__, LlavaMixesError):
                 raise error.__cause__ from None
             raise
-        report = self._pending_report or self._plain_report()
+        report = self._pending_report or plain_report(
+            self.config.name, str(self.config.version), self.config.sources, Path(self._part_report_dir), self._rows()
+        )
         report.cache_repairs = repairs_since(repairs)
         report.save(Path(self._output_dir) / REPORT_FILE)
         if self.config.is_dedup:
@@ -270,28 +398,53 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             )
         return super()._as_dataset(split, in_memory)
 
-    def _plain_report(self) -> BuildReport:
-        report = BuildReport(self.config.name, str(self.config.version), list(self.config.sources))
-        rejected: list[Rejection] = []
-        for name in self.config.sources:
-            part = BuildReport.load(Path(self._part_report_dir) / f"{name}.json")
-            report.rows_in += part.rows_in
-            rejected.extend(part.rejected)
-        report.rejected = rejected
-        files = sorted(Path(self._output_dir).glob(f"{self.dataset_name}-{schema.TRAIN_SPLIT}*.arrow"))
-        rows = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in files])
-        report.groups = group_stats(group_path_pairs(rows), [], rejected)
-        return report
+
+CONFIG_NAMES = tuple(config.name for config in LlavaMixes.BUILDER_CONFIGS)
 
 
-def load_report(dataset: datasets.Dataset | datasets.DatasetDict) -> BuildReport:
-    """The `BuildReport` of a dataset loaded with `load_dataset("llava_mixes", ...)`."""
-    if isinstance(dataset, datasets.DatasetDict):
-        dataset = next(iter(dataset.values()))
-    if not dataset.cache_files:
-        raise ValueError("this dataset has no cache files, so it was not built by llava_mixes' builder")
-    folder = Path(dataset.cache_files[0]["filename"]).parent
-    path = folder / REPORT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no {REPORT_FILE} in {folder}: was it built by llava_mixes' builder?")
-    return BuildReport.load(path)
+@dataclass(frozen=True)
+class Built:
+    """One built config: its splits, its report, its resolved settings, the plain rows its dedup started from
+    (its own `train` split for a plain config) and where its build lives."""
+
+    config: LlavaMixesConfig
+    dataset: datasets.DatasetDict
+    report: BuildReport
+    base: datasets.Dataset
+    folder: Path
+
+
+def check_config_name(config: str) -> None:
+    """Raise `ConfigError` for a name that is no config, naming the closest ones."""
+    if config not in CONFIG_NAMES:
+        close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(f"config {config!r} is not allowed; {hint}choose one of {list(CONFIG_NAMES)}")
+
+
+def configure(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> LlavaMixes:
+    """The builder of one named config with `config_kwargs` applied and validated, not yet built."""
+    check_config_name(config)
+    register()
+    return datasets.load_dataset_builder(DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs)
+
+
+def prepare(dataset_builder: LlavaMixes) -> Built:
+    """Build `dataset_builder`'s config, or reuse its cached build when its inputs are unchanged."""
+    dataset_builder.download_and_prepare()
+    base_builder = dataset_builder._base_builder() if dataset_builder.config.is_dedup else dataset_builder
+    if base_builder is not dataset_builder:
+        base_builder.download_and_prepare()
+    folder = Path(dataset_builder.cache_dir)
+    return Built(
+        dataset_builder.config,
+        dataset_builder.as_dataset(),
+        BuildReport.load(folder / REPORT_FILE),
+        base_builder.as_dataset(split=schema.TRAIN_SPLIT),
+        folder,
+    )
+
+
+def build(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> Built:
+    """The one build entry: config name + kwargs -> `Built` (splits, report, plain rows), built or reused."""
+    return prepare(configure(config, data_dir, cache_dir, **config_kwargs))

@@ -17,6 +17,7 @@ import datasets.load
 from datasets.load import DatasetModule
 
 DATASET_NAME = "llava_mixes"
+DEDUP_MARK = "-dedup-"
 BUILDER_MODULE = "llava_mixes.builder"
 _PACKAGE_DIR = Path(__file__).parent
 
@@ -47,3 +48,8 @@ def register() -> None:
         current = module.dataset_module_factory
         if not getattr(current, "llava_mixes", False):
             module.dataset_module_factory = _factory(current)
+
+
+def dedup_config_name(mix: str, threshold: float) -> str:
+    """The name of `mix` deduplicated at `threshold`, e.g. `mix665k-dedup-0.8`."""
+    return f"{mix}{DEDUP_MARK}{threshold:g}"

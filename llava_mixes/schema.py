@@ -80,6 +80,9 @@ UNREADABLE_IMAGE = "unreadable_image"
 # A string of the row holds a lone UTF-16 surrogate (e.g. a JSON `"\ud800"` escape): not storable as UTF-8.
 INVALID_TEXT = "invalid_text"
 
+BAD_RECORD_POLICIES = ("skip", "error")
+"""`on_bad_records`: `skip` rejects a bad row and lists it in the build report; `error` stops the build there."""
+
 REJECT_REASONS = (
     MALFORMED_RECORD,
     BAD_ROLE,

@@ -37,6 +37,14 @@ from llava_mixes.errors import CacheWriteError
 
 logger = logging.getLogger(__name__)
 
+
+def default_cache_root() -> Path:
+    """Where image checks and embeddings are cached: `$LLAVA_MIXES_CACHE`, else `~/.cache/llava_mixes`."""
+    if os.environ.get("LLAVA_MIXES_CACHE"):
+        return Path(os.environ["LLAVA_MIXES_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llava_mixes"
+
+
 SHARD_SUFFIX = ".arrow"
 TEMP_PREFIX = ".tmp-"
 META_FILE = "store.json"

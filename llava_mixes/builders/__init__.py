@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import datasets
+
 from llava_mixes.builders.mix665k import Mix665k
 from llava_mixes.builders.pretrain558k import Pretrain558k
 from llava_mixes.builders.sharegpt4v import ShareGpt4vMix665k
@@ -9,6 +14,7 @@ from llava_mixes.builders.svit_core import SvitCore
 from llava_mixes.builders.svit_mix665k import SvitMix665k
 from llava_mixes.builders.textocr_gpt4v import TextOcrGpt4v
 from llava_mixes.builders.zh600k import Zh600k
+from llava_mixes.errors import MissingDataError
 from llava_mixes.sources.base import Source
 
 SOURCES: dict[str, type[Source]] = {
@@ -23,3 +29,33 @@ MIXES: dict[str, tuple[str, ...]] = {
     "mix665k+zh600k": (Mix665k.config_name, Zh600k.config_name),
 }
 """Every plain (not deduplicated) config, as the sources it concatenates in order."""
+
+
+def extra_features(names: tuple[str, ...]) -> dict[str, datasets.Value]:
+    """The source-specific columns of the sources `names`, in source order."""
+    extra: dict[str, datasets.Value] = {}
+    for name in names:
+        extra.update(SOURCES[name].extra_features)
+    return extra
+
+
+def info_fields(names: tuple[str, ...]) -> dict[str, Any]:
+    """The `DatasetInfo` fields that come from the sources `names`: description, homepage, licence, citation."""
+    sources = [SOURCES[name] for name in names]
+    return {
+        "description": " + ".join(source.description for source in sources),
+        "homepage": " ".join(source.homepage for source in sources),
+        "license": "; ".join(f"{source.name}: {source.license}" for source in sources),
+        "citation": "\n".join(source.citation for source in sources),
+    }
+
+
+def check_data_dir(names: tuple[str, ...], data_dir: str | None) -> Path:
+    """`data_dir` as a folder path; `MissingDataError` saying what to download when it is not given or absent."""
+    hints = " ".join(SOURCES[name].download_hint for name in names)
+    if not data_dir:
+        raise MissingDataError(f"llava_mixes builds from your local downloads: pass data_dir=<folder>. {hints}")
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise MissingDataError(f"data_dir {str(folder)!r} is not a folder. {hints}")
+    return folder

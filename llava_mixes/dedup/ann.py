@@ -16,7 +16,8 @@ import logging
 
 import numpy as np
 
-from llava_mixes.dedup.search import FLOAT32_TOLERANCE, KeepResult, _exact_cosines, _norms
+from llava_mixes.dedup.search import FLOAT32_TOLERANCE, KeepResult
+from llava_mixes.vectors import checked_norms, exact_cosines
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def keep_first_over_pairs(vectors: np.ndarray, norms: np.ndarray, pairs: np.ndar
         others = pairs[limits[item] : limits[item + 1], 1]
         others = others[kept[others]]
         if others.size:
-            exact = _exact_cosines(vectors, norms, item, others)
+            exact = exact_cosines(vectors, norms, item, others)
             hits = exact >= threshold
             if hits.any():
                 winner = others[np.flatnonzero(exact == exact[hits].max())].min()
@@ -106,7 +107,7 @@ def approximate_keep_first(
     vectors: np.ndarray, threshold: float, cells: int | None = None, probes: int = 16
 ) -> KeepResult:
     """The keep-first rule over the candidate pairs of an inverted file (module docstring)."""
-    norms = _norms(vectors)
+    norms = checked_norms(vectors)
     cells = cells or int(np.clip(len(vectors) // 1000, 1, 4096))
     assigned = assign_cells(vectors, norms, cells, min(probes, cells))
     pairs = candidate_pairs(vectors, norms, threshold - FLOAT32_TOLERANCE, assigned)

@@ -6,14 +6,15 @@ already kept in its scope is >= the threshold. Byte-identical files (same SHA-25
 are duplicates at every threshold: the first path is the one judged, the others follow it. Rows without
 an image are always kept. The result depends only on the input rows and the threshold. An image row
 without a usable vector (none, or one with a NaN or infinite coordinate, or all zero) is an error here;
-the builder rejects such rows first (`reject_unembeddable`).
+the builder rejects such rows first (`build_report.reject_unembeddable`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import datasets
 import numpy as np
@@ -21,16 +22,47 @@ import pyarrow as pa
 from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
-from llava_mixes.build_report import GroupStats, Rejection, group_stats
-from llava_mixes.config import SCOPES, SEARCHES
-from llava_mixes.dedup.search import greedy_keep_first, unusable_vectors
+from llava_mixes.dedup.search import greedy_keep_first
 from llava_mixes.devices import cuda_available
-from llava_mixes.embedding.cache import EmbeddingCache
-from llava_mixes.errors import BadEmbeddingError, BadRecordError, ConfigError
+from llava_mixes.errors import BadEmbeddingError, ConfigError
+from llava_mixes.vectors import unusable_vectors
 
 logger = logging.getLogger(__name__)
 
 GLOBAL_SCOPE = "(global)"
+SCOPES = ("group", "global")
+SEARCHES = ("exact", "ivf")
+KEEP_RULE = (
+    "distinct images of a scope are visited in order of first appearance; an image is removed when its cosine "
+    "similarity to an image already kept in its scope is >= the threshold; byte-identical files are duplicates "
+    "at every threshold"
+)
+THRESHOLDS = (0.7, 0.8, 0.9)
+"""The seed study's thresholds: the named configs' and the ones reports label pairs at."""
+
+
+def check_threshold(value: object, what: str) -> float:
+    """`value` as a float when it is a number in (0, 1]; else `ConfigError` naming `what` (e.g. `threshold=2`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"{what} is not allowed; it must be a number in (0, 1]")
+    return float(value)
+
+
+class VectorSource(Protocol):
+    """Where `deduplicate` reads vectors by image content hash when a dataset carries none (the embedding cache
+    is one): the hashes it lacks, the vectors and per-hash errors of the others, and an identity for caching."""
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """The keys it holds nothing for, each once."""
+        ...
+
+    def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        """`(len(keys), dim)` vectors and, per key, an error (None where the vector is usable)."""
+        ...
+
+    def key(self) -> str:
+        """A string that changes whenever the vectors could."""
+        ...
 
 
 @dataclass
@@ -50,8 +82,7 @@ class PathDecision:
 
 
 def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, search: str, from_cache: bool) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
-        raise ConfigError(f"threshold={threshold!r} is not allowed; it must be a number in (0, 1]")
+    check_threshold(threshold, f"threshold={threshold!r}")
     if scope not in SCOPES:
         raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
     if search not in SEARCHES:
@@ -68,9 +99,9 @@ def _batches(dataset: datasets.Dataset, from_cache: bool) -> Iterator[pa.Table]:
     yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=8192)
 
 
-def _cached_vectors(cache: EmbeddingCache, hashes: list[str], first_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+def _cached_vectors(cache: VectorSource, hashes: list[str], first_ids: list[str]) -> tuple[np.ndarray, list[str]]:
     """The cached vectors of `hashes` (float32), and the first row ids of the images without one."""
-    absent = set(cache.store.missing(hashes))
+    absent = set(cache.missing(hashes))
     found = [sha for sha in hashes if sha not in absent]
     stored, errors = cache.vectors(found)
     failed = {sha for sha, error in zip(found, errors, strict=True) if error is not None}
@@ -92,7 +123,7 @@ def decide(
     block_size: int = 1024,
     device: str | None = "auto",
     search: str = "exact",
-    embeddings: EmbeddingCache | None = None,
+    embeddings: VectorSource | None = None,
 ) -> dict[str, PathDecision]:
     """Apply the rule (module docstring) and return the decision for every image path; vectors come from the
     `embedding` column, or from `embeddings` (by `image_sha256`) when given."""
@@ -182,54 +213,6 @@ def decide(
     return decisions
 
 
-def reject_unembeddable(
-    dataset: datasets.Dataset, failed: Mapping[str, str], on_bad_records: str = "skip"
-) -> tuple[datasets.Dataset, list[Rejection]]:
-    """`dataset` without the rows whose image (by `image_sha256`) is in `failed` (no usable vector), and a
-    rejection per such row (reason `embedding_failed`, the detail says why). Under `on_bad_records="error"`
-    the first such row raises `BadRecordError` instead."""
-    if not failed:
-        return dataset, []
-    rejected: list[Rejection] = []
-    columns = [schema.ID, schema.SOURCE, schema.SOURCE_ID, schema.IMAGE_GROUP, schema.IMAGE_PATH, schema.IMAGE_SHA256]
-    for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=65536):
-        for row in table.to_pylist():
-            why = failed.get(row[schema.IMAGE_SHA256]) if row[schema.IMAGE_SHA256] is not None else None
-            if why is None:
-                continue
-            source = row[schema.SOURCE]
-            rejection = Rejection(
-                source,
-                int(row[schema.ID][len(source) + 1 :]),
-                row[schema.SOURCE_ID],
-                row[schema.IMAGE_GROUP],
-                row[schema.IMAGE_PATH],
-                schema.EMBEDDING_FAILED,
-                f"{row[schema.IMAGE_PATH]}: {why}",
-            )
-            if on_bad_records == "error":
-                raise BadRecordError(
-                    f"{source} row {rejection.row_index} (id {rejection.source_id!r}) rejected: {rejection.reason}: "
-                    f"{rejection.detail}. Pass on_bad_records='skip' to reject such rows and list them in the build "
-                    "report."
-                )
-            rejected.append(rejection)
-    kept = dataset.filter(
-        _has_vector,
-        batched=True,
-        input_columns=[schema.IMAGE_SHA256],
-        fn_kwargs={"unusable": set(failed)},
-        new_fingerprint=Hasher.hash((dataset._fingerprint, "reject_unembeddable", sorted(failed.items()))),
-        desc="Rejecting images without a vector",
-    )
-    return kept, rejected
-
-
-def _has_vector(hashes: list[str | None], unusable: set[str]) -> list[bool]:
-    """`Dataset.filter` function: the rows without an image, or whose image is not in `unusable`."""
-    return [sha is None or sha not in unusable for sha in hashes]
-
-
 def _select(indices: list[int], mask: np.ndarray, want: bool) -> list[bool]:
     """`Dataset.filter` function: the rows whose keep flag equals `want`."""
     return (mask[np.asarray(indices, dtype=np.int64)] == want).tolist()
@@ -244,7 +227,7 @@ def deduplicate(
     num_proc: int | None = None,
     device: str | None = "auto",
     search: str = "exact",
-    embeddings: EmbeddingCache | None = None,
+    embeddings: VectorSource | None = None,
 ) -> datasets.DatasetDict:
     """Split `dataset` into `train` (kept rows) and `removed` (rows whose image was removed).
 
@@ -269,7 +252,7 @@ def deduplicate(
                 keep[row] = False
                 duplicate_of[row], similarity[row] = decision.duplicate_of, decision.similarity
             row += 1
-    source = embeddings.embedder.key() if embeddings is not None else schema.EMBEDDING
+    source = embeddings.key() if embeddings is not None else schema.EMBEDDING
     run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope, search, source))
     annotated = dataset.add_column(
         schema.DUPLICATE_OF,
@@ -292,19 +275,3 @@ def deduplicate(
             desc=f"Selecting {split} rows",
         )
     return datasets.DatasetDict(splits)
-
-
-def group_path_pairs(dataset: datasets.Dataset) -> Iterator[tuple[str | None, str | None]]:
-    """`(image_group, image_path)` of every row, in order, read in Arrow batches."""
-    columns = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")
-    for table in columns.iter(batch_size=65536):
-        yield from zip(
-            table.column(schema.IMAGE_GROUP).to_pylist(), table.column(schema.IMAGE_PATH).to_pylist(), strict=True
-        )
-
-
-def dedup_group_stats(result: datasets.DatasetDict, rejected: list[Rejection]) -> list[GroupStats]:
-    """Per-group statistics of a `deduplicate` result (see `report.group_stats`)."""
-    return group_stats(
-        group_path_pairs(result[schema.TRAIN_SPLIT]), group_path_pairs(result[schema.REMOVED_SPLIT]), rejected
-    )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llava_mixes.errors import BadEmbeddingError
+from llava_mixes.vectors import checked_norms, exact_cosines
 
 # float32 dot products of unit vectors in d <= 4096 are within d * 2**-24 < 3e-4 of exact.
 FLOAT32_TOLERANCE = 3e-4
@@ -39,43 +39,6 @@ class KeepResult:
     kept: np.ndarray
     duplicate_of: np.ndarray
     similarity: np.ndarray
-
-
-def vector_norms(vectors: np.ndarray) -> np.ndarray:
-    """Float64 norms (each coordinate squared and summed in float64, no float64 copy of the vectors): NaN or
-    infinite where a coordinate is, zero for a zero vector."""
-    return np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
-
-
-def unusable_vectors(vectors: np.ndarray) -> np.ndarray:
-    """Which rows of `vectors` cannot be compared by cosine: a coordinate NaN or infinite, or all zero."""
-    if vectors.dtype == np.float16 and vectors.shape[1]:
-        # From the bits, ten times faster than float16 arithmetic: without the sign bit, a float16 is 0 only
-        # for a zero and at least 0x7C00 (all exponent bits set) only for an infinity or a NaN.
-        magnitude = (vectors.view(np.uint16) & 0x7FFF).max(axis=1)
-        return (magnitude >= 0x7C00) | (magnitude == 0)
-    norms = vector_norms(vectors)
-    return ~np.isfinite(norms) | (norms == 0)
-
-
-def _norms(vectors: np.ndarray) -> np.ndarray:
-    """The float64 norms of `vectors` (see `vector_norms`); raises `BadEmbeddingError` naming the items whose
-    vector is not finite or is zero, so that no such vector ever enters a search."""
-    norms = vector_norms(vectors)
-    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
-    if bad.size:
-        shown = bad[:10].tolist()
-        raise BadEmbeddingError(
-            f"{bad.size} of {len(vectors)} vectors cannot be compared (a coordinate NaN or infinite, or all zero), "
-            f"at item indices {shown}{' ...' if bad.size > len(shown) else ''}: re-embed or drop those items",
-            bad.tolist(),
-        )
-    return norms
-
-
-def _exact_cosines(vectors: np.ndarray, norms: np.ndarray, item: int, others: np.ndarray) -> np.ndarray:
-    dots = vectors[others].astype(np.float64) @ vectors[item].astype(np.float64)
-    return dots / (norms[others] * norms[item])
 
 
 class LowRankBound:
@@ -277,7 +240,7 @@ def greedy_keep_first(
     raises `BadEmbeddingError` naming its index: it has no cosine to compare.
     """
     n, dim = vectors.shape
-    norms = _norms(vectors)
+    norms = checked_norms(vectors)
     kept = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
@@ -307,7 +270,7 @@ def greedy_keep_first(
             earlier = block_kept[:kept_in_block]
             others = np.concatenate([*candidates[offset], earlier[possible[offset, earlier]] + start])
             if others.size:
-                exact = _exact_cosines(vectors, norms, item, others)
+                exact = exact_cosines(vectors, norms, item, others)
                 hits = exact >= threshold
                 if hits.any():
                     best = np.flatnonzero(exact == exact[hits].max())
@@ -329,7 +292,7 @@ def greedy_keep_first(
 def brute_force_keep_first(vectors: np.ndarray, threshold: float) -> KeepResult:
     """The same rule, one item at a time in float64: the reference `greedy_keep_first` must equal."""
     n = len(vectors)
-    norms = _norms(vectors)
+    norms = checked_norms(vectors)
     kept = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     similarity = np.full(n, np.nan, dtype=np.float32)
@@ -337,7 +300,7 @@ def brute_force_keep_first(vectors: np.ndarray, threshold: float) -> KeepResult:
     for item in range(n):
         if kept_so_far:
             others = np.asarray(kept_so_far, dtype=np.int64)
-            exact = _exact_cosines(vectors, norms, item, others)
+            exact = exact_cosines(vectors, norms, item, others)
             if exact.max() >= threshold:
                 winner = others[np.flatnonzero(exact == exact.max()).min()]
                 duplicate_of[item] = winner

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llava_mixes.dedup.search import FLOAT32_TOLERANCE, _exact_cosines, _norms
+from llava_mixes.dedup.search import FLOAT32_TOLERANCE
 from llava_mixes.errors import ConfigError
+from llava_mixes.vectors import checked_norms, exact_cosines
 
 GRID = tuple(round(0.5 + step / 100, 2) for step in range(51))
 """The thresholds of the sweep table and plot: 0.50 to 1.00 in steps of 0.01."""
@@ -93,7 +94,7 @@ class _Pass:
         self, vectors: np.ndarray, thresholds: tuple[float, ...], groups: np.ndarray | None, want_nearest: bool
     ) -> None:
         self.vectors = vectors
-        self.norms = _norms(vectors)
+        self.norms = checked_norms(vectors)
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.masks = _below_masks(len(thresholds))
         self.all_bits = self.masks[-1]
@@ -118,7 +119,7 @@ class _Pass:
         """The thresholds at which `others` (decided items) remove `item`, from exact cosines."""
         if not others.size:
             return np.uint64(0)
-        exact = _exact_cosines(self.vectors, self.norms, item, others)
+        exact = exact_cosines(self.vectors, self.norms, item, others)
         levels = np.searchsorted(self.thresholds, exact, side="right")
         return np.bitwise_or.reduce(self.keep_bits[others] & self.masks[levels])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from llava_mixes import schema
-from llava_mixes.dedup.search import unusable_vectors
 from llava_mixes.embedding.embedders import Embedder
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.store import META_FILE, ShardStore
+from llava_mixes.vectors import unusable_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,14 @@ class EmbeddingCache:
             return int(json.loads(meta.read_text())["dim"])
         self.embedder.load()
         return self.embedder.dim
+
+    def key(self) -> str:
+        """The embedder's cache key: it changes whenever the vectors could (see `Embedder.key`)."""
+        return self.embedder.key()
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """The image hashes with no record in the cache, in the order given, each once."""
+        return self.store.missing(keys)
 
     def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
         """Vectors (float16, `(len(keys), dim)`) and per-key errors (None where the image embedded)."""

@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from llava_mixes import network
 from llava_mixes.devices import cuda_available
 from llava_mixes.embedding.preprocess import PIXELS_VERSION, ProcessorSteps, to_8bit
 from llava_mixes.errors import EmbedderUnavailableError
-from llava_mixes.sources import fetch as hub
 
 logger = logging.getLogger(__name__)
 
 THUMBNAIL = "thumbnail"
+DEFAULT_EMBEDDER = "openai/clip-vit-large-patch14-336"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # On CUDA, runs of at least this many images compile the model (about 25 s, then about a quarter faster).
 COMPILE_MIN_IMAGES = 4096
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -184,12 +186,12 @@ class HFVisionEmbedder(Embedder):
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-        down = hub.unreachable()
+        down = network.unreachable()
         try:
             return Path(
                 hf_hub_download(self.model_name, "config.json", revision=revision, local_files_only=down is not None)
             )
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled, *hub.NETWORK_ERRORS) as error:
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled, *network.NETWORK_ERRORS) as error:
             where = down or "the Hub is unreachable"
             raise _unavailable(self.model_name, f"it is not in the local HF cache and {where}") from error
         except HfHubHTTPError as error:

@@ -26,13 +26,13 @@ import datasets
 import numpy as np
 from datasets.utils import tqdm as hf_tqdm
 
-from llava_mixes.config import ENGINES
 from llava_mixes.embedding import cache as embedding_cache
 from llava_mixes.embedding.cache import EmbeddingCache, ImageRef, read_image_bytes, vector_table
 from llava_mixes.embedding.embedders import Embedder
 
 logger = logging.getLogger(__name__)
 
+ENGINES = ("local", "ray")
 CHANGED = "the file's bytes changed since the dataset was built"
 NO_ERROR = ""  # Ray Data turns None into NaN in object columns; the empty string marks success there.
 Changed = list[tuple[ImageRef, str]]

@@ -18,12 +18,11 @@ import numpy as np
 from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
-from llava_mixes.config import DEFAULT_EMBEDDER, default_cache_root
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError, ImageRef, open_store, vector_array
-from llava_mixes.embedding.embedders import Embedder, resolve_embedder
+from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, Embedder, resolve_embedder
 from llava_mixes.embedding.engines import run_engine
-from llava_mixes.store import ShardStore
+from llava_mixes.store import ShardStore, default_cache_root
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What a dataset card shows of a dedup config beyond its statistics: the threshold sweep and a few pairs.
 
-The same one-pass analysis as `llava-mixes report` (`report_command.analyse_config`), over the embeddings
+The same one-pass analysis as `llava-mixes report` (`report.write.analyse_built`), over the embeddings
 the build cached: kept images per image group at 0.7, 0.8, 0.9 and the config's own threshold, and up to
 `CARD_PAIRS` near-duplicate pairs from distinct score bands, highest first, whose thumbnails are written
 into the repo beside the config's shards (`<config>/pairs/<n>-earlier.jpg`, `-later.jpg`) so the card
@@ -14,8 +14,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from llava_mixes.config import THRESHOLDS, LlavaMixesConfig
-from llava_mixes.report.analysis import card_summary
+import datasets
+
+from llava_mixes.report.analysis import DedupAnalysis, card_summary
 from llava_mixes.report.gallery import thumbnails
 from llava_mixes.report.pairs import PairImage
 from llava_mixes.store import write_atomic
@@ -35,29 +36,13 @@ def _image(side: PairImage, shown: tuple[float, ...], path: str) -> dict[str, An
 
 
 def dedup_views(
-    config: LlavaMixesConfig,
-    entry_name: str,
-    staging: Path,
-    data_dir: str,
-    cache_dir: str | None,
-    config_kwargs: dict[str, object],
+    analysis: DedupAnalysis, base: datasets.Dataset, entry_name: str, staging: Path
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The card's view of a dedup config (module docstring) and the thumbnail files written under `staging`."""
-    from llava_mixes.report.write import analyse_config
-
-    thresholds = tuple(sorted({*THRESHOLDS, float(config.dedup_threshold)}))
-    analysed = analyse_config(
-        config.name,
-        data_dir,
-        thresholds=thresholds,
-        pairs_per_band=1,
-        cross_group=False,
-        cache_dir=cache_dir,
-        **config_kwargs,
-    )
-    summary = card_summary(analysed.analysis, CARD_PAIRS)
+    """The card's view of a dedup config (module docstring), from the analysis of its plain rows `base`, and
+    the thumbnail files written under `staging`."""
+    summary = card_summary(analysis, CARD_PAIRS)
     rows = [row for pair in summary.pairs for row in (pair.earlier.row, pair.later.row)]
-    pictures = thumbnails(analysed.base, rows)
+    pictures = thumbnails(base, rows)
     files: dict[str, dict[str, Any]] = {}
     pairs = []
     for number, pair in enumerate(summary.pairs):
@@ -75,8 +60,8 @@ def dedup_views(
             {
                 "band": pair.band,
                 "similarity": round(float(pair.similarity), 4),
-                "earlier": _image(pair.earlier, analysed.analysis.shown, paths["earlier"]),
-                "later": _image(pair.later, analysed.analysis.shown, paths["later"]),
+                "earlier": _image(pair.earlier, analysis.shown, paths["earlier"]),
+                "later": _image(pair.later, analysis.shown, paths["later"]),
             }
         )
-    return {"sweep_table": summary.markdown, "thresholds": list(thresholds), "pairs": pairs}, files
+    return {"sweep_table": summary.markdown, "thresholds": list(analysis.shown), "pairs": pairs}, files

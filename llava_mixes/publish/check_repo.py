@@ -10,7 +10,6 @@ each config and streams the first row of each split.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -221,14 +220,3 @@ def check_repo(root: Path, limits: ViewerLimits | None = None) -> list[str]:
     for problem in problems:
         logger.debug("check-repo %s: %s", root, problem)
     return problems
-
-
-def cmd_check_repo(args: argparse.Namespace) -> int:
-    """`llava-mixes check-repo DIR`: print every problem; exit 1 if there is one."""
-    from llava_mixes.cli.main import _out
-
-    problems = check_repo(Path(args.dir))
-    for problem in problems:
-        _out(f"FAIL {problem}")
-    _out(f"{args.dir}: {len(problems)} problem(s)" if problems else f"{args.dir}: ok")
-    return 1 if problems else 0

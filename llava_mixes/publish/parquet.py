@@ -1,4 +1,4 @@
-"""Build a config and write it as a Hub repo's Parquet shards, with the manifest entry that describes them.
+"""A built config written as a Hub repo's Parquet shards, with the manifest entry that describes them.
 
 Each split becomes `<config>/<split>-NNNNN-of-NNNNN.parquet` (the layout `push_to_hub` uses), sharded so
 that a shard holds about `max_shard_size` uncompressed bytes. Images are embedded as bytes, as
@@ -14,7 +14,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 from datasets.table import embed_table_storage
@@ -22,11 +22,12 @@ from datasets.utils import tqdm as hf_tqdm
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from llava_mixes import schema
-from llava_mixes.build_report import REPORT_FILE, BuildReport
-from llava_mixes.builder import LlavaMixes
-from llava_mixes.config import LlavaMixesConfig, dedup_config_name
+from llava_mixes.build_report import BuildReport
 from llava_mixes.errors import ConfigError
-from llava_mixes.plugin import DATASET_NAME, register
+from llava_mixes.plugin import dedup_config_name
+
+if TYPE_CHECKING:
+    from llava_mixes.builder import LlavaMixesConfig
 
 logger = logging.getLogger(__name__)
 
@@ -36,33 +37,12 @@ SPLIT_ORDER = (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
 TEMP_PREFIX = ".tmp-"
 
 
-def config_names() -> list[str]:
-    """Every named config the builder provides."""
-    return [config.name for config in LlavaMixes.BUILDER_CONFIGS]
-
-
 def published_name(config: LlavaMixesConfig) -> str:
     """The repo config name of a built config: its named config, or `<mix>-dedup-<t>[-global]` for other settings."""
     if not config.is_dedup:
         return config.base_name
     name = dedup_config_name(config.base_name, float(config.dedup_threshold or 0.0))
     return f"{name}-global" if config.dedup_scope == "global" else name
-
-
-def build_config(
-    config: str, data_dir: str, cache_dir: str | None = None, **config_kwargs: object
-) -> tuple[datasets.DatasetDict, BuildReport, LlavaMixesConfig]:
-    """Build (or reuse) one config: its splits, its build report and its resolved builder config."""
-    if config not in config_names():
-        raise ConfigError(f"config {config!r} is not allowed; choose one of {config_names()}")
-    register()
-    builder = datasets.load_dataset_builder(
-        DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs
-    )
-    builder.download_and_prepare()
-    dataset = builder.as_dataset()
-    report = BuildReport.load(Path(builder.cache_dir) / REPORT_FILE)
-    return dataset, report, builder.config
 
 
 def sha256_file(path: Path) -> str:

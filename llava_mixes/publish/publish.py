@@ -1,6 +1,7 @@
-"""Publish configs as a versioned, viewer-ready Hub dataset repo, or write the identical tree to a local folder.
+"""Publish built configs as a versioned, viewer-ready Hub dataset repo, or the identical tree in a local folder.
 
-A publish builds each config (reusing the embedding cache), writes its Parquet shards (`export`), merges
+A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call),
+writes their Parquet shards (`parquet`), merges
 them into the repo's manifest (`llava_mixes_manifest.json`: every config with its files' SHA-256s, and
 every release with each config's content digest), renders the card from the manifest (`card`), and
 commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
@@ -14,26 +15,29 @@ Version rules, the same for a local folder (whose releases are those its manifes
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import HfApi
 
 from llava_mixes.errors import ConfigError, PublishError
 from llava_mixes.publish.card import render_card
 from llava_mixes.publish.card_views import dedup_views
-from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, build_config, config_names, export_config
+from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, export_config
 from llava_mixes.publish.repos import HubRepo, LocalRepo, Target, redact
 from llava_mixes.store import write_atomic
+
+if TYPE_CHECKING:
+    from llava_mixes.builder import Built
+    from llava_mixes.report.analysis import DedupAnalysis
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +72,34 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _validate(configs: Sequence[str], repo_id: str, version: str, images: str) -> None:
-    if not configs:
-        raise ConfigError(f"name at least one config to publish; choose from {config_names()}")
-    unknown = [name for name in configs if name not in config_names()]
-    if unknown:
-        raise ConfigError(f"config {unknown[0]!r} is not allowed; choose one of {config_names()}")
+def check_arguments(repo_id: str, version: str, images: str) -> None:
+    """Refuse a repo id, version or image mode that is not allowed, naming it and what is."""
     if not REPO_PATTERN.match(repo_id):
         raise ConfigError(f"--repo {repo_id!r} is not allowed; it must be ORG/NAME, e.g. my-org/llava_mixes")
     if not VERSION_PATTERN.match(version):
         raise ConfigError(f"--version {version!r} is not allowed; it must be X.Y.Z, e.g. 1.0.0")
     if images not in IMAGE_MODES:
         raise ConfigError(f"--images {images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
+
+
+def open_target(
+    repo_id: str,
+    version: str,
+    *,
+    local_dir: str | Path | None = None,
+    private: bool = False,
+    token: str | None = None,
+    api: HfApi | None = None,
+) -> Target:
+    """The repo to publish to, opened, after refusing (before anything is built) a version that is neither
+    released nor higher than its latest release."""
+    target: Target = LocalRepo(Path(local_dir)) if local_dir is not None else HubRepo(repo_id, api, token, private)
+    try:
+        target.open()
+        check_version(read_manifest(target), target.tags(), version)
+    except PublishError as error:
+        raise PublishError(redact(str(error), token)) from None
+    return target
 
 
 def read_manifest(target: Target) -> dict[str, Any]:
@@ -161,78 +181,52 @@ def _stale(files: list[str], entries: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def publish(
-    configs: Sequence[str],
+    built: Sequence[Built],
+    target: Target,
     repo_id: str,
     version: str,
-    data_dir: str,
     *,
-    local_dir: str | Path | None = None,
-    private: bool = False,
     images: str = "bytes",
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     set_default: bool = False,
-    cache_dir: str | None = None,
+    views: Mapping[str, DedupAnalysis] | None = None,
     token: str | None = None,
-    api: HfApi | None = None,
-    config_kwargs: dict[str, object] | None = None,
-    card_views: bool = True,
 ) -> PublishResult:
-    """Build `configs` and release them as `version` of `repo_id` (or of the tree in `local_dir`).
+    """Release the `built` configs as `version` of `repo_id` in `target` (see `open_target`).
 
-    With `card_views`, the card also shows each dedup config's threshold sweep and a few near-duplicate
-    pairs (see `llava_mixes.publish.card_views`), computed from the cached embeddings in one pass.
-
-    The Hub token comes from `token` or, when None, from huggingface_hub's usual sources (`HF_TOKEN`, the
-    stored login). It never appears in logs, in the card or in an error message.
+    `views` maps a dedup config's name to the analysis of its plain rows; the card then shows its threshold
+    sweep and a few near-duplicate pairs (see `llava_mixes.publish.card_views`). `token` is only scrubbed
+    from errors: it never appears in logs, in the card or in an error message.
     """
-    _validate(configs, repo_id, version, images)
-    target: Target = LocalRepo(Path(local_dir)) if local_dir is not None else HubRepo(repo_id, api, token, private)
-    request = _Request(
-        tuple(configs),
-        repo_id,
-        version,
-        data_dir,
-        images,
-        max_shard_size,
-        set_default,
-        cache_dir,
-        config_kwargs or {},
-        card_views,
-    )
+    if not built:
+        raise ConfigError("name at least one config to publish")
+    check_arguments(repo_id, version, images)
     try:
-        return _publish(target, request)
+        return _publish(target, built, repo_id, version, images, max_shard_size, set_default, views or {})
     except PublishError as error:
         raise PublishError(redact(str(error), token)) from None
 
 
-@dataclass(frozen=True)
-class _Request:
-    configs: tuple[str, ...]
-    repo_id: str
-    version: str
-    data_dir: str
-    images: str
-    max_shard_size: str | int
-    set_default: bool
-    cache_dir: str | None
-    config_kwargs: dict[str, object]
-    card_views: bool
-
-
-def _publish(target: Target, request: _Request) -> PublishResult:
-    version = request.version
-    target.open()
+def _publish(
+    target: Target,
+    built: Sequence[Built],
+    repo_id: str,
+    version: str,
+    images: str,
+    max_shard_size: str | int,
+    set_default: bool,
+    views: Mapping[str, DedupAnalysis],
+) -> PublishResult:
     manifest = read_manifest(target)
     check_version(manifest, target.tags(), version)
     with target.staging() as staging:
         entries: dict[str, dict[str, Any]] = {}
-        for name in request.configs:
-            dataset, report, config = build_config(name, request.data_dir, request.cache_dir, **request.config_kwargs)
-            entry = export_config(dataset, report, config, staging, request.images, request.max_shard_size)
-            if config.is_dedup and request.card_views:
-                entry["views"], entry["card_files"] = dedup_views(
-                    config, entry["name"], staging, request.data_dir, request.cache_dir, request.config_kwargs
-                )
+        for config in built:
+            dataset, report = config.dataset, config.report
+            entry = export_config(dataset, report, config.config, staging, images, max_shard_size)
+            analysis = views.get(config.config.name)
+            if config.config.is_dedup and analysis is not None:
+                entry["views"], entry["card_files"] = dedup_views(analysis, config.base, entry["name"], staging)
             entries[entry["name"]] = entry
         release = _release(manifest, version)
         if release is not None:
@@ -245,8 +239,8 @@ def _publish(target: Target, request: _Request) -> PublishResult:
                 )
             logger.info("version %s already holds this content: nothing to publish", version)
             return PublishResult(target.describe(), version, list(entries), changed=False)
-        updated = merge(manifest, entries, version, request.set_default)
-        write_atomic(staging / CARD_FILE, render_card(updated, request.repo_id).encode())
+        updated = merge(manifest, entries, version, set_default)
+        write_atomic(staging / CARD_FILE, render_card(updated, repo_id).encode())
         write_atomic(staging / MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode())
         additions = [*_repo_files(entries), CARD_FILE, MANIFEST_FILE]
         deletions = _stale(target.files(), entries)
@@ -259,29 +253,3 @@ def _publish(target: Target, request: _Request) -> PublishResult:
 def _next_patch(version: str) -> str:
     major, minor, patch = _version_key(version)
     return f"{major}.{minor}.{patch + 1}"
-
-
-def cmd_publish(args: argparse.Namespace) -> int:
-    """`llava-mixes publish`: build configs and release them as a version of a Hub repo (or a local tree)."""
-    from llava_mixes.cli.main import _config_kwargs, _out
-
-    result = publish(
-        args.configs,
-        args.repo,
-        args.version,
-        args.data_dir,
-        local_dir=args.local_dir,
-        private=args.private,
-        images=args.images,
-        max_shard_size=args.max_shard_size,
-        set_default=args.set_default,
-        cache_dir=args.cache_dir,
-        config_kwargs=_config_kwargs(args),
-        card_views=not args.no_card_views,
-    )
-    if not result.changed:
-        _out(f"v{result.version} of {result.target} already holds {', '.join(result.configs)}: nothing to do")
-        return 0
-    _out(f"published v{result.version} of {', '.join(result.configs)} to {result.target} ({result.revision})")
-    _out(f"  {len(result.written)} files written, {len(result.deleted)} removed")
-    return 0

@@ -25,7 +25,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, co
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
 
 from llava_mixes.errors import PublishError
-from llava_mixes.sources.fetch import NETWORK_ERRORS
+from llava_mixes.network import NETWORK_ERRORS
 
 logger = logging.getLogger(__name__)
 

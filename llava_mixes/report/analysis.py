@@ -21,7 +21,7 @@ from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
 from llava_mixes.build_report import NO_GROUP
-from llava_mixes.config import SCOPES
+from llava_mixes.dedup.deduplicate import SCOPES
 from llava_mixes.dedup.sweep import PassResult, sweep_pass, sweep_thresholds
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError
 from llava_mixes.errors import ConfigError

@@ -16,7 +16,7 @@ import datasets
 import numpy as np
 
 from llava_mixes import schema
-from llava_mixes.dedup.search import _norms
+from llava_mixes.vectors import checked_norms
 
 if TYPE_CHECKING:
     from llava_mixes.report.analysis import DistinctImages, ScopeDecisions
@@ -120,7 +120,7 @@ def sample_pairs(
 ) -> PairSample:
     """Up to `per_band` pairs per group (and across groups, when a global pass ran) per band, the same ones on
     every run; `dataset` gives the row ids."""
-    norms = _norms(images.vectors)
+    norms = checked_norms(images.vectors)
     chosen: list[tuple[str, str, str, int, int, float]] = []
     counts: dict[str, Counter[str]] = {}
     sections = [("group", False)] + ([("global", True)] if "global" in decisions else [])

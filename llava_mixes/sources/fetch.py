@@ -1,22 +1,19 @@
-"""The network edge: annotation files fetched from their Hugging Face Hub dataset repos.
+"""Annotation files fetched from their Hugging Face Hub dataset repos.
 
 Only annotation files are fetched, into the Hub cache (`HF_HOME`), never images and never into
 `data_dir`. Offline (`HF_HUB_OFFLINE=1`, or no connection) a file already in the Hub cache is still
 used; otherwise the error says what to download and where to put it.
 
-Before a download, one short request checks that the Hub endpoint answers at all (`unreachable`):
-huggingface_hub retries a refused connection for about 25 s before it gives up, and some of its calls
-raise the HTTP client's own `ConnectError`. An unreachable endpoint is named in the project's error,
-with the ways out (`OFFLINE_HINT`).
+Before a download, one short request checks that the Hub endpoint answers at all (`network.unreachable`),
+and an unreachable endpoint is named in the project's error, with the ways out (`network.OFFLINE_HINT`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
-from huggingface_hub import constants, get_session, hf_hub_download, list_repo_files
+from huggingface_hub import hf_hub_download, list_repo_files
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -28,49 +25,9 @@ from huggingface_hub.errors import (
 )
 
 from llava_mixes.errors import MissingDataError
+from llava_mixes.network import NETWORK_ERRORS, OFFLINE_HINT, unreachable
 
 logger = logging.getLogger(__name__)
-
-PROBE_TIMEOUT_S = 5.0
-OFFLINE_HINT = (
-    "Check the network or HF_ENDPOINT; or work offline: set HF_HUB_OFFLINE=1 with the files already in place "
-    "(annotation files in data_dir or the Hub cache, embedder weights in the HF cache or a local folder), and "
-    "embedder='thumbnail' needs no weights"
-)
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions of a connection that failed, from the HTTP clients huggingface_hub may use."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module_name, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",))):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        errors.extend(getattr(module, name) for name in names)
-    try:
-        from requests.exceptions import ConnectionError as RequestsConnectionError
-        from requests.exceptions import Timeout
-    except ImportError:
-        pass
-    else:
-        errors.extend([RequestsConnectionError, Timeout])
-    return tuple(errors)
-
-
-NETWORK_ERRORS = _network_errors()
-
-
-def unreachable() -> str | None:
-    """Why the Hub endpoint cannot be reached, or None when it answers (with any HTTP status) or when
-    offline mode is on (huggingface_hub then serves its cache without trying)."""
-    if constants.HF_HUB_OFFLINE:
-        return None
-    try:
-        get_session().head(constants.ENDPOINT, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
-    except NETWORK_ERRORS as error:
-        return f"the Hub at {constants.ENDPOINT} is unreachable ({type(error).__name__}: {error})"
-    return None
 
 
 def _why(repo_id: str, error: Exception) -> str:

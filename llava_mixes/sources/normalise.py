@@ -18,14 +18,16 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+from datasets.builder import Key
+from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
-from llava_mixes.build_report import Rejection
+from llava_mixes.build_report import BuildReport, Rejection
 from llava_mixes.errors import BadRecordError, RecordRejected
 from llava_mixes.sources.base import Source, SourceRow
 from llava_mixes.sources.conversation import check_text
 from llava_mixes.sources.images import ImageCheck, ImageIndex, ImageResolver, contained_path
-from llava_mixes.sources.inputs import InputLog
+from llava_mixes.sources.inputs import PART_SUFFIX, InputLog
 
 logger = logging.getLogger(__name__)
 
@@ -241,3 +243,30 @@ def _text_fields(row: SourceRow) -> Iterator[tuple[str, Any]]:
 
 def _raw_has_image(raw: Any) -> bool:
     return isinstance(raw, dict) and any(raw.get(key) is not None for key in ("image", "images"))
+
+
+def normalise_sources(
+    sources: list[Source],
+    data_dir: Path,
+    index: ImageIndex,
+    on_bad_records: str,
+    features: datasets.Features,
+    report_dir: Path | None,
+    version: str,
+) -> Iterator[tuple[Key, pa.Table]]:
+    """The rows of every source in order, as the builder's `(key, table)` pairs; with `report_dir`, each
+    source's part report (rows in, rejections) and record of inputs are saved there once it is read."""
+    for shard, source in enumerate(sources):
+        files = source.locate_files(data_dir)
+        inputs = InputLog()
+        inputs.annotations(files)
+        normaliser = SourceNormaliser(source, data_dir, index, on_bad_records, features, inputs)
+        total = sum(path.stat().st_size for path in files)
+        with hf_tqdm(total=total, unit="B", unit_scale=True, desc=f"Normalising {source.name}") as progress:
+            for batch, table in enumerate(normaliser.tables(progress.update, files)):
+                yield Key(shard, batch), table
+        if report_dir is not None:
+            part = BuildReport(source.config_name, version, [source.config_name], normaliser.result.rows_in)
+            part.rejected = normaliser.result.rejected
+            part.save(report_dir / f"{source.config_name}.json")
+            inputs.save(report_dir / f"{source.config_name}{PART_SUFFIX}")

@@ -16,8 +16,8 @@ from fake_hub import RecordingHubApi, http_error
 from llava_mixes.cli.main import main
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import EmbedderUnavailableError, MissingDataError, PublishError
-from llava_mixes.publish.publish import publish
 from llava_mixes.publish.repos import HubRepo
+from llava_mixes.release import release
 from llava_mixes.sources import fetch as hub
 
 REPO = "demo/llava_mixes"
@@ -72,7 +72,7 @@ def test_embedder_revision_lookup_on_an_unreachable_hub_names_endpoint_and_thumb
 @pytest.mark.adversarial("error")
 def test_publish_to_an_unreachable_hub_is_one_clear_error(tmp_path: Path, dead_endpoint: str) -> None:
     with pytest.raises(PublishError) as caught:
-        publish(["mix665k"], REPO, "1.0.0", str(tmp_path), token="tok-not-shaped-like-hf")
+        release(["mix665k"], REPO, "1.0.0", str(tmp_path), token="tok-not-shaped-like-hf")
     message = str(caught.value)
     assert f"the Hub at {dead_endpoint} is unreachable" in message and "--local-dir" in message
     assert "tok-not-shaped-like-hf" not in message

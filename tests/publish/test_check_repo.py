@@ -9,7 +9,8 @@ import pytest
 from llava_mixes.cli.main import main
 from llava_mixes.playground.layout import Playground
 from llava_mixes.publish.check_repo import ViewerLimits, check_repo
-from llava_mixes.publish.publish import CARD_FILE, publish
+from llava_mixes.publish.publish import CARD_FILE
+from llava_mixes.release import release
 
 DEDUP = "mix665k-dedup-0.8"
 TRAIN = f"{DEDUP}/train-00000-of-00001.parquet"
@@ -19,7 +20,7 @@ REMOVED = f"{DEDUP}/removed-00000-of-00001.parquet"
 @pytest.fixture
 def repo(playground: Playground, tmp_path: Path) -> Path:
     out = tmp_path / "repo"
-    publish(
+    release(
         [DEDUP],
         "demo/llava_mixes",
         "1.0.0",

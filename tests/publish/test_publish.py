@@ -20,7 +20,8 @@ from llava_mixes.errors import ConfigError, PublishError
 from llava_mixes.playground.layout import Playground
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import published_name
-from llava_mixes.publish.publish import CARD_FILE, MANIFEST_FILE, publish
+from llava_mixes.publish.publish import CARD_FILE, MANIFEST_FILE
+from llava_mixes.release import release
 
 REPO = "demo/llava_mixes"
 DEDUP = "mix665k-dedup-0.8"
@@ -38,7 +39,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def local(playground: Playground, out: Path, version: str = "1.0.0", configs: tuple[str, ...] = (DEDUP,), **kw):
-    return publish(configs, REPO, version, str(playground.root), local_dir=out, config_kwargs=THUMBNAIL, **kw)
+    return release(configs, REPO, version, str(playground.root), local_dir=out, config_kwargs=THUMBNAIL, **kw)
 
 
 def test_done_when_sequence_runs_offline_from_the_cli(
@@ -186,7 +187,7 @@ def test_the_hub_push_commits_once_tags_the_commit_and_matches_the_local_tree(
     playground: Playground, tmp_path: Path
 ) -> None:
     api = RecordingHubApi()
-    result = publish([DEDUP], REPO, "1.0.0", str(playground.root), api=api, private=True, config_kwargs=THUMBNAIL)
+    result = release([DEDUP], REPO, "1.0.0", str(playground.root), api=api, private=True, config_kwargs=THUMBNAIL)
     assert result.changed and result.revision == api.head
     assert api.methods().count("create_commit") == 1
     create_repo = dict(api.calls)["create_repo"]
@@ -210,12 +211,12 @@ def test_the_hub_push_commits_once_tags_the_commit_and_matches_the_local_tree(
     assert datasets.load_dataset(str(pushed), DEDUP, split="removed").num_rows == 7
 
     commits = api.methods().count("create_commit")
-    assert not publish([DEDUP], REPO, "1.0.0", str(playground.root), api=api, config_kwargs=THUMBNAIL).changed
+    assert not release([DEDUP], REPO, "1.0.0", str(playground.root), api=api, config_kwargs=THUMBNAIL).changed
     with pytest.raises(PublishError, match="already exists with different content"):
-        publish([DEDUP], REPO, "1.0.0", str(playground.root), api=api, images="paths", config_kwargs=THUMBNAIL)
+        release([DEDUP], REPO, "1.0.0", str(playground.root), api=api, images="paths", config_kwargs=THUMBNAIL)
     assert api.methods().count("create_commit") == commits
 
-    publish(["mix665k"], REPO, "1.1.0", str(playground.root), api=api, config_kwargs=THUMBNAIL)
+    release(["mix665k"], REPO, "1.1.0", str(playground.root), api=api, config_kwargs=THUMBNAIL)
     assert sorted(api.tags) == ["v1.0.0", "v1.1.0"]
     at_first_release = api.export(tmp_path / "v1.0.0", revision=api.tags["v1.0.0"])
     assert not (at_first_release / "mix665k").exists()
@@ -231,7 +232,7 @@ def test_a_tag_the_manifest_does_not_know_is_refused_before_building(playground:
     api = RecordingHubApi()
     api.tags["v2.0.0"] = EMPTY_SHA
     with pytest.raises(PublishError, match=r"tag v2\.0\.0 exists but the manifest has no release 2\.0\.0"):
-        publish([DEDUP], REPO, "2.0.0", str(playground.root), api=api, config_kwargs=THUMBNAIL)
+        release([DEDUP], REPO, "2.0.0", str(playground.root), api=api, config_kwargs=THUMBNAIL)
     assert "create_commit" not in api.methods()
 
 
@@ -240,12 +241,12 @@ def test_the_token_never_reaches_logs_card_or_errors(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api = RecordingHubApi()
-    publish([DEDUP], REPO, "1.0.0", str(playground.root), api=api, token=SECRET, config_kwargs=THUMBNAIL)
+    release([DEDUP], REPO, "1.0.0", str(playground.root), api=api, token=SECRET, config_kwargs=THUMBNAIL)
     pushed = tree(api.export(tmp_path / "pushed"))
     assert SECRET not in pushed[CARD_FILE].decode() and SECRET not in pushed[MANIFEST_FILE].decode()
     api.fail_with = http_error(401, f"401 Client Error: Unauthorized (token {SECRET} is invalid)")
     with pytest.raises(PublishError) as raised:
-        publish([DEDUP], REPO, "1.0.1", str(playground.root), api=api, token=SECRET, config_kwargs=THUMBNAIL)
+        release([DEDUP], REPO, "1.0.1", str(playground.root), api=api, token=SECRET, config_kwargs=THUMBNAIL)
     message = str(raised.value)
     assert SECRET not in message and "401" in message and "hf auth login" in message
     assert raised.value.__cause__ is None and raised.value.__context__ is not None
@@ -276,7 +277,7 @@ def test_bad_arguments_are_refused_with_the_allowed_values(
 ) -> None:
     arguments: dict[str, object] = {"configs": [DEDUP], "repo_id": REPO, "version": "1.0.0", **kwargs}
     with pytest.raises(ConfigError, match=message):
-        publish(data_dir=str(playground.root), local_dir=tmp_path / "out", **arguments)  # type: ignore[arg-type]
+        release(data_dir=str(playground.root), local_dir=tmp_path / "out", **arguments)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()
 
 
@@ -293,12 +294,12 @@ def test_publish_to_the_real_hub(playground: Playground, monkeypatch: pytest.Mon
     repo_id = f"{os.environ['LLAVA_MIXES_HUB_NAMESPACE']}/llava_mixes-test-{uuid.uuid4().hex[:8]}"
     api = huggingface_hub.HfApi()
     try:
-        result = publish([DEDUP], repo_id, "1.0.0", str(playground.root), private=True, config_kwargs=THUMBNAIL)
+        result = release([DEDUP], repo_id, "1.0.0", str(playground.root), private=True, config_kwargs=THUMBNAIL)
         assert result.changed
         assert "v1.0.0" in {ref.name for ref in api.list_repo_refs(repo_id, repo_type="dataset").tags}
         loaded = datasets.load_dataset(repo_id, DEDUP, revision="v1.0.0", split="train", streaming=True)
         assert next(iter(loaded))["image"].size[0] > 0
-        assert not publish([DEDUP], repo_id, "1.0.0", str(playground.root), config_kwargs=THUMBNAIL).changed
+        assert not release([DEDUP], repo_id, "1.0.0", str(playground.root), config_kwargs=THUMBNAIL).changed
     finally:
         api.delete_repo(repo_id, repo_type="dataset", missing_ok=True)
 

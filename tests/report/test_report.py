@@ -17,8 +17,9 @@ import openpyxl
 import pytest
 
 from llava_mixes import schema
+from llava_mixes.build_report import dedup_group_stats
 from llava_mixes.cli.main import main
-from llava_mixes.dedup.deduplicate import dedup_group_stats, deduplicate
+from llava_mixes.dedup.deduplicate import deduplicate
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import ThumbnailEmbedder
 from llava_mixes.embedding.transform import add_embeddings, attach_embeddings

@@ -1,0 +1,69 @@
+"""`llava-mixes publish` and `check-repo`: release configs as a version of a Hub repo, and check a repo tree."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from llava_mixes.cli.common import add_config_options, config_kwargs, out
+from llava_mixes.publish.check_repo import check_repo
+from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES
+from llava_mixes.release import release
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Build configs and release them as a version of a Hub repo (or a local tree)."""
+    result = release(
+        args.configs,
+        args.repo,
+        args.version,
+        args.data_dir,
+        local_dir=args.local_dir,
+        private=args.private,
+        images=args.images,
+        max_shard_size=args.max_shard_size,
+        set_default=args.set_default,
+        cache_dir=args.cache_dir,
+        config_kwargs=config_kwargs(args),
+        card_views=not args.no_card_views,
+    )
+    if not result.changed:
+        out(f"v{result.version} of {result.target} already holds {', '.join(result.configs)}: nothing to do")
+        return 0
+    out(f"published v{result.version} of {', '.join(result.configs)} to {result.target} ({result.revision})")
+    out(f"  {len(result.written)} files written, {len(result.deleted)} removed")
+    return 0
+
+
+def cmd_check_repo(args: argparse.Namespace) -> int:
+    """Print every problem of a repo tree; exit 1 if there is one."""
+    problems = check_repo(Path(args.dir))
+    for problem in problems:
+        out(f"FAIL {problem}")
+    out(f"{args.dir}: {len(problems)} problem(s)" if problems else f"{args.dir}: ok")
+    return 1 if problems else 0
+
+
+def add_options(commands: argparse._SubParsersAction) -> None:
+    """The `publish` and `check-repo` subcommands."""
+    parser = commands.add_parser("publish", help="build configs and release them as a version of a Hub dataset repo")
+    parser.add_argument("configs", nargs="+", metavar="CONFIG", help="config names from `llava-mixes list`")
+    parser.add_argument("--repo", required=True, help="Hub dataset repo, ORG/NAME")
+    parser.add_argument("--version", required=True, help="release version X.Y.Z (tagged vX.Y.Z)")
+    parser.add_argument("--local-dir", help="write the repo tree to this folder instead of pushing (no network)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo private")
+    parser.add_argument("--images", choices=IMAGE_MODES, default="bytes", help="bytes (viewer) or paths (smaller)")
+    parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="uncompressed bytes per shard")
+    parser.add_argument("--set-default", action="store_true", help="make the first CONFIG the repo's default")
+    parser.add_argument(
+        "--no-card-views",
+        action="store_true",
+        help="leave the threshold sweep and near-duplicate pairs out of the card (they take one pass per config)",
+    )
+    add_config_options(parser)
+    parser.set_defaults(run=cmd_publish)
+    parser = commands.add_parser(
+        "check-repo", help="check a repo tree for what would break the Hub viewer or load_dataset"
+    )
+    parser.add_argument("dir", help="a repo tree, e.g. the --local-dir of a publish")
+    parser.set_defaults(run=cmd_check_repo)

@@ -1,0 +1,52 @@
+"""`llava-mixes report`: build a config and write what deduplication does to its rows."""
+
+from __future__ import annotations
+
+import argparse
+
+from llava_mixes.builder import configure, prepare
+from llava_mixes.cli.common import add_build_options, config_kwargs, out
+from llava_mixes.dedup import THRESHOLDS
+from llava_mixes.dedup.sweep import sweep_thresholds
+from llava_mixes.report.write import EVERY, PAIRS_PER_BAND, analyse_built, embedder_of, write_report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the report and print where it is and the kept images at the shown thresholds."""
+    thresholds = tuple(args.thresholds)
+    sweep_thresholds(thresholds)
+    dataset_builder = configure(args.config, args.data_dir, args.cache_dir, **config_kwargs(args))
+    model = embedder_of(dataset_builder.config)
+    analysed = analyse_built(
+        prepare(dataset_builder),
+        thresholds=thresholds,
+        pairs_per_band=args.pairs_per_band,
+        cross_group=not args.no_cross_group,
+        model=model,
+    )
+    files = write_report(analysed, args.out, every=args.every)
+    analysis = analysed.analysis
+    table = analysis.table
+    kept = ", ".join(f"{value:g}: {sum(table.kept_at(value).values()):,}" for value in analysis.shown)
+    out(f"{analysis.config_name}: {sum(table.images):,} images; kept per threshold ({analysis.scope} scope): {kept}")
+    out(f"{len(analysis.pairs)} pairs shown; report in {files.page}")
+    out("also: " + ", ".join(str(path) for path in [files.sweep_png, files.nearest_png, *files.samples]))
+    return 0
+
+
+def add_options(commands: argparse._SubParsersAction) -> None:
+    """The `report` subcommand: the build options, and what to show."""
+    parser = commands.add_parser("report", help="show what dedup removes: pair gallery, threshold sweep, sampled rows")
+    add_build_options(parser)
+    parser.add_argument("--out", required=True, help="folder for index.html, the figures and the samples")
+    parser.add_argument(
+        "--thresholds", nargs="+", type=float, default=list(THRESHOLDS), help="thresholds to label pairs at"
+    )
+    parser.add_argument("--every", type=int, default=EVERY, help="export every Nth row of each split")
+    parser.add_argument("--pairs-per-band", type=int, default=PAIRS_PER_BAND, help="pairs shown per group and band")
+    parser.add_argument(
+        "--no-cross-group",
+        action="store_true",
+        help="skip the global pass that finds duplicates across groups (it compares every pair of images)",
+    )
+    parser.set_defaults(run=cmd_report)

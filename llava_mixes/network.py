@@ -1,0 +1,54 @@
+"""The network edge shared by every stage that talks to the Hub: which errors mean "no connection", a quick
+check that the endpoint answers, and the ways out to name when it does not.
+
+huggingface_hub retries a refused connection for about 25 s before it gives up, and some of its calls raise
+the HTTP client's own `ConnectError`; one short request first (`unreachable`) makes an unreachable endpoint
+a clear error within `PROBE_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from huggingface_hub import constants, get_session
+
+PROBE_TIMEOUT_S = 5.0
+OFFLINE_HINT = (
+    "Check the network or HF_ENDPOINT; or work offline: set HF_HUB_OFFLINE=1 with the files already in place "
+    "(annotation files in data_dir or the Hub cache, embedder weights in the HF cache or a local folder), and "
+    "embedder='thumbnail' needs no weights"
+)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of a connection that failed, from the HTTP clients huggingface_hub may use."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",))):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        errors.extend(getattr(module, name) for name in names)
+    try:
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import Timeout
+    except ImportError:
+        pass
+    else:
+        errors.extend([RequestsConnectionError, Timeout])
+    return tuple(errors)
+
+
+NETWORK_ERRORS = _network_errors()
+
+
+def unreachable() -> str | None:
+    """Why the Hub endpoint cannot be reached, or None when it answers (with any HTTP status) or when
+    offline mode is on (huggingface_hub then serves its cache without trying)."""
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        get_session().head(constants.ENDPOINT, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    except NETWORK_ERRORS as error:
+        return f"the Hub at {constants.ENDPOINT} is unreachable ({type(error).__name__}: {error})"
+    return None

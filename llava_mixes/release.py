@@ -1,0 +1,70 @@
+"""Build, analyse and publish in one call: the composition behind `llava-mixes publish`.
+
+The version is checked against the target before anything is built; each config is built (or reused) through
+the one build entry, `builder.build`; each dedup config's card views come from the same analysis as
+`llava-mixes report`; then `publish.publish` writes the release. The Hub token never appears in an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from llava_mixes.builder import build, check_config_name
+from llava_mixes.dedup.deduplicate import THRESHOLDS
+from llava_mixes.errors import ConfigError
+from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE
+from llava_mixes.publish.publish import PublishResult, check_arguments, open_target, publish
+from llava_mixes.report.analysis import DedupAnalysis
+from llava_mixes.report.write import analyse_built
+
+
+def release(
+    configs: Sequence[str],
+    repo_id: str,
+    version: str,
+    data_dir: str,
+    *,
+    local_dir: str | Path | None = None,
+    private: bool = False,
+    images: str = "bytes",
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    set_default: bool = False,
+    cache_dir: str | None = None,
+    token: str | None = None,
+    api: HfApi | None = None,
+    config_kwargs: dict[str, object] | None = None,
+    card_views: bool = True,
+) -> PublishResult:
+    """Build `configs` from `data_dir` and release them as `version` of `repo_id` (or of the tree in `local_dir`).
+
+    With `card_views`, the card also shows each dedup config's threshold sweep and a few near-duplicate pairs,
+    from the cached embeddings in one pass. The Hub token comes from `token` or, when None, from
+    huggingface_hub's usual sources (`HF_TOKEN`, the stored login).
+    """
+    if not configs:
+        raise ConfigError("name at least one config to publish")
+    for name in configs:
+        check_config_name(name)
+    check_arguments(repo_id, version, images)
+    target = open_target(repo_id, version, local_dir=local_dir, private=private, token=token, api=api)
+    built = [build(name, data_dir, cache_dir, **(config_kwargs or {})) for name in configs]
+    views: dict[str, DedupAnalysis] = {}
+    for config in built:
+        if card_views and config.config.is_dedup:
+            shown = tuple(sorted({*THRESHOLDS, float(config.config.dedup_threshold or 0.0)}))
+            analysed = analyse_built(config, thresholds=shown, pairs_per_band=1, cross_group=False)
+            views[config.config.name] = analysed.analysis
+    return publish(
+        built,
+        target,
+        repo_id,
+        version,
+        images=images,
+        max_shard_size=max_shard_size,
+        set_default=set_default,
+        views=views,
+        token=token,
+    )
