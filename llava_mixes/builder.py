@@ -347,7 +347,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         **kwargs: Any,
     ) -> None:
         """As in `datasets`, except that a cached build whose inputs changed since it was built (see
-        `build_inputs`) is built again, as a forced rebuild of this config only, with one INFO line saying why."""
+        `sources.inputs`) is built again, as a forced rebuild of this config only, with one INFO line saying why."""
         folder = Path(output_dir if output_dir is not None else self._cache_dir)
         reusing = DownloadMode(download_mode or DownloadMode.REUSE_DATASET_IF_EXISTS)
         if (

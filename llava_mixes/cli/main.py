@@ -17,11 +17,16 @@ from llava_mixes.errors import LlavaMixesError
 
 logger = logging.getLogger("llava_mixes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DESCRIPTION = (
+    "LLaVA-style instruction sets as clean, deduplicated, versioned `datasets` configs: list the configs, build "
+    "one and print its statistics, run the offline demo, report what dedup removes, publish a release, check a "
+    "repo tree."
+)
 
 
 def parser() -> argparse.ArgumentParser:
     """The `llava-mixes` parser with every subcommand."""
-    root = argparse.ArgumentParser(prog="llava-mixes", description=__doc__)
+    root = argparse.ArgumentParser(prog="llava-mixes", description=DESCRIPTION)
     root.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS)
     commands = root.add_subparsers(dest="command", required=True)
     build.add_options(commands)

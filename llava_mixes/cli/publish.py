@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from llava_mixes.cli.common import add_config_options, config_kwargs, out
+from llava_mixes.cli.build import add_config_options, config_kwargs, out
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES
 from llava_mixes.release import release

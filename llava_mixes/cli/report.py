@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from llava_mixes.builder import configure, prepare
-from llava_mixes.cli.common import add_build_options, config_kwargs, out
+from llava_mixes.cli.build import add_build_options, config_kwargs, out
 from llava_mixes.dedup import THRESHOLDS
 from llava_mixes.dedup.sweep import sweep_thresholds
 from llava_mixes.report.write import EVERY, PAIRS_PER_BAND, analyse_built, embedder_of, write_report

@@ -8,7 +8,7 @@ its SHA-256 and whether it decodes, so a rebuild reads no image twice. It rememb
 the bytes: a file that is missing or cannot be read (an I/O or permission error) is looked at again by the
 next build. Images stored inside an annotation file (bytes, as parquet releases keep them) go through the
 same check, remembered by their SHA-256. Resolver and index can log every file they looked at, and every
-path they looked for in vain, into an `InputLog` (see `build_inputs`).
+path they looked for in vain, into an `InputLog` (see `sources.inputs`).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class SourceNormaliser:
         inputs: InputLog | None = None,
     ) -> None:
         """`features`: the config's row features (the row schema plus every source's extra columns);
-        `inputs`: where every image file looked at, or looked for in vain, is logged (see `build_inputs`)."""
+        `inputs`: where every image file looked at, or looked for in vain, is logged (see `sources.inputs`)."""
         self.source = source
         self.data_dir = Path(data_dir)
         self.index = index
