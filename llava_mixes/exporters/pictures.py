@@ -131,7 +131,7 @@ class Pictures:
         relative = _clean_relative(row.get(schema.IMAGE_PATH))
         if relative is not None and (relative not in self._placed or self._placed[relative] == sha is not None):
             return relative
-        suffix = posixpath.splitext(relative or "")[1] or ".img"
+        suffix = posixpath.splitext(str(row.get(schema.IMAGE_PATH) or ""))[1][:16] or ".img"
         name = sha or hashlib.sha256(repr(row.get(schema.ID)).encode()).hexdigest()
         return f"{BY_CONTENT}/{name}{suffix}"
 
