@@ -231,7 +231,10 @@ def _write_rows(
     out: str,
     progress: bool,
 ) -> None:
-    columns = [column for column in train.column_names if fmt.name == "jsonl" or column != schema.EMBEDDING]
+    needed = {schema.ID, schema.SOURCE_ID, schema.IMAGE, schema.IMAGE_PATH, schema.IMAGE_SHA256}
+    needed |= {schema.CONVERSATIONS, schema.DUPLICATE_OF}
+    # Only the columns the records use are read (every one but `embedding` for `jsonl`).
+    columns = [c for c in train.column_names if (c != schema.EMBEDDING if fmt.name == "jsonl" else c in needed)]
     bar = tqdm(total=len(train), unit=" rows", desc=f"Exporting {result.name} ({fmt.name})", disable=not progress)
     with bar:
         for batch in train.select_columns(columns).with_format("arrow").iter(batch_size=BATCH_ROWS):
