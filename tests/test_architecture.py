@@ -126,6 +126,11 @@ def test_report_reads_built_rows_and_cached_vectors_only() -> None:
     assert _violations(_in(PREFIX + "report"), tuple(PREFIX + stage for stage in stages)) == []
 
 
+def test_exporters_take_built_or_published_rows_only() -> None:
+    stages = ("sources", "builders", "builder", "embedding", "dedup", "report", "publish", "release", "cli")
+    assert _violations(_in(PREFIX + "exporters"), tuple(PREFIX + stage for stage in stages)) == []
+
+
 def test_only_the_cli_imports_the_cli() -> None:
     outside = [module for module in MODULES if not module.startswith(PREFIX + "cli")]
     assert _violations(outside, (PREFIX + "cli",)) == []

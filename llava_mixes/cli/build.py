@@ -51,9 +51,11 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser)
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
+def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool = True) -> None:
     """The flags that choose the data, the config's settings and the caches."""
-    parser.add_argument("--data-dir", required=True, help="folder with the raw annotation files and images")
+    parser.add_argument(
+        "--data-dir", required=data_dir_required, help="folder with the raw annotation files and images"
+    )
     parser.add_argument("--threshold", type=float, help="dedup cosine threshold, e.g. 0.85")
     parser.add_argument("--scope", choices=SCOPES, help="compare images per image group or globally")
     parser.add_argument("--search", choices=SEARCHES, help="exact (default) or ivf (approximate, needs faiss)")

@@ -12,7 +12,7 @@ import os
 
 import datasets
 
-from llava_mixes.cli import build, publish, report
+from llava_mixes.cli import build, export, publish, report
 from llava_mixes.errors import LlavaMixesError
 
 logger = logging.getLogger("llava_mixes")
@@ -20,7 +20,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DESCRIPTION = (
     "LLaVA-style instruction sets as clean, deduplicated, versioned `datasets` configs: list the configs, build "
     "one and print its statistics, run the offline demo, report what dedup removes, publish a release, check a "
-    "repo tree."
+    "repo tree, export for training code."
 )
 
 
@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_options(commands)
     publish.add_options(commands)
     report.add_options(commands)
+    export.add_options(commands)
     return root
 
 
