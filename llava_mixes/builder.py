@@ -85,7 +85,8 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         dedup_threshold: cosine similarity at or above which an image duplicates a kept one; None: no dedup.
         dedup_scope: `group` compares images within their `image_group`; `global` compares all images.
         dedup_search: `exact`, or `ivf` (approximate, for millions of images in one scope; faiss needed).
-        embedder: an HF vision checkpoint (hub id or local path), or `thumbnail` (weight-free, CPU).
+        embedder: an HF vision checkpoint (hub id or local path), a TorchScript file (e.g. SSCD's), or the
+            weight-free `thumbnail` or `gradients` (crop-tolerant copy detection).
         embedder_revision: hub revision (branch, tag or commit) of the embedder.
         device: torch device(s) for the embedder: None or `cuda` use every visible GPU (one process each),
             else `cpu`; `cuda:1`, or a list such as `cuda:0,cuda:1`.
@@ -134,7 +135,10 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         _choice("precision", self.precision, PRECISIONS)
         _choice("engine", self.engine, ENGINES)
         if not isinstance(self.embedder, str) or not self.embedder:
-            raise ConfigError(f"embedder={self.embedder!r} is not allowed; give an HF model id, a path or 'thumbnail'")
+            raise ConfigError(
+                f"embedder={self.embedder!r} is not allowed; give an HF model id or checkpoint folder, a TorchScript "
+                "file (.pt), 'thumbnail' or 'gradients'"
+            )
         _positive_int("batch_size", self.batch_size)
         _positive_int("num_workers", self.num_workers, allow_none=True)
 

@@ -12,7 +12,7 @@ from llava_mixes.build_report import BuildReport, format_table
 from llava_mixes.builder import LlavaMixes, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.dedup import SCOPES, SEARCHES
-from llava_mixes.embedding.embedders import PRECISIONS
+from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.playground import write_playground
 
@@ -72,7 +72,12 @@ def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool 
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print every named config with its sources and dedup threshold."""
+    """Print every named config with its sources and dedup threshold, or (`--embedders`) every embedder."""
+    if args.embedders:
+        out(f"{'embedder':36s} {'copy':28s} {'near duplicate':15s} what")
+        for name, what, copy, near in EMBEDDER_GUIDE:
+            out(f"{name:36s} {copy:28s} {near:15s} {what}")
+        return 0
     for config in LlavaMixes.BUILDER_CONFIGS:
         sources = ", ".join(SOURCES[name].name for name in config.sources)
         dedup = f"dedup >= {config.dedup_threshold} per image group" if config.is_dedup else "not deduplicated"
@@ -126,7 +131,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_options(commands: argparse._SubParsersAction) -> None:
     """The `list`, `build` and `demo` subcommands."""
-    commands.add_parser("list", help="list the configs").set_defaults(run=cmd_list)
+    sub = commands.add_parser("list", help="list the configs (or the embedders)")
+    sub.add_argument(
+        "--embedders", action="store_true", help="list the embedders and the scores that mean copy / near duplicate"
+    )
+    sub.set_defaults(run=cmd_list)
     sub = commands.add_parser("build", help="build a config and print its statistics")
     add_build_options(sub)
     sub.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from PIL import Image
 
 from llava_mixes import network
 from llava_mixes.devices import cuda_available
+from llava_mixes.embedding.base import Embedder
+from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES, GradientsEmbedder, TorchScriptEmbedder
 from llava_mixes.embedding.preprocess import PIXELS_VERSION, ProcessorSteps, to_8bit
 from llava_mixes.errors import EmbedderUnavailableError
 
@@ -36,49 +37,22 @@ logger = logging.getLogger(__name__)
 THUMBNAIL = "thumbnail"
 DEFAULT_EMBEDDER = "openai/clip-vit-large-patch14-336"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+EMBEDDER_GUIDE = (
+    (
+        "openai/clip-vit-large-patch14-336",
+        "ViT class embedding (default; any HF vision checkpoint)",
+        "-",
+        ">= 0.8-0.9",
+    ),
+    ("thumbnail", "32x32 grey thumbnail, no weights", ">= 0.90 (misses most crops)", ">= 0.80"),
+    ("gradients", "gradient-orientation grid, no weights, crop-tolerant", ">= 0.80", ">= 0.75"),
+    ("<file>.pt / .torchscript", "a TorchScript model, e.g. SSCD's sscd_disc_mixup (512-d)", ">= 0.75", "-"),
+)
+"""Each embedder, what it is, and the cosine at which its scores mean "copy" and "near duplicate"."""
 # On CUDA, runs of at least this many images compile the model (about 25 s, then about a quarter faster).
 COMPILE_MIN_IMAGES = 4096
 JPEG_MAGIC = b"\xff\xd8\xff"
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-
-
-class Embedder(ABC):
-    """Image bytes to vectors (see the module docstring)."""
-
-    dim: int
-    decode_in_processes = False
-    """Whether `prepare` is heavy enough to run in worker processes rather than threads."""
-
-    @abstractmethod
-    def identity(self) -> dict[str, Any]:
-        """A JSON-serialisable description of everything that changes the vectors."""
-
-    def key(self) -> str:
-        """A short, filesystem-safe digest of `identity()`."""
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:20]
-        return f"{self.identity()['kind']}-{digest}"
-
-    def load(self, expected_images: int = 0) -> None:  # noqa: B027 - only embedders with weights act here
-        """Load weights; called only when some image is not cached yet (`expected_images` of them)."""
-
-    def on_device(self, device: str) -> Embedder:
-        """An unloaded embedder with the same identity that runs on `device` (for another process)."""
-        del device
-        return self
-
-    @abstractmethod
-    def prepare(self, data: bytes) -> np.ndarray:
-        """Decode and preprocess one image."""
-
-    @abstractmethod
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        """Vectors (float32, shape `(len(batch), dim)`, unit length) for a stack of prepared images."""
-
-    def submit(self, batch: Any) -> Callable[[], np.ndarray]:
-        """Start embedding a stack of prepared images; the returned function waits for their vectors.
-        Engines submit the next batch before waiting for the last, so a device never waits for the host."""
-        vectors = self.embed(np.asarray(batch))
-        return lambda: vectors
 
 
 class ThumbnailEmbedder(Embedder):
@@ -337,9 +311,14 @@ class HFVisionEmbedder(Embedder):
 def resolve_embedder(
     embedder: str | Embedder, revision: str | None = None, device: str | None = None, precision: str = "auto"
 ) -> Embedder:
-    """An `Embedder` from a name (`thumbnail`, an HF model id or a local folder) or an instance."""
+    """An `Embedder` from a name (`thumbnail`, `gradients`, a TorchScript file such as SSCD's, an HF model id or a
+    local checkpoint folder) or an instance."""
     if isinstance(embedder, Embedder):
         return embedder
     if embedder == THUMBNAIL:
         return ThumbnailEmbedder()
+    if embedder == GRADIENTS:
+        return GradientsEmbedder()
+    if embedder.endswith(TORCHSCRIPT_SUFFIXES):
+        return TorchScriptEmbedder(embedder, device=device)
     return HFVisionEmbedder(embedder, revision=revision, device=device, precision=precision)

@@ -1,0 +1,169 @@
+"""A seeded playground for copy detection: photo-like scenes, similar-looking siblings, and planted copies.
+
+A scene is a landscape-like picture: a sky and a ground split by a wavy horizon, each filled with fractal
+(1/f^2 power spectrum, like natural photographs) colour texture, with a few shapes (ellipses, polygons,
+trunks) that have hard or soft edges, and sensor grain. `scene(seed, variant)` for two variants of one seed
+shares the palette, the horizon and the coarsest layout (the same kind of shot), while the texture, the
+shapes and the grain are drawn anew: two distinct pictures that look alike, not a copy of each other.
+
+A planted copy is one transformation of an original, then a JPEG re-encode (quality 85 unless the
+transformation is the re-encode itself): `reencode` (quality 50-95), `resize` (50-150%), `crop` (2-10%
+from each side, drawn per side), `brightness` and `contrast` (factor 0.8-1.2, at least 5% away from 1),
+`grey` (saved as a grey JPEG).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+TRANSFORMATIONS = ("reencode", "resize", "crop", "brightness", "contrast", "grey")
+SIZES = ((640, 480), (480, 640), (600, 400), (512, 512))
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A planted copy: which original (index into the distinct pictures), how it was made, its bytes."""
+
+    original: int
+    transformation: str
+    detail: str
+    data: bytes
+
+
+def _fractal(rng: np.random.Generator, height: int, width: int, low_cut: float) -> np.ndarray:
+    """Zero-mean unit-variance noise with a 1/f^2 power spectrum, keeping frequencies above `low_cut`
+    cycles per picture (0 keeps all)."""
+    fy = np.fft.fftfreq(height)[:, None] * height
+    fx = np.fft.rfftfreq(width)[None, :] * width
+    radius = np.hypot(fy, fx)
+    amplitude = np.where(radius > max(low_cut, 0.5), 1.0 / np.maximum(radius, 0.5), 0.0)
+    spectrum = amplitude * (rng.standard_normal(radius.shape) + 1j * rng.standard_normal(radius.shape))
+    field = np.fft.irfft2(spectrum, s=(height, width))
+    return (field - field.mean()) / (field.std() + 1e-9)
+
+
+def _layout(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Only the coarsest frequencies (up to 3 cycles per picture): the part siblings share."""
+    fy = np.fft.fftfreq(height)[:, None] * height
+    fx = np.fft.rfftfreq(width)[None, :] * width
+    radius = np.hypot(fy, fx)
+    amplitude = np.where((radius > 0.5) & (radius <= 3.0), 1.0 / np.maximum(radius, 0.5), 0.0)
+    spectrum = amplitude * (rng.standard_normal(radius.shape) + 1j * rng.standard_normal(radius.shape))
+    field = np.fft.irfft2(spectrum, s=(height, width))
+    return (field - field.mean()) / (field.std() + 1e-9)
+
+
+def scene(seed: int, variant: int = 0) -> Image.Image:
+    """The picture of `seed`; variants of one seed are similar-looking distinct pictures (module docstring)."""
+    shared = np.random.default_rng(seed)
+    width, height = SIZES[int(shared.integers(len(SIZES)))]
+    sky, ground = shared.uniform(30, 225, size=(2, 3))
+    horizon = shared.uniform(0.3, 0.7) * height
+    tilt = shared.uniform(-0.15, 0.15)
+    waves = _layout(shared, 1, width)[0] * shared.uniform(5, 30)
+    light = _layout(shared, height, width)
+    own = np.random.default_rng([seed, variant, 7])
+    rows = np.arange(height)[:, None]
+    line = horizon + tilt * (np.arange(width)[None, :] - width / 2) + waves[None, :]
+    below = rows > line
+    pixels = np.where(below[..., None], ground, sky).astype(np.float32)
+    pixels += 25.0 * light[..., None]
+    contrast = own.uniform(15, 40)
+    texture = _fractal(own, height, width, low_cut=3.0)
+    tint = own.uniform(0.7, 1.3, size=3)
+    pixels += contrast * texture[..., None] * tint * np.where(below, 1.0, 0.5)[..., None]
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    _draw_shapes(image, own, float(np.mean(line)))
+    grain = own.normal(0, own.uniform(2, 6), size=(height, width, 1))
+    noisy = np.asarray(image, dtype=np.float32) + grain
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def _draw_shapes(image: Image.Image, rng: np.random.Generator, horizon: float) -> None:
+    """Draw 3-8 shapes near the horizon or on the ground, some blurred in place."""
+    width, height = image.size
+    for _ in range(int(rng.integers(3, 9))):
+        layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        colour = (*(int(c) for c in rng.integers(0, 256, 3)), 255)
+        cx = rng.uniform(0.05, 0.95) * width
+        cy = rng.uniform(horizon - 0.2 * height, min(height, horizon + 0.4 * height))
+        size = rng.uniform(0.04, 0.22) * min(width, height)
+        kind = int(rng.integers(3))
+        if kind == 0:
+            draw.ellipse((cx - size, cy - size * rng.uniform(0.4, 1.2), cx + size, cy + size), fill=colour)
+        elif kind == 1:
+            angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
+            radii = size * rng.uniform(0.5, 1.2, len(angles))
+            points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
+            draw.polygon(points, fill=colour)
+        else:
+            draw.rectangle((cx - size * 0.12, cy - size * 2, cx + size * 0.12, cy), fill=colour)
+            draw.ellipse((cx - size * 0.8, cy - size * 2.8, cx + size * 0.8, cy - size * 1.6), fill=colour)
+        if rng.random() < 0.4:
+            layer = layer.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4)))
+        image.paste(layer, (0, 0), layer)
+
+
+def jpeg(image: Image.Image, quality: int = 92) -> bytes:
+    """The picture as JPEG bytes (grey pictures stay grey)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _factor(rng: np.random.Generator) -> float:
+    """A factor in 0.8-1.2, at least 0.05 away from 1."""
+    return float(1 + rng.choice([-1, 1]) * rng.uniform(0.05, 0.2))
+
+
+def plant(original: Image.Image, transformation: str, rng: np.random.Generator) -> tuple[str, bytes]:
+    """A copy of `original` made by `transformation` (module docstring): its description and bytes."""
+    width, height = original.size
+    if transformation == "reencode":
+        quality = int(rng.integers(50, 96))
+        return f"quality {quality}", jpeg(original, quality)
+    if transformation == "resize":
+        scale = float(rng.uniform(0.5, 1.5))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return f"{scale:.0%}", jpeg(original.resize(size, Image.Resampling.LANCZOS), 85)
+    if transformation == "crop":
+        left, top, right, bottom = rng.uniform(0.02, 0.10, 4)
+        box = (round(left * width), round(top * height), round((1 - right) * width), round((1 - bottom) * height))
+        return f"{left:.0%}/{top:.0%}/{right:.0%}/{bottom:.0%}", jpeg(original.crop(box), 85)
+    if transformation in ("brightness", "contrast"):
+        factor = _factor(rng)
+        enhance = ImageEnhance.Brightness if transformation == "brightness" else ImageEnhance.Contrast
+        return f"x{factor:.2f}", jpeg(enhance(original).enhance(factor), 85)
+    if transformation == "grey":
+        return "grey", jpeg(original.convert("L"), 85)
+    raise ValueError(f"unknown transformation {transformation!r}; use one of {TRANSFORMATIONS}")
+
+
+def playground(
+    singles: int, sibling_pairs: int, copies_per_transformation: int, seed: int = 0
+) -> tuple[list[bytes], list[int], list[Copy]]:
+    """The distinct pictures (JPEG bytes; `singles` unrelated scenes, then `sibling_pairs` pairs of
+    look-alikes), the family of each (siblings share one), and the planted copies: for every
+    transformation, `copies_per_transformation` copies of distinct pictures drawn without replacement."""
+    pictures: list[bytes] = []
+    families: list[int] = []
+    originals: list[Image.Image] = []
+    for family in range(singles + sibling_pairs):
+        for variant in range(1 if family < singles else 2):
+            data = jpeg(scene(seed * 1_000_003 + family, variant))
+            pictures.append(data)
+            originals.append(Image.open(io.BytesIO(data)).convert("RGB"))
+            families.append(family)
+    rng = np.random.default_rng([seed, 1])
+    copies = []
+    for transformation in TRANSFORMATIONS:
+        chosen = rng.choice(len(originals), size=copies_per_transformation, replace=False)
+        for index in chosen:
+            detail, data = plant(originals[int(index)], transformation, rng)
+            copies.append(Copy(int(index), transformation, detail, data))
+    return pictures, families, copies
