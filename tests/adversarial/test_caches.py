@@ -8,7 +8,6 @@ naming the folder, and leave no temporary file.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import resource
@@ -24,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from dedup_builds import DEDUP, build, decisions, kept_original
+from permissions import mode_bits_bind
 
 from llava_mixes import load_report
 from llava_mixes.build_report import BuildReport
@@ -196,18 +196,6 @@ def _assert_one_clear_line(result: subprocess.CompletedProcess[str], *named: str
     assert len(errors) == 1 and all(part in errors[0] for part in named), result.stderr
 
 
-@contextlib.contextmanager
-def _as_nobody() -> Iterator[None]:
-    """Run as uid/gid 65534 (root ignores mode bits), restored after."""
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-
 @pytest.mark.adversarial("error")
 def test_a_read_only_empty_cache_folder_is_one_clear_error(
     shared_dir: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
@@ -218,7 +206,7 @@ def test_a_read_only_empty_cache_folder_is_one_clear_error(
     read_only.chmod(0o555)
     args = ["build", "mix665k", "--data-dir", str(playground.root), "--content-cache-dir", str(read_only)]
     args += ["--cache-dir", str(shared_dir / "hf"), "--stats-json", str(shared_dir / "stats.json")]
-    with _as_nobody():
+    with mode_bits_bind():
         code = main(args)
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert code == 2 and len(errors) == 1, errors

@@ -1,9 +1,9 @@
 """Transient errors: an image that cannot be read (EACCES) is rejected as `unreadable_image` with its errno,
 is never cached, and is looked at again by the next build, whether its mode changed or only who reads it.
 
-The test process is root, which reads any file, so the builds that must meet EACCES run as uid 65534 (the
-effective ids are switched around them and restored); everything they touch lies in a world-accessible
-folder. Run as another user, a mode of 0o000 gives the same EACCES without switching.
+The test process is root, which reads any file, so the builds that must meet EACCES run with root's
+permission override dropped (see `permissions.mode_bits_bind`); the image is then `chmod 000`, unreadable
+for its owner too.
 """
 
 from __future__ import annotations
@@ -13,39 +13,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import datasets
 import pytest
+from permissions import mode_bits_bind
 
 import llava_mixes
 from llava_mixes import schema
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground, write_playground
 from llava_mixes.sources.images import ImageIndex
 
-NOBODY = 65534
 PLAIN = "mix665k"
-
-
-@contextmanager
-def unprivileged() -> Iterator[None]:
-    """Run the block as uid/gid 65534 when the process is root; as it is otherwise."""
-    if os.geteuid() != 0:
-        yield
-        return
-    try:
-        os.setegid(NOBODY)
-        os.seteuid(NOBODY)
-    except OSError as error:
-        os.setegid(0)
-        pytest.skip(f"root cannot switch to uid {NOBODY} here ({error}), and root reads every file")
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
 
 
 @pytest.fixture
@@ -65,10 +45,10 @@ def world_playground(shared: Path) -> Playground:
 
 
 def locked_image(playground: Playground) -> tuple[str, Path]:
-    """The first row's image, made unreadable for anyone but root (or for everyone, when not root)."""
+    """The first row's image, made unreadable (for root too, inside `mode_bits_bind`)."""
     row = json.loads((playground.root / ANNOTATION_FILE).read_text())[0]
     file = playground.root / row["image"]
-    file.chmod(0o600 if os.geteuid() == 0 else 0o000)
+    file.chmod(0o000)
     return str(row["id"]), file
 
 
@@ -90,7 +70,7 @@ def rejections(dataset: datasets.DatasetDict) -> dict[str | None, Any]:
 @pytest.mark.adversarial("rejected")
 def test_an_unreadable_image_is_rejected_with_its_errno(world_playground: Playground, shared: Path) -> None:
     row_id, file = locked_image(world_playground)
-    with unprivileged():
+    with mode_bits_bind():
         dataset = build(world_playground, shared)
         rejected = rejections(dataset)
     assert rejected[row_id].reason == schema.UNREADABLE_IMAGE
@@ -101,10 +81,10 @@ def test_an_unreadable_image_is_rejected_with_its_errno(world_playground: Playgr
 @pytest.mark.adversarial("reflected")
 def test_an_image_made_readable_is_accepted_by_the_next_build(world_playground: Playground, shared: Path) -> None:
     row_id, file = locked_image(world_playground)
-    with unprivileged():
+    with mode_bits_bind():
         assert rejections(build(world_playground, shared))[row_id].reason == schema.UNREADABLE_IMAGE
     file.chmod(0o644)
-    with unprivileged():
+    with mode_bits_bind():
         dataset = build(world_playground, shared)
         assert row_id not in rejections(dataset)
     assert row_id in dataset["train"][schema.SOURCE_ID]
@@ -112,11 +92,12 @@ def test_an_image_made_readable_is_accepted_by_the_next_build(world_playground: 
 
 @pytest.mark.adversarial("reflected")
 def test_an_io_error_is_never_cached_by_the_index_nor_the_build(world_playground: Playground, shared: Path) -> None:
-    """Same file, same stat: only the reader changed. Neither the image index nor the cached build may answer."""
+    """Same file, same stat: only the reader's rights changed. Neither the image index nor the cached build may
+    answer."""
     if os.geteuid() != 0:
-        pytest.skip("needs root, to read as another user a file whose stat does not change")
+        pytest.skip("needs root, to read with and without the permission override a file whose stat does not change")
     row_id, file = locked_image(world_playground)
-    with unprivileged():
+    with mode_bits_bind():
         first = ImageIndex(shared / "index_cache").check_many([file])[str(file)]
         assert rejections(build(world_playground, shared))[row_id].reason == schema.UNREADABLE_IMAGE
     assert first.error == schema.UNREADABLE_IMAGE and first.errno == 13
