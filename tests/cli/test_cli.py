@@ -49,3 +49,33 @@ def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     plain = [*SOURCES, "mix665k+zh600k"]
     assert all(f"\n{name} (v1.0.0)" in out for name in [*plain, "mix665k+zh600k-dedup-0.8"])
     assert "| zh600k | 7 | 7 | 1 | 6 | 6 | 2 |" in out and "| total | 56 | 51 | 8 | 43 | 48 | 8 |" in out
+
+
+def test_list_embedders_states_each_embedders_thresholds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--embedders"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == {"openai/clip-vit-large-patch14-336", "thumbnail", "gradients", "<file>.pt"}
+    assert ">= 0.80" in rows["gradients"] and ">= 0.90" in rows["thumbnail"]
+
+
+def test_export_writes_the_kept_rows_for_llava_and_says_how_to_train(
+    playground: Playground, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["export", "mix665k-dedup-0.8", "--data-dir", str(playground.root), "--format", "llava"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--embedder", "thumbnail"]) == 0
+    printed = capsys.readouterr().out
+    records = json.loads((tmp_path / "out" / "mix665k-dedup-0.8.llava.json").read_text())
+    assert f"--data_path {tmp_path / 'out' / 'mix665k-dedup-0.8.llava.json'}" in printed
+    exported = {record.get("image") for record in records}
+    assert exported & {original for original, _ in playground.planted.values()}
+    assert not exported & set(playground.planted)
+    assert len(records) == playground.rows - len(playground.expected_rejections) - len(playground.planted)
+
+
+def test_export_takes_exactly_one_of_a_build_and_a_published_copy(playground: Playground, tmp_path: Path) -> None:
+    argv = ["export", "mix665k", "--format", "jsonl", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+    with pytest.raises(SystemExit):
+        main([*argv, "--data-dir", str(playground.root), "--from", str(tmp_path)])
