@@ -32,9 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from bench_embed_thumbnail import bare_decode
 from copy_playground import TRANSFORMATIONS, Copy, playground
 from machine_info import host
-from PIL import Image
 
 from llava_mixes.embedding.cache import EmbeddingCache, ImageRef
 from llava_mixes.embedding.copy import GradientsEmbedder
@@ -91,15 +91,6 @@ def timed(work: Callable[[], object]) -> float:
     start = time.perf_counter()
     work()
     return time.perf_counter() - start
-
-
-def bare_decode(paths: list[Path], threads: int) -> None:
-    def decode(path: Path) -> None:
-        with Image.open(path) as image:
-            image.load()
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(decode, paths))
 
 
 def speed_rows(files: list[bytes], rounds: int) -> list[str]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,17 +161,6 @@ def test_a_legacy_shard_with_random_bytes_is_set_aside(playground: Playground, t
     _assert_set_aside(load_report(after).cache_repairs, legacy)
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder every user may write in (tests run as root; the build under test runs as nobody)."""
-    folder = Path(tempfile.mkdtemp(prefix="llava-mixes-adversarial-"))
-    folder.chmod(0o777)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def _cli(args: list[str], home: Path, preexec_fn: Callable[[], None]) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -198,14 +185,14 @@ def _assert_one_clear_line(result: subprocess.CompletedProcess[str], *named: str
 
 @pytest.mark.adversarial("error")
 def test_a_read_only_empty_cache_folder_is_one_clear_error(
-    shared_dir: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    playground = write_playground(shared_dir / "playground")
-    read_only = shared_dir / "content_cache"
+    playground = write_playground(tmp_path / "playground")
+    read_only = tmp_path / "content_cache"
     read_only.mkdir()
     read_only.chmod(0o555)
     args = ["build", "mix665k", "--data-dir", str(playground.root), "--content-cache-dir", str(read_only)]
-    args += ["--cache-dir", str(shared_dir / "hf"), "--stats-json", str(shared_dir / "stats.json")]
+    args += ["--cache-dir", str(tmp_path / "hf"), "--stats-json", str(tmp_path / "stats.json")]
     with mode_bits_bind():
         code = main(args)
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]

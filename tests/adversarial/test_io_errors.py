@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +26,9 @@ PLAIN = "mix665k"
 
 
 @pytest.fixture
-def shared() -> Iterator[Path]:
-    """A folder every user may write (pytest's tmp_path is private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="llava_mixes_io_"))
-    folder.chmod(0o777)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
+def shared(tmp_path: Path) -> Path:
+    """The folder of the playground, the caches and the index (root owns it: its owner bits let root in)."""
+    return tmp_path
 
 
 @pytest.fixture
