@@ -6,6 +6,7 @@ Importing the package registers the `llava_mixes` builder with `datasets`, so th
 
 from llava_mixes.build_report import BuildReport, load_report
 from llava_mixes.builder import Built, LlavaMixes, LlavaMixesConfig, build
+from llava_mixes.decontam import decontaminate
 from llava_mixes.dedup.deduplicate import deduplicate
 from llava_mixes.embedding.transform import add_embeddings
 from llava_mixes.plugin import register
@@ -18,6 +19,7 @@ __all__ = [
     "LlavaMixesConfig",
     "add_embeddings",
     "build",
+    "decontaminate",
     "deduplicate",
     "load_report",
     "register",

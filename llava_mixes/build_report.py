@@ -2,7 +2,8 @@
 
 The statistics follow the seed study's tables (rows, distinct images, similar images removed, images
 kept) plus kept rows and rejected rows, so that for every group and in total
-`rows + rejected rows = rows in` and `kept rows + removed rows = rows`.
+`rows + rejected rows = rows in` and `kept rows + removed rows = rows`; a decontaminated build's
+`contaminated_rows` are counted apart: `rows in = kept + removed + contaminated + rejected`.
 """
 
 from __future__ import annotations
@@ -69,10 +70,18 @@ class BuildReport:
     dedup: dict[str, Any] | None = None
     embedding: dict[str, Any] | None = None
     cache_repairs: list[CacheRepair] = field(default_factory=list)
+    decontamination: dict[str, Any] | None = None
+    duplicate_rows: int | None = None
+    """Rows that repeat an earlier row's picture and conversation text (`dedup.rows`); None where not counted."""
 
     @property
     def rejected_rows(self) -> int:
         return len(self.rejected)
+
+    @property
+    def contaminated_rows(self) -> int:
+        """Rows moved to the `contaminated` split (their picture copies a benchmark's); 0 without decontamination."""
+        return int(self.decontamination["rows_removed"]) if self.decontamination else 0
 
     def reject_reasons(self) -> dict[str, int]:
         return dict(Counter(rejection.reason for rejection in self.rejected).most_common())
@@ -105,6 +114,8 @@ class BuildReport:
             dedup=data.get("dedup"),
             embedding=data.get("embedding"),
             cache_repairs=[CacheRepair(**item) for item in data.get("cache_repairs", [])],
+            decontamination=data.get("decontamination"),
+            duplicate_rows=data.get("duplicate_rows"),
         )
 
     def save(self, path: Path) -> None:

@@ -14,6 +14,7 @@ config kwargs, e.g. `load_dataset("llava_mixes", "mix665k", data_dir=DIR, dedup_
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -32,11 +33,17 @@ from llava_mixes.build_report import (
     REPORT_FILE,
     BuildReport,
     dedup_group_stats,
+    group_path_pairs,
+    group_stats,
     plain_report,
     reject_unembeddable,
 )
 from llava_mixes.builders import MIXES, SOURCES, check_data_dir, extra_features, info_fields
+from llava_mixes.decontam import CONTAMINATED_SPLIT, DECONTAM_FEATURES, find_contamination, split_contaminated
+from llava_mixes.decontam.decontaminate import DEFAULT_EMBEDDER as DECONTAM_EMBEDDER
+from llava_mixes.decontam.references import references_fingerprint
 from llava_mixes.dedup.deduplicate import KEEP_RULE, SCOPES, SEARCHES, THRESHOLDS, check_threshold, deduplicate
+from llava_mixes.dedup.rows import duplicate_rows
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS, resolve_embedder
@@ -47,11 +54,13 @@ from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.images import ImageIndex
 from llava_mixes.sources.normalise import normalise_sources
-from llava_mixes.store import default_cache_root, repairs_mark, repairs_since
+from llava_mixes.store import default_cache_root, repairs_mark, repairs_since, write_atomic
 
 logger = logging.getLogger(__name__)
 
 VERSION = datasets.Version("1.0.0")
+REFERENCES_RECORD = "llava_mixes_references.json"
+"""In a decontaminated build: the fingerprint of the reference files it was checked against."""
 SPEED_FIELDS = ("batch_size", "num_workers", "engine", "content_cache_dir")
 DEDUP_FIELDS = (
     "dedup_scope",
@@ -97,6 +106,11 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         content_cache_dir: where image checks and embeddings are cached; None: `default_cache_root()`.
         on_bad_records: `skip` lists rejected rows in the build report; `error` stops at the first one.
         keep_embeddings: keep the `embedding` column in deduplicated configs.
+        decontaminate: evaluation benchmarks whose pictures leave `train` for a `contaminated` split (folders,
+            question files, TSVs, saved datasets or Hub ids; see `decontam.references`).
+        decontaminate_threshold: cosine at or above which a picture copies a benchmark's; None: the
+            decontamination embedder's copy threshold.
+        decontaminate_embedder: the embedder that compares pictures with benchmarks' (a copy embedder).
     """
 
     sources: tuple[str, ...] = ()
@@ -113,6 +127,9 @@ class LlavaMixesConfig(datasets.BuilderConfig):
     content_cache_dir: str | None = None
     on_bad_records: str = "skip"
     keep_embeddings: bool = False
+    decontaminate: tuple[str, ...] = ()
+    decontaminate_threshold: float | None = None
+    decontaminate_embedder: str = DECONTAM_EMBEDDER
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,6 +158,24 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             )
         _positive_int("batch_size", self.batch_size)
         _positive_int("num_workers", self.num_workers, allow_none=True)
+        self.decontaminate = (
+            (self.decontaminate,) if isinstance(self.decontaminate, str) else tuple(self.decontaminate)
+        )
+        for reference in self.decontaminate:
+            if not isinstance(reference, str) or not reference:
+                raise ConfigError(
+                    f"decontaminate={list(self.decontaminate)!r} is not allowed; give a list of folder, file or Hub "
+                    "dataset names (an in-memory dataset goes to llava_mixes.decontaminate instead)"
+                )
+        if self.decontaminate_threshold is not None:
+            self.decontaminate_threshold = check_threshold(
+                self.decontaminate_threshold, f"decontaminate_threshold={self.decontaminate_threshold!r}"
+            )
+        if not isinstance(self.decontaminate_embedder, str) or not self.decontaminate_embedder:
+            raise ConfigError(
+                f"decontaminate_embedder={self.decontaminate_embedder!r} is not allowed; give 'gradients', "
+                "'thumbnail', a TorchScript file (.pt) or an HF model id"
+            )
 
     def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
         """The cache id, from the kwargs that can change this config's rows only: speed settings never do,
@@ -153,6 +188,16 @@ class LlavaMixesConfig(datasets.BuilderConfig):
     def is_dedup(self) -> bool:
         """Whether this config removes near-duplicate images."""
         return self.dedup_threshold is not None
+
+    @property
+    def is_decontaminated(self) -> bool:
+        """Whether this config moves rows whose picture copies a benchmark's to a `contaminated` split."""
+        return bool(self.decontaminate)
+
+    @property
+    def is_derived(self) -> bool:
+        """Whether this config is made from its plain config's rows (deduplicated or decontaminated)."""
+        return self.is_dedup or self.is_decontaminated
 
     @property
     def base_name(self) -> str:
@@ -211,9 +256,12 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         dim = None
         if self.config.is_dedup and self.config.keep_embeddings:
             dim = EmbeddingCache(self.config.cache_root(), self._embedder()).dim
+        features = schema.output_features(self.config.is_dedup, dim, extra_features(self.config.sources))
+        if self.config.is_decontaminated:
+            features.update(DECONTAM_FEATURES)
         return datasets.DatasetInfo(
             description=self.config.description or fields_of_sources["description"],
-            features=schema.output_features(self.config.is_dedup, dim, extra_features(self.config.sources)),
+            features=features,
             homepage=fields_of_sources["homepage"],
             license=fields_of_sources["license"],
             citation=fields_of_sources["citation"],
@@ -229,16 +277,13 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = self._data_dir()
-        if not self.config.is_dedup:
+        if not self.config.is_derived:
             for name in self.config.sources:
                 SOURCES[name]().locate_files(data_dir)
             return [datasets.SplitGenerator(schema.TRAIN_SPLIT, gen_kwargs={"sources": list(self.config.sources)})]
         forced = bool(getattr(dl_manager.download_config, "force_download", False))
-        result = self._deduplicated(rebuild_base=forced)
-        return [
-            datasets.SplitGenerator(split, gen_kwargs={"dataset": result[split]})
-            for split in (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
-        ]
+        result = self._derived(rebuild_base=forced)
+        return [datasets.SplitGenerator(split, gen_kwargs={"dataset": rows}) for split, rows in result.items()]
 
     def _base_builder(self) -> LlavaMixes:
         kwargs = {"data_dir": self.config.data_dir, **self.config.base_overrides()}
@@ -250,13 +295,50 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             **kwargs,
         )
 
-    def _deduplicated(self, rebuild_base: bool) -> datasets.DatasetDict:
+    def _derived(self, rebuild_base: bool) -> dict[str, datasets.Dataset]:
+        """The splits of a deduplicated and/or decontaminated config, from its plain config's rows: the rows whose
+        picture copies a benchmark's leave first (`contaminated`), then the rest are deduplicated."""
         config = self.config
-        model = self._embedder()
         base_builder = self._base_builder()
         base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
         self._base_digest = build_inputs.record_digest(Path(base_builder.cache_dir))
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
+        base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
+        splits: dict[str, datasets.Dataset] = {}
+        decontamination = None
+        if config.is_decontaminated:
+            found = find_contamination(
+                base,
+                list(config.decontaminate),
+                config.decontaminate_threshold,
+                config.decontaminate_embedder,
+                cache_dir=config.cache_root(),
+                device=config.device,
+                batch_size=config.batch_size,
+                num_workers=config.num_workers,
+            )
+            parts = split_contaminated(base, found)
+            base, splits[CONTAMINATED_SPLIT] = parts[schema.TRAIN_SPLIT], parts[CONTAMINATED_SPLIT]
+            decontamination = found.to_json()
+        if config.is_dedup:
+            splits = {**self._deduplicated(base, base_report), **splits}
+        else:
+            splits = {schema.TRAIN_SPLIT: base, **splits}
+            self._pending_report = BuildReport(
+                config_name=config.name,
+                version=str(config.version),
+                sources=list(config.sources),
+                rows_in=base_report.rows_in,
+                rejected=base_report.rejected,
+                groups=group_stats(group_path_pairs(base), [], base_report.rejected),
+            )
+        self._pending_report.decontamination = decontamination
+        features = self.info.features
+        return {split: _conform(rows, features) for split, rows in splits.items()}
+
+    def _deduplicated(self, base: datasets.Dataset, base_report: BuildReport) -> datasets.DatasetDict:
+        config = self.config
+        model = self._embedder()
         devices = parse_devices(config.device)
         cache, stats = fill_cache(
             base,
@@ -273,7 +355,6 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         result = deduplicate(
             rows, config.dedup_threshold, config.dedup_scope, search=config.dedup_search, embeddings=cache
         )
-        base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
         rejected = [*base_report.rejected, *unembeddable]
         self._pending_report = BuildReport(
             config_name=config.name,
@@ -334,9 +415,14 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             self.config.name, str(self.config.version), self.config.sources, Path(self._part_report_dir), self._rows()
         )
         report.cache_repairs = repairs_since(repairs)
+        if not self.config.is_derived:
+            report.duplicate_rows = len(duplicate_rows(self._rows()))
         report.save(Path(self._output_dir) / REPORT_FILE)
-        if self.config.is_dedup:
+        if self.config.is_derived:
             build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest)
+            if self.config.is_decontaminated:
+                record = {"references": references_fingerprint(list(self.config.decontaminate))}
+                write_atomic(Path(self._output_dir) / REFERENCES_RECORD, json.dumps(record).encode())
             return
         parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
         build_inputs.write_record(Path(self._output_dir), parts)
@@ -366,7 +452,14 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
 
     def _stale_reason(self, folder: Path) -> str | None:
         """Why the build cached under `folder` no longer matches its inputs on disk, or None when it does."""
-        if self.config.is_dedup:
+        if self.config.is_derived:
+            if self.config.is_decontaminated:
+                try:
+                    record = json.loads((folder / REFERENCES_RECORD).read_text())
+                except (OSError, ValueError):
+                    return "it has no record of the benchmark pictures it was checked against"
+                if record.get("references") != references_fingerprint(list(self.config.decontaminate)):
+                    return "the benchmark pictures it was checked against changed"
             base = self._base_builder()
             base_folder = Path(base.cache_dir)
             if not (base_folder / datasets.config.DATASET_INFO_FILENAME).exists():
@@ -403,6 +496,14 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         return super()._as_dataset(split, in_memory)
 
 
+def _conform(rows: datasets.Dataset, features: datasets.Features) -> datasets.Dataset:
+    """`rows` with every column of `features` (absent ones null), in their order and types."""
+    for name in features:
+        if name not in rows.column_names:
+            rows = rows.add_column(name, [None] * len(rows))
+    return rows.select_columns(list(features)).cast(features)
+
+
 CONFIG_NAMES = tuple(config.name for config in LlavaMixes.BUILDER_CONFIGS)
 
 
@@ -436,7 +537,7 @@ def configure(config: str, data_dir: str | None, cache_dir: str | None = None, *
 def prepare(dataset_builder: LlavaMixes) -> Built:
     """Build `dataset_builder`'s config, or reuse its cached build when its inputs are unchanged."""
     dataset_builder.download_and_prepare()
-    base_builder = dataset_builder._base_builder() if dataset_builder.config.is_dedup else dataset_builder
+    base_builder = dataset_builder._base_builder() if dataset_builder.config.is_derived else dataset_builder
     if base_builder is not dataset_builder:
         base_builder.download_and_prepare()
     folder = Path(dataset_builder.cache_dir)

@@ -131,6 +131,13 @@ def test_exporters_take_built_or_published_rows_only() -> None:
     assert _violations(_in(PREFIX + "exporters"), tuple(PREFIX + stage for stage in stages)) == []
 
 
+def test_decontam_reads_benchmarks_and_vectors_only() -> None:
+    """Decontamination reads benchmark pictures, embeds them through `embedding` and searches with vectors: it
+    never opens a training source or the builder, and takes training rows as a `datasets.Dataset`."""
+    stages = ("sources", "builders", "builder", "report", "publish", "exporters", "release", "handover", "cli")
+    assert _violations(_in(PREFIX + "decontam"), tuple(PREFIX + stage for stage in stages)) == []
+
+
 def test_only_the_cli_imports_the_cli() -> None:
     outside = [module for module in MODULES if not module.startswith(PREFIX + "cli")]
     assert _violations(outside, (PREFIX + "cli",)) == []

@@ -11,10 +11,12 @@ from llava_mixes import schema
 from llava_mixes.build_report import BuildReport, format_table
 from llava_mixes.builder import LlavaMixes, build
 from llava_mixes.builders import SOURCES
+from llava_mixes.decontam import format_benchmark_table
 from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.playground import write_playground
+from llava_mixes.playground.eval import write_eval_playground
 
 DEMO_DEDUP_CONFIGS = ("mix665k-dedup-0.8", "mix665k+zh600k-dedup-0.8")
 
@@ -31,6 +33,8 @@ CONFIG_KWARGS = {
     "engine": "engine",
     "content_cache_dir": "content_cache_dir",
     "on_bad_records": "on_bad_records",
+    "decontaminate": "decontaminate",
+    "decontaminate_threshold": "decontaminate_threshold",
 }
 """Each build flag's destination and the config field it sets."""
 
@@ -69,6 +73,14 @@ def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool 
     parser.add_argument("--on-bad-records", choices=schema.BAD_RECORD_POLICIES)
     parser.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
     parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
+    parser.add_argument(
+        "--decontaminate",
+        action="append",
+        metavar="REFERENCE",
+        help="a benchmark's pictures to take out of train (image folder, LLaVA eval folder, .jsonl, .tsv, Hub id); "
+        "repeatable",
+    )
+    parser.add_argument("--decontaminate-threshold", type=float, help="copy cosine (default: the embedder's)")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -95,6 +107,12 @@ def print_report(report: BuildReport) -> None:
     if report.rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reject_reasons().items())
         out(f"rejected rows by reason: {reasons}")
+    if report.duplicate_rows:
+        out(f"exact duplicate rows (same picture and conversation text as an earlier row): {report.duplicate_rows}")
+    if report.decontamination:
+        data = report.decontamination
+        out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}")
+        out(format_benchmark_table(data))
     for repair in report.cache_repairs:
         out(f"cache repaired: {repair.file}: {repair.reason}; {repair.action}")
 
@@ -125,6 +143,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report = build(config, str(folder / "playground"), str(folder / "hf_cache"), **kwargs).report
         print_report(report)
         report.save(folder / f"{config}.stats.json")
+    evals = write_eval_playground(folder / "playground")
+    config = DEMO_DEDUP_CONFIGS[0]
+    report = build(
+        config, str(folder / "playground"), str(folder / "hf_cache"), decontaminate=[str(evals.root)], **kwargs
+    )
+    out(f"\n{config}, decontaminated against the playground's benchmarks in {evals.root}:")
+    print_report(report.report)
+    report.report.save(folder / f"{config}-decontaminated.stats.json")
     out(f"\nstatistics written to {folder}/*.stats.json")
     return 0
 

@@ -1,0 +1,31 @@
+"""Decontamination against evaluation benchmarks: reference pictures from the layouts people keep them in, the
+exact blocked search of training pictures against them, and `decontaminate` (train / contaminated splits)."""
+
+from llava_mixes.decontam.decontaminate import (
+    CONTAMINATED_SPLIT,
+    DECONTAM_FEATURES,
+    MATCHED_REFERENCE,
+    BenchmarkStats,
+    Contamination,
+    decontaminate,
+    find_contamination,
+    format_benchmark_table,
+    split_contaminated,
+)
+from llava_mixes.decontam.references import load_references, references_fingerprint
+from llava_mixes.decontam.search import range_search
+
+__all__ = [
+    "CONTAMINATED_SPLIT",
+    "DECONTAM_FEATURES",
+    "MATCHED_REFERENCE",
+    "BenchmarkStats",
+    "Contamination",
+    "decontaminate",
+    "find_contamination",
+    "format_benchmark_table",
+    "load_references",
+    "range_search",
+    "references_fingerprint",
+    "split_contaminated",
+]
