@@ -14,7 +14,6 @@ config kwargs, e.g. `load_dataset("llava_mixes", "mix665k", data_dir=DIR, dedup_
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -41,7 +40,7 @@ from llava_mixes.build_report import (
 from llava_mixes.builders import MIXES, SOURCES, check_data_dir, extra_features, info_fields
 from llava_mixes.decontam import CONTAMINATED_SPLIT, DECONTAM_FEATURES, find_contamination, split_contaminated
 from llava_mixes.decontam.decontaminate import DEFAULT_EMBEDDER as DECONTAM_EMBEDDER
-from llava_mixes.decontam.references import references_fingerprint
+from llava_mixes.decontam.references import record_references
 from llava_mixes.dedup.deduplicate import KEEP_RULE, SCOPES, SEARCHES, THRESHOLDS, check_threshold, deduplicate
 from llava_mixes.dedup.rows import duplicate_rows
 from llava_mixes.devices import parse_devices
@@ -50,17 +49,16 @@ from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS, resolv
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import ConfigError, LlavaMixesError
+from llava_mixes.freshness import is_built, stale_reason
 from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.images import ImageIndex
 from llava_mixes.sources.normalise import normalise_sources
-from llava_mixes.store import default_cache_root, repairs_mark, repairs_since, write_atomic
+from llava_mixes.store import default_cache_root, repairs_mark, repairs_since
 
 logger = logging.getLogger(__name__)
 
 VERSION = datasets.Version("1.0.0")
-REFERENCES_RECORD = "llava_mixes_references.json"
-"""In a decontaminated build: the fingerprint of the reference files it was checked against."""
 SPEED_FIELDS = ("batch_size", "num_workers", "engine", "content_cache_dir")
 DEDUP_FIELDS = (
     "dedup_scope",
@@ -334,7 +332,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             )
         self._pending_report.decontamination = decontamination
         features = self.info.features
-        return {split: _conform(rows, features) for split, rows in splits.items()}
+        return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
     def _deduplicated(self, base: datasets.Dataset, base_report: BuildReport) -> datasets.DatasetDict:
         config = self.config
@@ -421,8 +419,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         if self.config.is_derived:
             build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest)
             if self.config.is_decontaminated:
-                record = {"references": references_fingerprint(list(self.config.decontaminate))}
-                write_atomic(Path(self._output_dir) / REFERENCES_RECORD, json.dumps(record).encode())
+                record_references(Path(self._output_dir), list(self.config.decontaminate))
             return
         parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
         build_inputs.write_record(Path(self._output_dir), parts)
@@ -437,43 +434,15 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         **kwargs: Any,
     ) -> None:
         """As in `datasets`, except that a cached build whose inputs changed since it was built (see
-        `sources.inputs`) is built again, as a forced rebuild of this config only, with one INFO line saying why."""
+        `freshness`) is built again, as a forced rebuild of this config only, with one INFO line saying why."""
         folder = Path(output_dir if output_dir is not None else self._cache_dir)
         reusing = DownloadMode(download_mode or DownloadMode.REUSE_DATASET_IF_EXISTS)
-        if (
-            reusing == DownloadMode.REUSE_DATASET_IF_EXISTS
-            and (folder / datasets.config.DATASET_INFO_FILENAME).exists()
-        ):
-            reason = self._stale_reason(folder)
+        if reusing == DownloadMode.REUSE_DATASET_IF_EXISTS and is_built(folder):
+            reason = stale_reason(self, folder)
             if reason is not None:
                 logger.info("rebuilding %s in %s: %s", self.config.name, folder, reason)
                 download_mode = DownloadMode.REUSE_CACHE_IF_EXISTS
         super().download_and_prepare(output_dir, download_config, download_mode, **kwargs)
-
-    def _stale_reason(self, folder: Path) -> str | None:
-        """Why the build cached under `folder` no longer matches its inputs on disk, or None when it does."""
-        if self.config.is_derived:
-            if self.config.is_decontaminated:
-                try:
-                    record = json.loads((folder / REFERENCES_RECORD).read_text())
-                except (OSError, ValueError):
-                    return "it has no record of the benchmark pictures it was checked against"
-                if record.get("references") != references_fingerprint(list(self.config.decontaminate)):
-                    return "the benchmark pictures it was checked against changed"
-            base = self._base_builder()
-            base_folder = Path(base.cache_dir)
-            if not (base_folder / datasets.config.DATASET_INFO_FILENAME).exists():
-                return f"its base {base.config.name} is not built"
-            reason = base._stale_reason(base_folder)
-            if reason is not None:
-                return f"its base {base.config.name} is stale: {reason}"
-            return build_inputs.base_changed(folder, base_folder)
-        try:
-            data_dir = self._data_dir()
-            files = [path for name in self.config.sources for path in SOURCES[name]().locate_files(data_dir)]
-        except LlavaMixesError as error:
-            return f"its inputs cannot be located ({error})"
-        return build_inputs.stale_reason(folder, files)
 
     def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
         """As in `datasets`, except that an empty split (an empty source, a dedup that removed nothing) loads
@@ -494,14 +463,6 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
                 fingerprint=self._get_dataset_fingerprint(split),
             )
         return super()._as_dataset(split, in_memory)
-
-
-def _conform(rows: datasets.Dataset, features: datasets.Features) -> datasets.Dataset:
-    """`rows` with every column of `features` (absent ones null), in their order and types."""
-    for name in features:
-        if name not in rows.column_names:
-            rows = rows.add_column(name, [None] * len(rows))
-    return rows.select_columns(list(features)).cast(features)
 
 
 CONFIG_NAMES = tuple(config.name for config in LlavaMixes.BUILDER_CONFIGS)

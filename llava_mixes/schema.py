@@ -127,3 +127,11 @@ def output_features(
 
 
 ROW_ARROW_SCHEMA: pa.Schema = ROW_FEATURES.arrow_schema
+
+
+def conform(rows: datasets.Dataset, features: datasets.Features) -> datasets.Dataset:
+    """`rows` with every column of `features` (absent ones null), in their order and types."""
+    for name in features:
+        if name not in rows.column_names:
+            rows = rows.add_column(name, [None] * len(rows))
+    return rows.select_columns(list(features)).cast(features)

@@ -34,6 +34,7 @@ import datasets
 
 from llava_mixes import schema
 from llava_mixes.errors import ConfigError
+from llava_mixes.store import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -313,3 +314,23 @@ def reference_dataset(images: Sequence[ReferenceImage]) -> datasets.Dataset:
             {schema.IMAGE: datasets.Image(decode=False), schema.IMAGE_SHA256: datasets.Value("string")}
         ),
     )
+
+
+REFERENCES_RECORD = "llava_mixes_references.json"
+"""In a decontaminated build: the fingerprint of the reference files it was checked against."""
+
+
+def record_references(folder: Path, references: Sequence[Reference]) -> None:
+    """Write, in a build's folder, the fingerprint of the references it was checked against."""
+    write_atomic(folder / REFERENCES_RECORD, json.dumps({"references": references_fingerprint(references)}).encode())
+
+
+def references_changed(folder: Path, references: Sequence[Reference]) -> str | None:
+    """Why the references recorded in a build's folder are not those on disk now, or None when they are."""
+    try:
+        record = json.loads((folder / REFERENCES_RECORD).read_text())
+    except (OSError, ValueError):
+        return "it has no record of the benchmark pictures it was checked against"
+    if record.get("references") != references_fingerprint(references):
+        return "the benchmark pictures it was checked against changed"
+    return None
