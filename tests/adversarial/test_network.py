@@ -13,6 +13,7 @@ import huggingface_hub.constants
 import pytest
 from fake_hub import RecordingHubApi, http_error
 
+from llava_mixes import network
 from llava_mixes.cli.main import main
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import EmbedderUnavailableError, MissingDataError, PublishError
@@ -52,6 +53,34 @@ def test_annotation_fetch_from_an_unreachable_hub_names_endpoint_and_ways_out(
     message = str(caught.value)
     assert f"the Hub at {dead_endpoint} is unreachable" in message
     assert "HF_HUB_OFFLINE=1" in message and "llava_v1_5_mix665k.json" in message
+
+
+@pytest.mark.adversarial("error")
+def test_the_endpoint_is_probed_once_for_every_file_of_a_build(
+    tmp_path: Path, dead_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probes: list[str] = []
+    probe = network._probe
+    monkeypatch.setattr(network, "_probe", lambda endpoint: probes.append(endpoint) or probe(endpoint))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingDataError) as caught:  # SVIT's four annotation files, then the default embedder
+        datasets.load_dataset("llava_mixes", "svit-core", data_dir=str(tmp_path / "empty"))
+    assert str(caught.value).count(f"the Hub at {dead_endpoint} is unreachable") == 4
+    with pytest.raises(EmbedderUnavailableError):
+        resolve_embedder("openai/clip-vit-large-patch14-336", device="cpu")
+    assert probes == [dead_endpoint]
+
+
+@pytest.mark.adversarial("error")
+def test_a_hub_warning_is_printed_once_by_the_cli(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["list"]) == 0
+    capfd.readouterr()
+    huggingface_hub.utils.logging.get_logger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    datasets.utils.logging.get_logger("datasets.load").warning("Using the latest cached version")
+    printed = capfd.readouterr().err + caplog.text
+    assert printed.count("Retrying in 1s") == 1 and printed.count("Using the latest cached version") == 1
 
 
 @pytest.mark.adversarial("error")
