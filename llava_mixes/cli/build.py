@@ -161,7 +161,8 @@ def print_report(report: BuildReport) -> None:
         embedder = report.dedup["embedder"]
         scope = "within each image group" if report.dedup["scope"] == "group" else "across all images"
         out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
-        out(f"embedder: {embedder}")
+        settings = embedder.items() if isinstance(embedder, dict) else [("model", embedder)]
+        out("embedder: " + ", ".join(f"{key}={value}" for key, value in settings))
     out(format_table(report))
     if report.rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reject_reasons().items())
