@@ -52,6 +52,7 @@ from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.freshness import is_built, stale_reason
 from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
+from llava_mixes.sources.data_files import files_per_source
 from llava_mixes.sources.images import ImageIndex
 from llava_mixes.sources.normalise import normalise_sources
 from llava_mixes.store import default_cache_root, repairs_mark, repairs_since
@@ -273,18 +274,23 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
     def _data_dir(self) -> Path:
         return check_data_dir(self.config.sources, self.config.data_dir)
 
+    def _annotation_files(self, data_dir: Path) -> dict[str, list[Path]]:
+        """Each source's annotation files: those `data_files` names, else those the source finds or fetches."""
+        named = files_per_source(self.config.data_files, self.config.sources)
+        return {name: named.get(name) or SOURCES[name]().locate_files(data_dir) for name in self.config.sources}
+
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = self._data_dir()
         if not self.config.is_derived:
-            for name in self.config.sources:
-                SOURCES[name]().locate_files(data_dir)
+            self._annotation_files(data_dir)
             return [datasets.SplitGenerator(schema.TRAIN_SPLIT, gen_kwargs={"sources": list(self.config.sources)})]
         forced = bool(getattr(dl_manager.download_config, "force_download", False))
         result = self._derived(rebuild_base=forced)
         return [datasets.SplitGenerator(split, gen_kwargs={"dataset": rows}) for split, rows in result.items()]
 
     def _base_builder(self) -> LlavaMixes:
-        kwargs = {"data_dir": self.config.data_dir, **self.config.base_overrides()}
+        kwargs = {"data_dir": self.config.data_dir, "data_files": self.config.data_files}
+        kwargs.update(self.config.base_overrides())
         return LlavaMixes(
             cache_dir=self._cache_dir_root,
             config_name=self.config.base_name,
@@ -389,6 +395,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             schema.row_features(extra_features(self.config.sources)),
             Path(self._part_report_dir) if getattr(self, "_part_report_dir", None) else None,
             str(self.config.version),
+            files_per_source(self.config.data_files, self.config.sources),
         )
 
     def _rows(self) -> datasets.Dataset:
@@ -484,8 +491,10 @@ def check_config_name(config: str) -> None:
     """Raise `ConfigError` for a name that is no config, naming the closest ones."""
     if config not in CONFIG_NAMES:
         close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ConfigError(f"config {config!r} is not allowed; {hint}choose one of {list(CONFIG_NAMES)}")
+        if close:
+            hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
+            raise ConfigError(f"config {config!r} is not allowed; {hint}")
+        raise ConfigError(f"config {config!r} is not allowed; choose one of {list(CONFIG_NAMES)}")
 
 
 def configure(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> LlavaMixes:

@@ -12,7 +12,6 @@ from typing import Any
 
 import datasets
 
-from llava_mixes.builders import SOURCES
 from llava_mixes.decontam.references import references_changed
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.sources import inputs as build_inputs
@@ -42,7 +41,7 @@ def stale_reason(builder: Any, folder: Path) -> str | None:
         return build_inputs.base_changed(folder, base_folder)
     try:
         data_dir = builder._data_dir()
-        files = [path for name in config.sources for path in SOURCES[name]().locate_files(data_dir)]
+        files = [path for paths in builder._annotation_files(data_dir).values() for path in paths]
     except LlavaMixesError as error:
         return f"its inputs cannot be located ({error})"
     return build_inputs.stale_reason(folder, files)

@@ -34,7 +34,9 @@ def code_hash() -> str:
 def _factory(original: Any) -> Any:
     def dataset_module_factory(path: str, *args: Any, **kwargs: Any) -> DatasetModule:
         if path == DATASET_NAME:
-            return DatasetModule(BUILDER_MODULE, code_hash(), {"dataset_name": DATASET_NAME})
+            # `data_files` are resolved against `data_dir`, as datasets' own folder builders do.
+            base_path = {"base_path": str(kwargs["data_dir"])} if kwargs.get("data_dir") else {}
+            return DatasetModule(BUILDER_MODULE, code_hash(), {"dataset_name": DATASET_NAME, **base_path})
         return original(path, *args, **kwargs)
 
     dataset_module_factory.__wrapped__ = original  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ def release(
     api: HfApi | None = None,
     config_kwargs: dict[str, object] | None = None,
     card_views: bool = True,
+    commit_message: str | None = None,
 ) -> PublishResult:
     """Build `configs` from `data_dir` and release them as `version` of `repo_id` (or of the tree in `local_dir`).
 
@@ -67,4 +68,5 @@ def release(
         set_default=set_default,
         views=views,
         token=token,
+        commit_message=commit_message,
     )

@@ -9,14 +9,16 @@ from pathlib import Path
 
 from llava_mixes import schema
 from llava_mixes.build_report import BuildReport, format_table
-from llava_mixes.builder import LlavaMixes, build
+from llava_mixes.builder import CONFIG_NAMES, LlavaMixes, LlavaMixesConfig, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.decontam import format_benchmark_table
 from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
+from llava_mixes.errors import ConfigError
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
+from llava_mixes.plugin import DEDUP_MARK
 
 DEMO_DEDUP_CONFIGS = ("mix665k-dedup-0.8", "mix665k+zh600k-dedup-0.8")
 
@@ -35,6 +37,7 @@ CONFIG_KWARGS = {
     "on_bad_records": "on_bad_records",
     "decontaminate": "decontaminate",
     "decontaminate_threshold": "decontaminate_threshold",
+    "data_files": "data_files",
 }
 """Each build flag's destination and the config field it sets."""
 
@@ -49,6 +52,42 @@ def config_kwargs(args: argparse.Namespace) -> dict[str, object]:
     return {field: getattr(args, arg) for arg, field in CONFIG_KWARGS.items() if getattr(args, arg) is not None}
 
 
+EMBEDDING_FLAGS = ("scope", "search", "engine", "embedder", "embedder_revision", "device", "precision", "batch_size")
+"""The flags that act only where images are embedded and compared: in a deduplicated config."""
+
+
+def check_flags_apply(args: argparse.Namespace, configs: list[str]) -> None:
+    """Refuse flags that would do nothing for `configs`, and a `--threshold` that contradicts a named config
+    (it would build another threshold under that name)."""
+    named = {name: float(name.rsplit(DEDUP_MARK, 1)[1]) for name in configs if DEDUP_MARK in name}
+    if args.threshold is not None:
+        for name, value in named.items():
+            if value != args.threshold:
+                base = name.rsplit(DEDUP_MARK, 1)[0]
+                other = f"{base}{DEDUP_MARK}{args.threshold:g}"
+                ways = f"{other}, or {base} --threshold {args.threshold:g}" if other in CONFIG_NAMES else ""
+                raise ConfigError(
+                    f"--threshold {args.threshold:g} contradicts {name}, whose threshold is {value:g}; "
+                    f"name the config you mean: {ways or f'{base} --threshold {args.threshold:g}'}"
+                )
+        return
+    # Decontamination embeds too (with its own embedder), on the device and in the batches these flags set.
+    used = ("device", "batch_size") if getattr(args, "decontaminate", None) else ()
+    flags = [flag for flag in EMBEDDING_FLAGS if flag not in used]
+    given = [f"--{flag.replace('_', '-')}" for flag in flags if getattr(args, flag, None) is not None]
+    if given and not named:
+        verb = "does" if len(given) == 1 else "do"
+        raise ConfigError(
+            f"{', '.join(given)} {verb} not apply to {', '.join(configs)}: not deduplicated, so no image is "
+            "embedded or compared; choose a -dedup- config (`llava-mixes list`) or add --threshold"
+        )
+
+
+def _default(field: str) -> object:
+    """The default of a `LlavaMixesConfig` field, for the help text."""
+    return LlavaMixesConfig.__dataclass_fields__[field].default
+
+
 def add_build_options(parser: argparse.ArgumentParser) -> None:
     """A config name and every build flag."""
     parser.add_argument("config", help="a config name from `llava-mixes list`")
@@ -60,17 +99,50 @@ def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool 
     parser.add_argument(
         "--data-dir", required=data_dir_required, help="folder with the raw annotation files and images"
     )
-    parser.add_argument("--threshold", type=float, help="dedup cosine threshold, e.g. 0.85")
-    parser.add_argument("--scope", choices=SCOPES, help="compare images per image group or globally")
-    parser.add_argument("--search", choices=SEARCHES, help="exact (default) or ivf (approximate, needs faiss)")
-    parser.add_argument("--engine", choices=ENGINES, help="local (default) or ray (needs the ray extra)")
-    parser.add_argument("--embedder", help="HF model id or local path, or 'thumbnail'")
-    parser.add_argument("--embedder-revision", help="hub branch, tag or commit of the embedder")
-    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: cuda when available)")
-    parser.add_argument("--precision", choices=PRECISIONS)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--num-workers", type=int, help="image decoding threads")
-    parser.add_argument("--on-bad-records", choices=schema.BAD_RECORD_POLICIES)
+    parser.add_argument(
+        "--data-files",
+        nargs="+",
+        metavar="FILE",
+        help="the annotation file(s) of a one-source config under another name, relative to --data-dir "
+        "(as datasets' data_files=); default: the names the source expects (see README, Sources)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="dedup cosine threshold, e.g. 0.85 (default: the config's, if any)"
+    )
+    parser.add_argument(
+        "--scope",
+        choices=SCOPES,
+        help=f"compare images per image group or globally (default: {_default('dedup_scope')})",
+    )
+    parser.add_argument(
+        "--search",
+        choices=SEARCHES,
+        help=f"exact or ivf (approximate, needs faiss) (default: {_default('dedup_search')})",
+    )
+    parser.add_argument(
+        "--engine", choices=ENGINES, help=f"local or ray (needs the ray extra) (default: {_default('engine')})"
+    )
+    parser.add_argument(
+        "--embedder", help=f"HF model id or local path, 'thumbnail' or 'gradients' (default: {_default('embedder')})"
+    )
+    parser.add_argument("--embedder-revision", help="hub branch, tag or commit of the embedder (default: main)")
+    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: every GPU when available, else cpu)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="embedder precision; auto: bf16 on CUDA, fp32 on CPU; part of the cache key "
+        f"(default: {_default('precision')})",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help=f"images per embedder forward pass (default: {_default('batch_size')})"
+    )
+    parser.add_argument("--num-workers", type=int, help="image decoding threads (default: one per core, at most 8)")
+    parser.add_argument(
+        "--on-bad-records",
+        choices=schema.BAD_RECORD_POLICIES,
+        help="skip: reject a bad row with its reason, listed in the statistics; error: stop at the first one "
+        f"(default: {_default('on_bad_records')})",
+    )
     parser.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
     parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
     parser.add_argument(
@@ -92,7 +164,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for config in LlavaMixes.BUILDER_CONFIGS:
         sources = ", ".join(SOURCES[name].name for name in config.sources)
-        dedup = f"dedup >= {config.dedup_threshold} per image group" if config.is_dedup else "not deduplicated"
+        dedup = f"dedup at cosine >= {config.dedup_threshold}, per group" if config.is_dedup else "not deduplicated"
         out(f"{config.name:28s} v{config.version}  {dedup:34s} {sources}")
     return 0
 
@@ -102,7 +174,10 @@ def print_report(report: BuildReport) -> None:
     out(f"\n{report.config_name} (v{report.version}): {report.rows_in:,} rows in")
     if report.dedup:
         embedder = report.dedup["embedder"]
-        out(f"dedup: cosine >= {report.dedup['threshold']} per {report.dedup['scope']}, embedder {embedder}")
+        scope = "within each image group" if report.dedup["scope"] == "group" else "across all images"
+        out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
+        settings = embedder.items() if isinstance(embedder, dict) else [("model", embedder)]
+        out("embedder: " + ", ".join(f"{key}={value}" for key, value in settings))
     out(format_table(report))
     if report.rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reject_reasons().items())
@@ -119,6 +194,7 @@ def print_report(report: BuildReport) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build a config from local downloads, print its statistics table and write it as JSON."""
+    check_flags_apply(args, [args.config])
     report = build(args.config, args.data_dir, args.cache_dir, **config_kwargs(args)).report
     print_report(report)
     stats_path = Path(args.stats_json or f"{args.config}.stats.json")

@@ -12,11 +12,13 @@ import os
 
 import datasets
 
-from llava_mixes.cli import build, export, publish, report
+from llava_mixes.cli import build, conventions, export, publish, report
 from llava_mixes.errors import LlavaMixesError
 
 logger = logging.getLogger("llava_mixes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LIBRARY_LOGGERS = ("datasets", "huggingface_hub")
+"""Libraries whose log records reach the user through our one handler."""
 DESCRIPTION = (
     "LLaVA-style instruction sets as clean, deduplicated, versioned `datasets` configs: list the configs, build "
     "one and print its statistics, run the offline demo, report what dedup removes, publish a release, check a "
@@ -33,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     publish.add_options(commands)
     report.add_options(commands)
     export.add_options(commands)
+    conventions.apply(root, commands)
     return root
 
 
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(args.log_level)
     datasets.utils.logging.set_verbosity(logging.getLevelName(args.log_level))
+    for library in LIBRARY_LOGGERS:
+        # Their own stderr handlers would print each of their warnings a second time, unformatted.
+        logging.getLogger(library).handlers.clear()
     try:
         return args.run(args)
     except (LlavaMixesError, json.JSONDecodeError) as error:

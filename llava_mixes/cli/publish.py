@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from llava_mixes.cli.build import add_config_options, config_kwargs, out
+from llava_mixes.cli.build import add_config_options, check_flags_apply, config_kwargs, out
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES
 from llava_mixes.release import release
@@ -13,6 +13,7 @@ from llava_mixes.release import release
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Build configs and release them as a version of a Hub repo (or a local tree)."""
+    check_flags_apply(args, args.configs)
     result = release(
         args.configs,
         args.repo,
@@ -26,6 +27,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         config_kwargs=config_kwargs(args),
         card_views=not args.no_card_views,
+        token=args.token,
+        commit_message=args.commit_message,
     )
     if not result.changed:
         out(f"v{result.version} of {result.target} already holds {', '.join(result.configs)}: nothing to do")
@@ -52,6 +55,8 @@ def add_options(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", required=True, help="release version X.Y.Z (tagged vX.Y.Z)")
     parser.add_argument("--local-dir", help="write the repo tree to this folder instead of pushing (no network)")
     parser.add_argument("--private", action="store_true", help="create the Hub repo private")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored `hf auth login`); never printed")
+    parser.add_argument("--commit-message", help="the release commit's message (default: Publish vX.Y.Z: CONFIGS)")
     parser.add_argument("--images", choices=IMAGE_MODES, default="bytes", help="bytes (viewer) or paths (smaller)")
     parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="uncompressed bytes per shard")
     parser.add_argument("--set-default", action="store_true", help="make the first CONFIG the repo's default")

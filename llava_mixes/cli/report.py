@@ -30,7 +30,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     kept = ", ".join(f"{value:g}: {sum(table.kept_at(value).values()):,}" for value in analysis.shown)
     out(f"{analysis.config_name}: {sum(table.images):,} images; kept per threshold ({analysis.scope} scope): {kept}")
     out(f"{len(analysis.pairs)} pairs shown; report in {files.page}")
-    out("also: " + ", ".join(str(path) for path in [files.sweep_png, files.nearest_png, *files.samples]))
+    out(
+        "also: " + ", ".join(str(path) for path in [files.sweep_png, files.nearest_png, files.summary, *files.samples])
+    )
     return 0
 
 

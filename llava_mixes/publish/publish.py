@@ -191,18 +191,22 @@ def publish(
     set_default: bool = False,
     views: Mapping[str, DedupAnalysis] | None = None,
     token: str | None = None,
+    commit_message: str | None = None,
 ) -> PublishResult:
     """Release the `built` configs as `version` of `repo_id` in `target` (see `open_target`).
 
     `views` maps a dedup config's name to the analysis of its plain rows; the card then shows its threshold
-    sweep and a few near-duplicate pairs (see `llava_mixes.publish.card_views`). `token` is only scrubbed
+    sweep and a few near-duplicate pairs (see `llava_mixes.publish.card_views`). `commit_message` replaces the
+    default `Publish vX.Y.Z: CONFIGS` of the commit and its tag. `token` is only scrubbed
     from errors: it never appears in logs, in the card or in an error message.
     """
     if not built:
         raise ConfigError("name at least one config to publish")
     check_arguments(repo_id, version, images)
     try:
-        return _publish(target, built, repo_id, version, images, max_shard_size, set_default, views or {})
+        return _publish(
+            target, built, repo_id, version, images, max_shard_size, set_default, views or {}, commit_message
+        )
     except PublishError as error:
         raise PublishError(redact(str(error), token)) from None
 
@@ -216,6 +220,7 @@ def _publish(
     max_shard_size: str | int,
     set_default: bool,
     views: Mapping[str, DedupAnalysis],
+    commit_message: str | None = None,
 ) -> PublishResult:
     manifest = read_manifest(target)
     check_version(manifest, target.tags(), version)
@@ -244,7 +249,7 @@ def _publish(
         write_atomic(staging / MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode())
         additions = [*_repo_files(entries), CARD_FILE, MANIFEST_FILE]
         deletions = _stale(target.files(), entries)
-        message = f"Publish v{version}: {', '.join(entries)}"
+        message = commit_message or f"Publish v{version}: {', '.join(entries)}"
         revision = target.commit(staging, additions, deletions, message)
         target.tag(f"v{version}", revision, message)
     return PublishResult(target.describe(), version, list(entries), True, revision, additions, deletions)

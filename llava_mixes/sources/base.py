@@ -18,6 +18,7 @@ import datasets
 from llava_mixes.errors import MissingDataError
 from llava_mixes.sources import fetch as hub
 from llava_mixes.sources import readers
+from llava_mixes.sources.data_files import similar_files
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,27 @@ class Source:
             else:
                 paths.append(local)
         if missing:
-            raise MissingDataError(f"{self.name}: missing {'; '.join(missing)}. {self.download_hint}")
+            raise MissingDataError(
+                f"{self.name}: missing {'; '.join(missing)}. {self._similar_hint(data_dir)}{self.download_hint}"
+            )
         return paths
+
+    def _similar_hint(self, data_dir: Path) -> str:
+        """The files present under `data_dir` whose names resemble a missing annotation file, and how to use them."""
+        folders = [data_dir / folder if folder else data_dir for folder in self.annotation_dirs]
+        alike = [
+            path
+            for name in self.annotation_files
+            if self._local(data_dir, name) is None
+            for path in similar_files(folders, name)
+        ]
+        if not alike:
+            return ""
+        names = ", ".join(str(path.relative_to(data_dir)) for path in dict.fromkeys(alike))
+        return (
+            f"Similarly named files are here: {names}; to read one, pass data_files=<file> "
+            f"(`--data-files` on the command line). "
+        )
 
     def iter_records(
         self, paths: list[Path], on_bytes: Callable[[int], None] | None = None

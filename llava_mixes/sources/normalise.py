@@ -253,11 +253,14 @@ def normalise_sources(
     features: datasets.Features,
     report_dir: Path | None,
     version: str,
+    named_files: dict[str, list[Path]] | None = None,
 ) -> Iterator[tuple[Key, pa.Table]]:
     """The rows of every source in order, as the builder's `(key, table)` pairs; with `report_dir`, each
-    source's part report (rows in, rejections) and record of inputs are saved there once it is read."""
+    source's part report (rows in, rejections) and record of inputs are saved there once it is read.
+    `named_files`: the annotation files the user named for some sources (`data_files`), read instead of the
+    files the source looks for."""
     for shard, source in enumerate(sources):
-        files = source.locate_files(data_dir)
+        files = (named_files or {}).get(source.config_name) or source.locate_files(data_dir)
         inputs = InputLog()
         inputs.annotations(files)
         normaliser = SourceNormaliser(source, data_dir, index, on_bad_records, features, inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import huggingface_hub.constants
 import pytest
 from fake_hub import RecordingHubApi, http_error
 
+from llava_mixes import network
 from llava_mixes.cli.main import main
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import EmbedderUnavailableError, MissingDataError, PublishError
@@ -52,6 +54,32 @@ def test_annotation_fetch_from_an_unreachable_hub_names_endpoint_and_ways_out(
     message = str(caught.value)
     assert f"the Hub at {dead_endpoint} is unreachable" in message
     assert "HF_HUB_OFFLINE=1" in message and "llava_v1_5_mix665k.json" in message
+
+
+@pytest.mark.adversarial("error")
+def test_the_endpoint_is_probed_once_for_every_file_of_a_build(
+    tmp_path: Path, dead_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probes: list[str] = []
+    probe = network._probe
+    monkeypatch.setattr(network, "_probe", lambda endpoint: probes.append(endpoint) or probe(endpoint))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingDataError) as caught:  # SVIT's four annotation files, then the default embedder
+        datasets.load_dataset("llava_mixes", "svit-core", data_dir=str(tmp_path / "empty"))
+    assert str(caught.value).count(f"the Hub at {dead_endpoint} is unreachable") == 4
+    with pytest.raises(EmbedderUnavailableError):
+        resolve_embedder("openai/clip-vit-large-patch14-336", device="cpu")
+    assert probes == [dead_endpoint]
+
+
+@pytest.mark.adversarial("error")
+def test_a_hub_warning_is_printed_once_by_the_cli(caplog: pytest.LogCaptureFixture) -> None:
+    """Through our one handler only: the libraries' own stderr handlers would print it a second time, raw."""
+    assert main(["list"]) == 0
+    huggingface_hub.utils.logging.get_logger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    datasets.utils.logging.get_logger("datasets.load").warning("Using the latest cached version")
+    assert logging.getLogger("huggingface_hub").handlers == [] and logging.getLogger("datasets").handlers == []
+    assert caplog.text.count("Retrying in 1s") == 1 and caplog.text.count("Using the latest cached version") == 1
 
 
 @pytest.mark.adversarial("error")

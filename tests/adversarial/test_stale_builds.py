@@ -37,7 +37,7 @@ def load(playground: Playground, config: str, **kwargs: Any) -> datasets.Dataset
 def cli_build(playground: Playground, config: str, tmp_path: Path) -> BuildReport:
     stats = tmp_path / f"{config}.stats.json"
     argv = ["--log-level", "error", "build", config, "--data-dir", str(playground.root), "--stats-json", str(stats)]
-    assert main([*argv, "--embedder", "thumbnail"]) == 0
+    assert main([*argv, *(["--embedder", "thumbnail"] if config != PLAIN else [])]) == 0
     return BuildReport.load(stats)
 
 

@@ -132,10 +132,13 @@ def test_samples_hold_every_nth_row(report: Report) -> None:
         assert [line[:2] for line in csv.reader(handle)][1:] == [[str(row[0]), row[1]] for row in rows[1:]]
 
 
-def test_dedup_config_samples_both_splits(tmp_path: Path, playground: Playground) -> None:
+def test_dedup_config_samples_both_splits(
+    tmp_path: Path, playground: Playground, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = report_argv(tmp_path, "mix665k-dedup-0.8", tmp_path / "R", "--embedder", "thumbnail", "--every", "2")
     argv[argv.index("--data-dir") + 1] = str(playground.root)
     assert main([*argv, "--no-cross-group", "--thresholds", "0.8", "0.95"]) == 0
+    assert str(tmp_path / "R" / "sweep.json") in capsys.readouterr().out
     workbook = openpyxl.load_workbook(tmp_path / "R" / "sample.xlsx", read_only=True)
     assert workbook.sheetnames == ["mix665k-dedup-0.8 train", "mix665k-dedup-0.8 removed"]
     removed = list(workbook["mix665k-dedup-0.8 removed"].iter_rows(values_only=True))
