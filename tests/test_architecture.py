@@ -188,3 +188,10 @@ def test_one_build_entry() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("download_and_prepare", "load_dataset_builder"):
                 callers.append(module)
     assert sorted(set(callers)) == [PREFIX + "builder"]
+
+
+def test_mixes_take_built_rows_and_vectors_only() -> None:
+    """Overlap between sources reads built rows (`datasets.Dataset`) and embeds through `embedding`: it never
+    opens a raw source or the builder."""
+    stages = ("sources", "builders", "builder", "report", "publish", "exporters", "release", "handover", "cli")
+    assert _violations(_in(PREFIX + "mixes"), tuple(PREFIX + stage for stage in stages)) == []

@@ -16,6 +16,7 @@ from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.errors import ConfigError
+from llava_mixes.mixing import RecipeBuilt, build_recipe, format_recipe_table
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.plugin import DEDUP_MARK
@@ -88,9 +89,9 @@ def _default(field: str) -> object:
     return LlavaMixesConfig.__dataclass_fields__[field].default
 
 
-def add_build_options(parser: argparse.ArgumentParser) -> None:
+def add_build_options(parser: argparse.ArgumentParser, config_optional: bool = False) -> None:
     """A config name and every build flag."""
-    parser.add_argument("config", help="a config name from `llava-mixes list`")
+    parser.add_argument("config", nargs="?" if config_optional else None, help="a config name from `llava-mixes list`")
     add_config_options(parser)
 
 
@@ -193,7 +194,9 @@ def print_report(report: BuildReport) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Build a config from local downloads, print its statistics table and write it as JSON."""
+    """Build a config (or `--recipe`) from local downloads, print its statistics table and write it as JSON."""
+    if args.recipe is not None or args.config is None:
+        return cmd_build_recipe(args)
     check_flags_apply(args, [args.config])
     report = build(args.config, args.data_dir, args.cache_dir, **config_kwargs(args)).report
     print_report(report)
@@ -201,6 +204,34 @@ def cmd_build(args: argparse.Namespace) -> int:
     report.save(stats_path)
     out(f"statistics written to {stats_path}")
     return 0
+
+
+def cmd_build_recipe(args: argparse.Namespace) -> int:
+    """Build `--recipe` and print its per-source table and, when it decontaminates, the per-benchmark table."""
+    if (args.recipe is None) == (args.config is None):
+        raise ConfigError("give exactly one of CONFIG and --recipe")
+    built = build_recipe(
+        args.recipe,
+        args.data_dir,
+        args.cache_dir,
+        content_cache_dir=args.content_cache_dir,
+        device=args.device,
+        batch_size=args.batch_size or 64,
+        num_workers=args.num_workers,
+    )
+    print_recipe(built)
+    return 0
+
+
+def print_recipe(built: RecipeBuilt) -> None:
+    """Print a recipe build's splits, per-source accounting and per-benchmark table."""
+    recipe = built.recipe
+    splits = ", ".join(f"{name}: {len(rows):,}" for name, rows in built.dataset.items())
+    out(f"\nrecipe {recipe.name} ({recipe.digest()[:12]}): {splits}")
+    out(format_recipe_table(built))
+    if built.decontamination:
+        out(f"decontamination: cosine >= {built.decontamination['threshold']}")
+        out(format_benchmark_table(built.decontamination))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -227,8 +258,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out(f"\n{config}, decontaminated against the playground's benchmarks in {evals.root}:")
     print_report(report.report)
     report.report.save(folder / f"{config}-decontaminated.stats.json")
+    recipe = write_demo_recipe(folder, evals.root)
+    out(f"\nrecipe {recipe}, decontaminated against the same benchmarks:")
+    print_recipe(
+        build_recipe(
+            recipe,
+            str(folder / "playground"),
+            str(folder / "hf_cache"),
+            **{"content_cache_dir": kwargs["content_cache_dir"]},
+        )
+    )
     out(f"\nstatistics written to {folder}/*.stats.json")
     return 0
+
+
+def write_demo_recipe(folder: Path, benchmarks: Path) -> Path:
+    """The demo's recipe: the English sources, copies removed across them, the playground's benchmarks out."""
+    path = folder / "llava-en-all-decontaminated.yaml"
+    path.write_text(
+        "sources: [mix665k, sharegpt4v-mix665k, svit-mix665k, textocr-gpt4v]\n"
+        "dedup: {threshold: 0.8, scope: recipe, embedder: gradients}\n"
+        f"decontaminate: {{references: [{str(benchmarks)!r}]}}\n"
+    )
+    return path
 
 
 def add_options(commands: argparse._SubParsersAction) -> None:
@@ -238,8 +290,9 @@ def add_options(commands: argparse._SubParsersAction) -> None:
         "--embedders", action="store_true", help="list the embedders and the scores that mean copy / near duplicate"
     )
     sub.set_defaults(run=cmd_list)
-    sub = commands.add_parser("build", help="build a config and print its statistics")
-    add_build_options(sub)
+    sub = commands.add_parser("build", help="build a config (or a recipe) and print its statistics")
+    add_build_options(sub, config_optional=True)
+    sub.add_argument("--recipe", help="a recipe YAML file or a shipped recipe's name, instead of CONFIG")
     sub.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
     sub.set_defaults(run=cmd_build)
     sub = commands.add_parser(

@@ -12,7 +12,7 @@ import os
 
 import datasets
 
-from llava_mixes.cli import build, conventions, export, publish, report
+from llava_mixes.cli import build, conventions, export, overlap, publish, report
 from llava_mixes.errors import LlavaMixesError
 
 logger = logging.getLogger("llava_mixes")
@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     publish.add_options(commands)
     report.add_options(commands)
     export.add_options(commands)
+    overlap.add_options(commands)
     conventions.apply(root, commands)
     return root
 
