@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import importlib.util
 import sys
 import tempfile
@@ -32,11 +33,11 @@ from bench_dedup_search import brute_force, imagededup_search
 from machine_info import host, matmul_ceiling, roofline_line
 
 from llava_mixes import schema
-from llava_mixes.dedup import deduplicate as api
 from llava_mixes.dedup import search
 from llava_mixes.playground.synthetic import clustered_vectors
 
 THRESHOLD = 0.8
+api = importlib.import_module("llava_mixes.dedup.deduplicate")  # the module: the package exports its function
 
 
 def write_dataset(vectors: np.ndarray, folder: str) -> datasets.Dataset:
