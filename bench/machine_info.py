@@ -20,9 +20,10 @@ def peak_rss_bytes() -> int:
         return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
 
 
-def matmul_ceiling(rows: int, columns: int, dim: int, repeats: int = 3) -> dict[str, float]:
+def matmul_ceiling(rows: int, columns: int, dim: int, repeats: int = 5, budget: float = 3.0) -> dict[str, float]:
     """This machine's matrix-product rate (FLOP/s) on one search tile, `(rows x dim) @ (dim x columns)`, best
-    of `repeats` after a warm-up: torch float32, torch bfloat16 and NumPy float32, and `best` of the three."""
+    of `repeats` after a warm-up (fewer once a product has taken `budget` seconds: bfloat16 without bfloat16
+    units is slow): torch float32, torch bfloat16 and NumPy float32, and `best` of the three."""
     import time
 
     import numpy as np
@@ -41,11 +42,14 @@ def matmul_ceiling(rows: int, columns: int, dim: int, repeats: int = 3) -> dict[
     rates = {}
     for name, product in products.items():
         product()
-        best = float("inf")
+        best, spent = float("inf"), 0.0
         for _ in range(repeats):
             began = time.perf_counter()
             product()
-            best = min(best, time.perf_counter() - began)
+            took = time.perf_counter() - began
+            best, spent = min(best, took), spent + took
+            if spent > budget:
+                break
         rates[name] = 2.0 * rows * columns * dim / best
     rates["best"] = max(rates.values())
     return rates
