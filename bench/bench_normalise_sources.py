@@ -11,10 +11,11 @@ Synthetic files in the formats the builders read (see their module docstrings), 
 Images: a small JPEG at each distinct referenced path (`--images` of them), so the builder's image checks
 run. Each side runs in a fresh process with an empty cache; peak memory is the process's peak RSS. The
 JSON baseline holds a whole JSON array in memory, so on a small machine pass fewer `--rows` (the report
-then projects linearly, and says so).
+then projects linearly, and says so). With `--profile` only the builder runs, under cProfile, and the
+functions with the most time of their own are reported.
 
 usage: python bench/bench_normalise_sources.py --config sharegpt4v-mix665k|svit-core [--rows N] [--images N]
-                                               [--results bench/RESULTS.md]
+                                               [--profile] [--results bench/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -121,6 +122,22 @@ def worker(kind: str, config: str, files: list[str], folder: str, cache: str) ->
 
     datasets.disable_progress_bars()
     start = time.perf_counter()
+    if kind == "profile":
+        import cProfile
+        import pstats
+
+        import llava_mixes  # registers the builder (used below as well)
+
+        os.environ["LLAVA_MIXES_CACHE"] = str(Path(cache) / "content")
+        profile = cProfile.Profile()
+        profile.runcall(datasets.load_dataset, "llava_mixes", config, data_dir=folder, split="train", cache_dir=cache)
+        stats = pstats.Stats(profile).stats.items()
+        top = sorted(stats, key=lambda item: -item[1][2])[:15]
+        rows = [
+            f"| `{Path(f).name}:{line}({name})` | {calls:,} | {own:.2f} |"
+            for (f, line, name), (_, calls, own, *_) in top
+        ]
+        return {"seconds": time.perf_counter() - start, "rows": rows}
     if kind == "json":
         dataset = datasets.load_dataset("json", data_files=files, split="train", cache_dir=cache)
     else:
@@ -144,6 +161,7 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(FULL_ROWS), required=True)
     parser.add_argument("--rows", type=int, help="default: the config's full size")
     parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--profile", action="store_true", help="run only the builder, under cProfile")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -160,6 +178,21 @@ def main() -> None:
         folder.mkdir()
         files = write(folder, rows, args.images)
         size_mb = sum(path.stat().st_size for path in files) / 2**20
+        if args.profile:
+            profiled = run("profile", args.config, files, folder, Path(scratch) / "cache-profile")
+            text = [
+                f"\n### The {args.config} builder under cProfile, {rows:,} rows, {datetime.date.today()}: "
+                f"`python bench/bench_normalise_sources.py --config {args.config} --rows {rows} --profile`",
+                f"Machine: {host()}. {profiled['seconds']:.1f} s under the profiler; functions by own time:",
+                "",
+                "| function | calls | own seconds |",
+                "| --- | --- | --- |",
+                *profiled["rows"],
+            ]
+            sys.stdout.write("\n".join(text) + "\n")
+            with open(args.results, "a") as handle:
+                handle.write("\n".join(text) + "\n")
+            return
         baseline = run("json", args.config, files, folder, Path(scratch) / "cache-json")
         ours = run("llava_mixes", args.config, files, folder, Path(scratch) / "cache-ours")
     ratio = ours["seconds"] / baseline["seconds"]
