@@ -8,6 +8,10 @@ memory is that process's peak RSS minus its RSS once the vectors are loaded. Bas
   loop and `get_files_to_remove`, i.e. `CNN.find_duplicates_to_remove` minus the encoder), where its
   N x N float16 matrix fits in memory. Install it with `make bench-deps`.
 - `brute force`: the full N x N float32 similarity matrix, then the same rule row by row; where it fits.
+- the ceiling: in the search's own process, just after it, the best-of-three rate of torch float32, torch
+  bfloat16 and NumPy float32 products on the search's tile shape; the search's counted work (pairs scored x 2 x
+  d, pruned tiles left out) over its wall time, as a fraction of the best of those rates, and the share of
+  the wall time spent outside the products.
 - exactness: an independent check of the result: no kept pair (i < j) reaches the threshold, and every
   removed item's `duplicate_of` is its most similar earlier kept item at or above the threshold (float32
   blocks, float64 re-check near the threshold). These properties define the result, so 0 means exact.
@@ -34,7 +38,7 @@ import types
 from pathlib import Path
 
 import numpy as np
-from machine_info import host, peak_rss_bytes
+from machine_info import host, matmul_ceiling, peak_rss_bytes, roofline_line
 
 from llava_mixes.playground.synthetic import clip_like_vectors, clustered_vectors
 
@@ -102,13 +106,13 @@ def worker(method: str, path: str, threshold: float, device: str | None) -> dict
     vectors = np.load(path)
     baseline = rss_bytes()
     start = time.perf_counter()
-    duplicate_of = None
+    duplicate_of, work = None, None
     if method == "greedy":
-        from llava_mixes.dedup.search import greedy_keep_first
+        from llava_mixes.dedup import search
 
         sizes = {"block_size": 8192, "tile_size": 262144} if device else {}
-        result = greedy_keep_first(vectors, threshold, device=device, **sizes)
-        kept, duplicate_of = result.kept, result.duplicate_of
+        result = search.greedy_keep_first(vectors, threshold, device=device, **sizes)
+        kept, duplicate_of, work = result.kept, result.duplicate_of, result.work
     elif method == "brute-force":
         kept = brute_force(vectors, threshold)
     elif method == "imagededup":
@@ -117,6 +121,14 @@ def worker(method: str, path: str, threshold: float, device: str | None) -> dict
         raise ValueError(method)
     out = {"seconds": time.perf_counter() - start, "kept": int(kept.sum())}
     out["peak_bytes"] = peak_rss_bytes() - baseline
+    if work is not None and not device:
+        wide = work.precision == "bfloat16"
+        shape = (search.CPU_BFLOAT16_BLOCK, search.CPU_BFLOAT16_TILE) if wide else (1024, 16384)
+        ceiling = matmul_ceiling(*shape, vectors.shape[1])
+        out["roofline"] = roofline_line(work, out["seconds"], ceiling)
+        out["ceiling"] = f"tile {shape[0]} x {shape[1]} x {vectors.shape[1]}: " + ", ".join(
+            f"{name} {rate / 1e9:.0f}" for name, rate in ceiling.items() if name != "best"
+        )
     if device:
         import torch
 
@@ -154,7 +166,7 @@ def baseline_cell(name: str, path: str, threshold: float, ours: dict[str, float]
 
 
 def host_runs(args: argparse.Namespace) -> None:
-    lines = []
+    lines, notes = [], []
     with tempfile.TemporaryDirectory() as folder:
         for data in args.data:
             make, threshold = DATA[data]
@@ -176,6 +188,8 @@ def host_runs(args: argparse.Namespace) -> None:
                     f"| {gib(ours['peak_bytes'])} | {imagededup} | {brute} | {check} |"
                 )
                 sys.stdout.write(lines[-1] + "\n")
+                notes.append(f"- {data}, {n:,}: {ours['roofline']}. Ceiling (GFLOP/s), {ours['ceiling']}.")
+                sys.stdout.write(notes[-1] + "\n")
                 sys.stdout.flush()
     header = [
         f"\n### Dedup search, {datetime.date.today()}: `python bench/bench_dedup_search.py --sizes "
@@ -186,8 +200,9 @@ def host_runs(args: argparse.Namespace) -> None:
         "| imagededup | brute force (N x N) | exactness check |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    roofline = ["", "The search against this machine's matrix-product ceiling, measured in the search's own process:"]
     with open(args.results, "a") as handle:
-        handle.write("\n".join(header + lines) + "\n")
+        handle.write("\n".join(header + lines + roofline + notes) + "\n")
 
 
 def device_runs(args: argparse.Namespace) -> None:

@@ -14,9 +14,10 @@ BLAS library's summation order.
 from __future__ import annotations
 
 import functools
+import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,13 +33,37 @@ CPU_BFLOAT16_BLOCK = 2048
 CPU_BFLOAT16_TILE = 65536
 
 
+@dataclass
+class SearchWork:
+    """What one search did, for measuring it against the machine: `scored_pairs` pairs scored at full
+    dimension `dim` in `precision` (the pruned tiles' pairs left out), `bounded_pairs` pairs scored on the
+    `rank`-dimensional low-rank bound only, the wall seconds inside those two kinds of products, and how many
+    pairs were re-checked in float64. It never changes a decision."""
+
+    dim: int = 0
+    precision: str = "float32"
+    rank: int = 0
+    scored_pairs: int = 0
+    bounded_pairs: int = 0
+    product_seconds: float = 0.0
+    bound_seconds: float = 0.0
+    rechecked_pairs: int = 0
+
+    @property
+    def flops(self) -> float:
+        """The full-dimension products' floating-point operations: scored pairs x 2 x dim."""
+        return 2.0 * self.scored_pairs * self.dim
+
+
 @dataclass(frozen=True)
 class KeepResult:
-    """Per item: whether it is kept, and for removed items the kept item it duplicates and the cosine."""
+    """Per item: whether it is kept, and for removed items the kept item it duplicates and the cosine;
+    `work` says what the search did to decide (empty where no search counted it)."""
 
     kept: np.ndarray
     duplicate_of: np.ndarray
     similarity: np.ndarray
+    work: SearchWork = field(default_factory=SearchWork, compare=False)
 
 
 class LowRankBound:
@@ -61,8 +86,13 @@ class LowRankBound:
             return None
         picked = np.linspace(0, n - 1, sample).astype(np.int64)
         rows = vectors[picked].astype(np.float64) / norms[picked, None]
-        _, eigenvectors = np.linalg.eigh(rows.T @ rows)
-        bound = cls(eigenvectors[:, -cls.RANK :])
+        # The leading principal directions by subspace iteration (a full d x d eigh cost 1.4 s at d=1024 on a
+        # 2-core EPYC); the basis is orthonormal to float64 precision, which is all the bound's truth needs.
+        wider = np.linalg.qr(rows.T @ np.random.default_rng(0).standard_normal((sample, cls.RANK + 32)))[0]
+        for _ in range(3):
+            wider = np.linalg.qr(rows.T @ (rows @ wider))[0]
+        _, rotation = np.linalg.eigh(wider.T @ (rows.T @ (rows @ wider)))
+        bound = cls(wider @ rotation[:, -cls.RANK :])
         projected, residual = bound.project(rows.astype(np.float32))
         upper = projected @ projected.T + residual[:, None] * residual[None, :]
         return bound if np.count_nonzero(upper >= cutoff - cls.SLACK) < 0.1 * upper.size else None
@@ -93,6 +123,23 @@ class _HostScorer:
         self.residual = np.empty(n, dtype=np.float32)
         self.ids = np.empty(n, dtype=np.int64)
         self.count = 0
+        self.work = SearchWork(dim=dim, precision="float32", rank=rank)
+
+    def _product(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """`left @ right.T` at full dimension, counted in `work`."""
+        began = time.perf_counter()
+        scores = left @ right.T
+        self.work.product_seconds += time.perf_counter() - began
+        self.work.scored_pairs += len(left) * len(right)
+        return scores
+
+    def _bound_product(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """`left @ right.T` on the low-rank projections, counted in `work`."""
+        began = time.perf_counter()
+        scores = left @ right.T
+        self.work.bound_seconds += time.perf_counter() - began
+        self.work.bounded_pairs += len(left) * len(right)
+        return scores
 
     def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
         """Per block row, the ids of kept items that may score >= cutoff."""
@@ -101,14 +148,14 @@ class _HostScorer:
         for tile_start in range(0, self.count, self.tile_size):
             tile = slice(tile_start, min(tile_start + self.tile_size, self.count))
             if projected is not None:
-                upper = projected @ self.projected[tile].T
+                upper = self._bound_product(projected, self.projected[tile])
                 upper += residual[:, None] * self.residual[None, tile]
                 possible = upper >= cutoff - LowRankBound.SLACK
                 if np.count_nonzero(possible) <= self.DENSE_FRACTION * possible.size:
                     rows, cols = np.nonzero(possible)
                     _group_by_row(found, rows, self.ids[tile_start + cols])
                     continue
-            rows, cols = np.nonzero(block @ self.vectors[tile].T >= cutoff)
+            rows, cols = np.nonzero(self._product(block, self.vectors[tile]) >= cutoff)
             _group_by_row(found, rows, self.ids[tile_start + cols])
         return found
 
@@ -116,9 +163,9 @@ class _HostScorer:
         """Which pairs of block rows may score >= cutoff (a boolean matrix)."""
         if self.bound is not None:
             projected, residual = self.bound.project(block)
-            upper = projected @ projected.T + residual[:, None] * residual[None, :]
+            upper = self._bound_product(projected, projected) + residual[:, None] * residual[None, :]
             return upper >= cutoff - LowRankBound.SLACK
-        return block @ block.T >= cutoff
+        return self._product(block, block) >= cutoff
 
     def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
         added = slice(self.count, self.count + len(rows))
@@ -146,9 +193,18 @@ class _TorchScorer:
         self.vectors = torch.empty((n, dim), dtype=torch.bfloat16, device=device)
         self.ids = np.empty(n, dtype=np.int64)
         self.count = 0
+        self.work = SearchWork(dim=dim, precision="bfloat16")
 
     def _on_device(self, block: np.ndarray) -> object:
         return self.torch.from_numpy(block).to(self.device).to(self.torch.bfloat16)
+
+    def _product(self, left: object, right: object) -> object:
+        """`left @ right.T` in bfloat16, counted in `work` (on a GPU the time is that of queueing it)."""
+        began = time.perf_counter()
+        scores = self.torch.matmul(left, right.T)
+        self.work.product_seconds += time.perf_counter() - began
+        self.work.scored_pairs += len(left) * len(right)
+        return scores
 
     def candidates(self, block: np.ndarray, cutoff: float) -> list[list[np.ndarray]]:
         found: list[list[np.ndarray]] = [[] for _ in range(len(block))]
@@ -156,14 +212,14 @@ class _TorchScorer:
         floor = bfloat16_floor(cutoff)
         for tile_start in range(0, self.count, self.tile_size):
             tile_stop = min(tile_start + self.tile_size, self.count)
-            scores = self.torch.matmul(queries, self.vectors[tile_start:tile_stop].T)
+            scores = self._product(queries, self.vectors[tile_start:tile_stop])
             pairs = (scores >= floor).nonzero().cpu().numpy()
             _group_by_row(found, pairs[:, 0], self.ids[tile_start + pairs[:, 1]])
         return found
 
     def inner(self, block: np.ndarray, cutoff: float) -> np.ndarray:
         queries = self._on_device(block)
-        return (self.torch.matmul(queries, queries.T) >= bfloat16_floor(cutoff)).cpu().numpy()
+        return (self._product(queries, queries) >= bfloat16_floor(cutoff)).cpu().numpy()
 
     def add(self, block: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> None:
         self.vectors[self.count : self.count + len(rows)] = self._on_device(np.ascontiguousarray(block[rows]))
@@ -184,7 +240,11 @@ def bfloat16_floor(value: float) -> float:
 @functools.cache
 def cpu_bfloat16_speedup() -> float:
     """How many times faster torch multiplies bfloat16 matrices than NumPy float32 on this CPU (AMX makes it
-    4-5x; without bfloat16 units it is far slower), measured once per process on a 512 x 8192 x 1024 product."""
+    4-5x; without bfloat16 units it is far slower), measured once per process on a 512 x 8192 x 1024 product.
+    0.0 without torch, and on an x86-64 Linux CPU without bfloat16 instructions, where torch emulates them
+    (measuring that took 19 s on a 2-core AMD EPYC, more than a 20K search's products)."""
+    if not _x86_has_bfloat16():
+        return 0.0
     try:
         import torch
     except ImportError:
@@ -207,6 +267,18 @@ def cpu_bfloat16_speedup() -> float:
     numpy_seconds = best_of_three(lambda: left @ right.T)
     torch_seconds = best_of_three(lambda: torch.matmul(left16, right16.T))
     return numpy_seconds / torch_seconds
+
+
+def _x86_has_bfloat16() -> bool:
+    """False only on an x86-64 Linux CPU whose flags list neither `avx512_bf16` nor `amx_bf16`."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), None)
+    except OSError:
+        return True
+    return flags is None or "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _group_by_row(found: list[list[np.ndarray]], rows: np.ndarray, ids: np.ndarray) -> None:
@@ -237,7 +309,8 @@ def greedy_keep_first(
     A torch device (`"cuda"`, `"cpu"`) always scores with torch in bfloat16. bfloat16 scores get a wider
     re-check band, so the result is the same either way. `progress(done)` is called after each block
     with the number of items decided so far. A vector with a NaN or infinite coordinate, or a zero vector,
-    raises `BadEmbeddingError` naming its index: it has no cosine to compare.
+    raises `BadEmbeddingError` naming its index: it has no cosine to compare. The result's `work` counts
+    the pairs scored and the time inside the products (`SearchWork`).
     """
     n, dim = vectors.shape
     norms = checked_norms(vectors)
@@ -270,6 +343,7 @@ def greedy_keep_first(
             earlier = block_kept[:kept_in_block]
             others = np.concatenate([*candidates[offset], earlier[possible[offset, earlier]] + start])
             if others.size:
+                scorer.work.rechecked_pairs += others.size
                 exact = exact_cosines(vectors, norms, item, others)
                 hits = exact >= threshold
                 if hits.any():
@@ -286,7 +360,7 @@ def greedy_keep_first(
             scorer.add(block, offsets, offsets + start)
         if progress is not None:
             progress(stop)
-    return KeepResult(kept, duplicate_of, similarity)
+    return KeepResult(kept, duplicate_of, similarity, scorer.work)
 
 
 def brute_force_keep_first(vectors: np.ndarray, threshold: float) -> KeepResult:

@@ -156,3 +156,40 @@ def test_host_search_switches_to_bfloat16_where_the_cpu_runs_it_fast(monkeypatch
     monkeypatch.setattr(search, "cpu_bfloat16_speedup", lambda: 1.0)
     assert_same(greedy_keep_first(vectors, 0.8, block_size=64, tile_size=100), expected)
     assert scorers == ["cpu"]
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_work_counts_every_scored_pair_and_no_pruned_one(device: str | None) -> None:
+    vectors = clustered(500, 32, 40, 0.35, 9)
+    result = greedy_keep_first(vectors, 0.8, block_size=64, tile_size=100, device=device, prune=False)
+    kept_before = np.concatenate([[0], np.cumsum(result.kept)])
+    sizes = {start: min(64, 500 - start) for start in range(0, 500, 64)}
+    expected = sum(size * (int(kept_before[start]) + size) for start, size in sizes.items())
+    work = result.work
+    assert (work.scored_pairs, work.bounded_pairs, work.dim) == (expected, 0, 32)
+    assert work.flops == 2.0 * expected * 32
+    assert work.precision == ("bfloat16" if device else "float32")
+    assert work.rechecked_pairs > 0
+    assert work.product_seconds > 0
+
+
+def test_work_of_a_pruned_search_leaves_the_pruned_tiles_out() -> None:
+    vectors = clip_like_vectors(4500, dim=256)
+    pruned = greedy_keep_first(vectors, 0.9, block_size=512, tile_size=2000)
+    dense = greedy_keep_first(vectors, 0.9, block_size=512, tile_size=2000, prune=False)
+    assert pruned.work.rank == LowRankBound.RANK and pruned.work.bounded_pairs > 0
+    # Every pair the dense search scores is checked on the bound first; only the tiles it fails to prune are scored.
+    assert pruned.work.bounded_pairs == dense.work.scored_pairs
+    assert 0 <= pruned.work.scored_pairs < 0.5 * dense.work.scored_pairs
+
+
+def test_bfloat16_probe_is_skipped_on_x86_without_bfloat16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    search.cpu_bfloat16_speedup.cache_clear()
+    has_bfloat16 = search._x86_has_bfloat16
+    monkeypatch.setattr(search.platform, "machine", lambda: "aarch64")
+    assert has_bfloat16()
+    monkeypatch.setattr(search, "_x86_has_bfloat16", lambda: False)
+    try:
+        assert search.cpu_bfloat16_speedup() == 0.0
+    finally:
+        search.cpu_bfloat16_speedup.cache_clear()
