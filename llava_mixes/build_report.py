@@ -25,6 +25,17 @@ from llava_mixes.store import CacheRepair, write_atomic
 REPORT_FILE = "llava_mixes_report.json"
 PART_REPORTS = "reports"
 """The folder, inside a build, where each source's part report is kept while the build runs."""
+RECIPE_COUNTS = (
+    "rows_in",
+    "rejected",
+    "not_sampled",
+    "duplicate_rows",
+    "contaminated",
+    "not_embedded",
+    "removed",
+    "kept",
+)
+"""Where a recipe source's rows went: `rows_in` is the sum of the others."""
 TEXT_ONLY_GROUP = "(text only)"
 NO_GROUP = "(no image group)"
 
@@ -73,6 +84,8 @@ class BuildReport:
     decontamination: dict[str, Any] | None = None
     duplicate_rows: int | None = None
     """Rows that repeat an earlier row's picture and conversation text (`dedup.rows`); None where not counted."""
+    recipe: dict[str, Any] | None = None
+    """A recipe build's recipe: `name`, `digest`, `settings` and per source the counts of `RECIPE_COUNTS`."""
 
     @property
     def rejected_rows(self) -> int:
@@ -116,6 +129,7 @@ class BuildReport:
             cache_repairs=[CacheRepair(**item) for item in data.get("cache_repairs", [])],
             decontamination=data.get("decontamination"),
             duplicate_rows=data.get("duplicate_rows"),
+            recipe=data.get("recipe"),
         )
 
     def save(self, path: Path) -> None:
@@ -272,3 +286,23 @@ def load_report(dataset: datasets.Dataset | datasets.DatasetDict) -> BuildReport
     if not path.exists():
         raise FileNotFoundError(f"no {REPORT_FILE} in {folder}: was it built by llava_mixes' builder?")
     return BuildReport.load(path)
+
+
+def recipe_accounted(report: BuildReport) -> bool:
+    """Whether, for every source of a recipe build, rows in equal the sum of where they went."""
+    sources = (report.recipe or {}).get("sources", {})
+    return bool(sources) and all(c["rows_in"] == sum(c[key] for key in RECIPE_COUNTS[1:]) for c in sources.values())
+
+
+def format_recipe_table(report: BuildReport) -> str:
+    """A recipe build's per-source counts (`RECIPE_COUNTS`) as a Markdown table, with a total line."""
+    sources: dict[str, dict[str, int]] = (report.recipe or {}).get("sources", {})
+    heads = ["source", *(key.replace("_", " ") for key in RECIPE_COUNTS)]
+    lines = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    total = dict.fromkeys(RECIPE_COUNTS, 0)
+    for config, counts in sources.items():
+        lines.append("| " + " | ".join([config, *(f"{counts[key]:,}" for key in RECIPE_COUNTS)]) + " |")
+        for key in RECIPE_COUNTS:
+            total[key] += counts[key]
+    lines.append("| " + " | ".join(["total", *(f"{total[key]:,}" for key in RECIPE_COUNTS)]) + " |")
+    return "\n".join(lines)

@@ -8,7 +8,9 @@ files (see `build_report.load_report`), and a record of its inputs (see `sources
 whose inputs changed since is rebuilt, with no cache to clear by hand.
 
 Named configs are `<mix>` and `<mix>-dedup-<t>` for t in 0.7, 0.8, 0.9; any other threshold goes through
-config kwargs, e.g. `load_dataset("llava_mixes", "mix665k", data_dir=DIR, dedup_threshold=0.85)`.
+config kwargs, e.g. `load_dataset("llava_mixes", "mix665k", data_dir=DIR, dedup_threshold=0.85)`. The config
+`recipe` builds a recipe (`recipe=` a YAML file or a shipped recipe's name; see `mixing`) from its sources' plain
+builds, cached under the recipe's digest.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS, resolv
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import ConfigError, LlavaMixesError
-from llava_mixes.freshness import is_built, stale_reason
+from llava_mixes.freshness import bases_digest, is_built, stale_reason
+from llava_mixes.mixes.recipe import Recipe, load_recipe, shipped_recipes
+from llava_mixes.mixing import Embedding, SourceBuild, mix_recipe, recipe_base
 from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.data_files import files_per_source
@@ -60,6 +64,7 @@ from llava_mixes.store import default_cache_root, repairs_mark, repairs_since
 logger = logging.getLogger(__name__)
 
 VERSION = datasets.Version("1.0.0")
+RECIPE_CONFIG = "recipe"
 SPEED_FIELDS = ("batch_size", "num_workers", "engine", "content_cache_dir")
 DEDUP_FIELDS = (
     "dedup_scope",
@@ -110,6 +115,8 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         decontaminate_threshold: cosine at or above which a picture copies a benchmark's; None: the
             decontamination embedder's copy threshold.
         decontaminate_embedder: the embedder that compares pictures with benchmarks' (a copy embedder).
+        recipe: for the config `recipe` only: a recipe YAML file or a shipped recipe's name; its sources, dedup
+            and decontamination come from the recipe, so the fields above that set them do not apply.
     """
 
     sources: tuple[str, ...] = ()
@@ -129,19 +136,25 @@ class LlavaMixesConfig(datasets.BuilderConfig):
     decontaminate: tuple[str, ...] = ()
     decontaminate_threshold: float | None = None
     decontaminate_embedder: str = DECONTAM_EMBEDDER
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.validate()
+        if not self.is_recipe or self.recipe is not None:
+            self.validate()
 
     def validate(self) -> None:
         """Check every field; raises `ConfigError` naming the bad value and the allowed ones."""
+        if self.is_recipe:
+            self._check_recipe_fields()
+        elif self.recipe is not None:
+            raise ConfigError(f"recipe={self.recipe!r} is not allowed for config {self.name!r}; use config 'recipe'")
         self.sources = tuple(self.sources)
         if not self.sources:
             raise ConfigError(f"config {self.name!r} has no sources; choose from {sorted(SOURCES)}")
         for source in self.sources:
             _choice("sources", source, tuple(sorted(SOURCES)))
-        if self.base_name not in MIXES:
+        if not self.is_recipe and self.base_name not in MIXES:
             raise ConfigError(f"sources={list(self.sources)} form no plain config; plain configs: {sorted(MIXES)}")
         if self.dedup_threshold is not None:
             self.dedup_threshold = check_threshold(self.dedup_threshold, f"dedup_threshold={self.dedup_threshold!r}")
@@ -176,11 +189,33 @@ class LlavaMixesConfig(datasets.BuilderConfig):
                 "'thumbnail', a TorchScript file (.pt) or an HF model id"
             )
 
+    def _check_recipe_fields(self) -> None:
+        """The config `recipe`: a recipe is given, and no field that the recipe sets; its sources are the recipe's."""
+        for name in ("dedup_threshold", "decontaminate", "decontaminate_threshold"):
+            if getattr(self, name):
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} is not allowed for config 'recipe': set dedup and decontaminate "
+                    "in the recipe (see llava_mixes/mixes/recipe.py)"
+                )
+        self.sources = tuple(source.config for source in self.recipe_spec().sources)
+
+    def recipe_spec(self) -> Recipe:
+        """The recipe of the config `recipe`, loaded and validated."""
+        if self.recipe is None:
+            raise ConfigError(
+                "config 'recipe' needs recipe=: a recipe YAML file or a shipped recipe's name, one of "
+                f"{list(shipped_recipes())}"
+            )
+        return load_recipe(str(self.recipe), tuple(SOURCES))
+
     def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
         """The cache id, from the kwargs that can change this config's rows only: speed settings never do,
-        and embedding and dedup settings do not for a plain config. So the same rows are built once."""
+        and embedding and dedup settings do not for a plain config (nor for a recipe, whose own are in its
+        content). A recipe counts by its content's digest, not its file name. So the same rows are built once."""
         ignored = set(SPEED_FIELDS) | (set() if self.is_dedup else set(DEDUP_FIELDS))
         relevant = {key: value for key, value in config_kwargs.items() if key not in ignored}
+        if self.is_recipe:
+            relevant["recipe"] = self.recipe_spec().digest()
         return super().create_config_id(relevant, custom_features)
 
     @property
@@ -194,9 +229,21 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         return bool(self.decontaminate)
 
     @property
+    def is_recipe(self) -> bool:
+        """Whether this is the config `recipe`, made from a recipe's sources."""
+        return self.name == RECIPE_CONFIG
+
+    @property
     def is_derived(self) -> bool:
-        """Whether this config is made from its plain config's rows (deduplicated or decontaminated)."""
-        return self.is_dedup or self.is_decontaminated
+        """Whether this config is made from plain configs' rows (deduplicated, decontaminated or a recipe)."""
+        return self.is_dedup or self.is_decontaminated or self.is_recipe
+
+    def references(self) -> list[str]:
+        """The benchmarks this config's rows are checked against: its own, or its recipe's."""
+        if self.is_recipe:
+            spec = self.recipe_spec().decontaminate
+            return list(spec.references) if spec else []
+        return list(self.decontaminate)
 
     @property
     def base_name(self) -> str:
@@ -237,6 +284,11 @@ def named_configs() -> list[LlavaMixesConfig]:
                     description=f"{mix}, near-duplicate images removed at cosine >= {threshold} per image group",
                 )
             )
+    configs.append(
+        LlavaMixesConfig(
+            name=RECIPE_CONFIG, version=VERSION, description="a recipe (recipe=...): several configs mixed"
+        )
+    )
     return configs
 
 
@@ -255,8 +307,9 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         dim = None
         if self.config.is_dedup and self.config.keep_embeddings:
             dim = EmbeddingCache(self.config.cache_root(), self._embedder()).dim
-        features = schema.output_features(self.config.is_dedup, dim, extra_features(self.config.sources))
-        if self.config.is_decontaminated:
+        dedup = self.config.is_dedup or self.config.is_recipe
+        features = schema.output_features(dedup, dim, extra_features(self.config.sources))
+        if self.config.is_decontaminated or self.config.is_recipe:
             features.update(DECONTAM_FEATURES)
         return datasets.DatasetInfo(
             description=self.config.description or fields_of_sources["description"],
@@ -285,19 +338,42 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             self._annotation_files(data_dir)
             return [datasets.SplitGenerator(schema.TRAIN_SPLIT, gen_kwargs={"sources": list(self.config.sources)})]
         forced = bool(getattr(dl_manager.download_config, "force_download", False))
-        result = self._derived(rebuild_base=forced)
+        result = self._mixed(rebuild_base=forced) if self.config.is_recipe else self._derived(rebuild_base=forced)
         return [datasets.SplitGenerator(split, gen_kwargs={"dataset": rows}) for split, rows in result.items()]
 
-    def _base_builder(self) -> LlavaMixes:
+    def _base_builder(self, config_name: str | None = None) -> LlavaMixes:
         kwargs = {"data_dir": self.config.data_dir, "data_files": self.config.data_files}
         kwargs.update(self.config.base_overrides())
         return LlavaMixes(
             cache_dir=self._cache_dir_root,
-            config_name=self.config.base_name,
+            config_name=config_name or self.config.base_name,
             hash=self.hash,
             dataset_name=self.dataset_name,
             **kwargs,
         )
+
+    def _base_builders(self) -> list[LlavaMixes]:
+        """The plain builds this derived config is made from: its plain config, or each source of its recipe."""
+        if self.config.is_recipe:
+            return [self._base_builder(source) for source in self.config.sources]
+        return [self._base_builder()]
+
+    def _mixed(self, rebuild_base: bool) -> dict[str, datasets.Dataset]:
+        """The splits of the config `recipe`, from its sources' plain builds (see `mixing.mix_recipe`)."""
+        config = self.config
+        sources = []
+        for base_builder in self._base_builders():
+            base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
+            folder = Path(base_builder.cache_dir)
+            rows = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
+            sources.append(SourceBuild(base_builder.config.name, rows, BuildReport.load(folder / REPORT_FILE)))
+        self._base_digest = bases_digest([Path(base.cache_dir) for base in self._base_builders()])
+        embedding = Embedding(config.cache_root(), config.device, config.batch_size, config.num_workers)
+        splits, self._pending_report = mix_recipe(
+            config.recipe_spec(), sources, config.name, str(config.version), embedding
+        )
+        features = self.info.features
+        return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
     def _derived(self, rebuild_base: bool) -> dict[str, datasets.Dataset]:
         """The splits of a deduplicated and/or decontaminated config, from its plain config's rows: the rows whose
@@ -425,8 +501,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         report.save(Path(self._output_dir) / REPORT_FILE)
         if self.config.is_derived:
             build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest)
-            if self.config.is_decontaminated:
-                record_references(Path(self._output_dir), list(self.config.decontaminate))
+            if self.config.references():
+                record_references(Path(self._output_dir), self.config.references())
             return
         parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
         build_inputs.write_record(Path(self._output_dir), parts)
@@ -507,17 +583,16 @@ def configure(config: str, data_dir: str | None, cache_dir: str | None = None, *
 def prepare(dataset_builder: LlavaMixes) -> Built:
     """Build `dataset_builder`'s config, or reuse its cached build when its inputs are unchanged."""
     dataset_builder.download_and_prepare()
-    base_builder = dataset_builder._base_builder() if dataset_builder.config.is_derived else dataset_builder
-    if base_builder is not dataset_builder:
-        base_builder.download_and_prepare()
+    dataset = dataset_builder.as_dataset()
+    if dataset_builder.config.is_recipe:
+        base = recipe_base(dataset)
+    else:
+        base_builder = dataset_builder._base_builder() if dataset_builder.config.is_derived else dataset_builder
+        if base_builder is not dataset_builder:
+            base_builder.download_and_prepare()
+        base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
     folder = Path(dataset_builder.cache_dir)
-    return Built(
-        dataset_builder.config,
-        dataset_builder.as_dataset(),
-        BuildReport.load(folder / REPORT_FILE),
-        base_builder.as_dataset(split=schema.TRAIN_SPLIT),
-        folder,
-    )
+    return Built(dataset_builder.config, dataset, BuildReport.load(folder / REPORT_FILE), base, folder)
 
 
 def build(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> Built:

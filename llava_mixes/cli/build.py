@@ -8,15 +8,14 @@ import sys
 from pathlib import Path
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_table
-from llava_mixes.builder import CONFIG_NAMES, LlavaMixes, LlavaMixesConfig, build
+from llava_mixes.build_report import BuildReport, format_recipe_table, format_table
+from llava_mixes.builder import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixes, LlavaMixesConfig, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.decontam import format_benchmark_table
 from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixing import RecipeBuilt, build_recipe, format_recipe_table
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.plugin import DEDUP_MARK
@@ -164,6 +163,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             out(f"{name:36s} {copy:28s} {near:15s} {what}")
         return 0
     for config in LlavaMixes.BUILDER_CONFIGS:
+        if config.is_recipe:
+            out(f"{config.name:28s} v{config.version}  a recipe: --recipe FILE or a shipped recipe's name")
+            continue
         sources = ", ".join(SOURCES[name].name for name in config.sources)
         dedup = f"dedup at cosine >= {config.dedup_threshold}, per group" if config.is_dedup else "not deduplicated"
         out(f"{config.name:28s} v{config.version}  {dedup:34s} {sources}")
@@ -173,6 +175,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def print_report(report: BuildReport) -> None:
     """Print a build's statistics table, its rejections by reason and its cache repairs."""
     out(f"\n{report.config_name} (v{report.version}): {report.rows_in:,} rows in")
+    if report.recipe:
+        out(f"recipe {report.recipe['name']} ({report.recipe['digest'][:12]}), rows per source:")
+        out(format_recipe_table(report))
     if report.dedup:
         embedder = report.dedup["embedder"]
         scope = "within each image group" if report.dedup["scope"] == "group" else "across all images"
@@ -195,43 +200,22 @@ def print_report(report: BuildReport) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build a config (or `--recipe`) from local downloads, print its statistics table and write it as JSON."""
-    if args.recipe is not None or args.config is None:
-        return cmd_build_recipe(args)
-    check_flags_apply(args, [args.config])
-    report = build(args.config, args.data_dir, args.cache_dir, **config_kwargs(args)).report
-    print_report(report)
-    stats_path = Path(args.stats_json or f"{args.config}.stats.json")
-    report.save(stats_path)
+    if (args.recipe is None) == (args.config is None or args.config == RECIPE_CONFIG):
+        raise ConfigError("give exactly one of CONFIG and --recipe")
+    kwargs = config_kwargs(args)
+    if args.recipe is not None:
+        args.config, kwargs["recipe"] = RECIPE_CONFIG, args.recipe
+    else:
+        check_flags_apply(args, [args.config])
+    built = build(args.config, args.data_dir, args.cache_dir, **kwargs)
+    print_report(built.report)
+    splits = ", ".join(f"{name}: {len(rows):,}" for name, rows in built.dataset.items())
+    out(f"splits: {splits}")
+    name = f"recipe-{built.report.recipe['name']}" if built.report.recipe else args.config
+    stats_path = Path(args.stats_json or f"{name}.stats.json")
+    built.report.save(stats_path)
     out(f"statistics written to {stats_path}")
     return 0
-
-
-def cmd_build_recipe(args: argparse.Namespace) -> int:
-    """Build `--recipe` and print its per-source table and, when it decontaminates, the per-benchmark table."""
-    if (args.recipe is None) == (args.config is None):
-        raise ConfigError("give exactly one of CONFIG and --recipe")
-    built = build_recipe(
-        args.recipe,
-        args.data_dir,
-        args.cache_dir,
-        content_cache_dir=args.content_cache_dir,
-        device=args.device,
-        batch_size=args.batch_size or 64,
-        num_workers=args.num_workers,
-    )
-    print_recipe(built)
-    return 0
-
-
-def print_recipe(built: RecipeBuilt) -> None:
-    """Print a recipe build's splits, per-source accounting and per-benchmark table."""
-    recipe = built.recipe
-    splits = ", ".join(f"{name}: {len(rows):,}" for name, rows in built.dataset.items())
-    out(f"\nrecipe {recipe.name} ({recipe.digest()[:12]}): {splits}")
-    out(format_recipe_table(built))
-    if built.decontamination:
-        out(f"decontamination: cosine >= {built.decontamination['threshold']}")
-        out(format_benchmark_table(built.decontamination))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -245,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{len(fixture.expected_rejections)} rows to reject"
         )
     kwargs = {"embedder": args.embedder, "content_cache_dir": str(folder / "content_cache")}
-    plain = [config.name for config in LlavaMixes.BUILDER_CONFIGS if not config.is_dedup]
+    plain = [config.name for config in LlavaMixes.BUILDER_CONFIGS if not config.is_derived]
     for config in [plain[0], DEMO_DEDUP_CONFIGS[0], *plain[1:], *DEMO_DEDUP_CONFIGS[1:]]:
         report = build(config, str(folder / "playground"), str(folder / "hf_cache"), **kwargs).report
         print_report(report)
@@ -260,14 +244,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report.report.save(folder / f"{config}-decontaminated.stats.json")
     recipe = write_demo_recipe(folder, evals.root)
     out(f"\nrecipe {recipe}, decontaminated against the same benchmarks:")
-    print_recipe(
-        build_recipe(
-            recipe,
-            str(folder / "playground"),
-            str(folder / "hf_cache"),
-            **{"content_cache_dir": kwargs["content_cache_dir"]},
-        )
+    built = build(
+        RECIPE_CONFIG,
+        str(folder / "playground"),
+        str(folder / "hf_cache"),
+        recipe=str(recipe),
+        content_cache_dir=kwargs["content_cache_dir"],
     )
+    print_report(built.report)
+    built.report.save(folder / f"recipe-{built.report.recipe['name']}.stats.json")
     out(f"\nstatistics written to {folder}/*.stats.json")
     return 0
 

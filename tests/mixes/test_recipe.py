@@ -1,21 +1,28 @@
 """Recipes: schema validation (errors name the key and the allowed values), seeded sampling, the shipped
-recipes on the demo playground with every row accounted for, the same ids from two builds, `build --recipe`."""
+recipes on the demo playground with every row accounted for, the same ids from two builds, `build --recipe`, and
+the config `recipe` of `load_dataset`: cached as a whole, rebuilt when the recipe, a source or a benchmark changes."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+import datasets
 import pytest
 
 from llava_mixes import schema
+from llava_mixes.build_report import RECIPE_COUNTS, load_report, recipe_accounted
+from llava_mixes.builder import Built, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixes.recipe import RecipeSource, load_recipe, parse_recipe, shipped_recipes
-from llava_mixes.mixing import DUPLICATE_SPLIT, build_recipe
+from llava_mixes.mixes.recipe import RecipeSource, parse_recipe, shipped_recipes
+from llava_mixes.mixing import DUPLICATE_SPLIT
 from llava_mixes.playground import Playground
 from llava_mixes.playground.eval import write_eval_playground
+from llava_mixes.playground.layout import ANNOTATION_FILE
 
 PLAIN = tuple(SOURCES)
 
@@ -53,20 +60,31 @@ def test_the_digest_follows_the_content() -> None:
     assert one.digest() != parse_recipe({"sources": ["mix665k"], "seed": 1}, "a", PLAIN).digest()
 
 
+def build_recipe(recipe: str | Path, playground: Playground, tmp_path: Path) -> Built:
+    kwargs = {"recipe": str(recipe), "content_cache_dir": str(tmp_path / "cc")}
+    return build("recipe", str(playground.root), str(tmp_path / "hf"), **kwargs)
+
+
+def counts(built: Built) -> dict[str, dict[str, int]]:
+    return built.report.recipe["sources"]
+
+
 @pytest.mark.parametrize("name", ["llava-1.5", "llava-en-all", "llava-bilingual"])
 def test_shipped_recipes_build_on_the_playground(playground: Playground, tmp_path: Path, name: str) -> None:
     assert name in shipped_recipes()
-    kwargs = {"content_cache_dir": str(tmp_path / "cc")}
-    built = build_recipe(name, str(playground.root), str(tmp_path / "hf"), **kwargs)
-    assert built.accounted()
-    again = build_recipe(load_recipe(name, PLAIN), str(playground.root), str(tmp_path / "hf"), **kwargs)
-    assert again.dataset[schema.TRAIN_SPLIT][schema.ID] == built.dataset[schema.TRAIN_SPLIT][schema.ID]
-    kept = sum(counts["kept"] for counts in built.sources.values())
+    built = build_recipe(name, playground, tmp_path)
+    assert recipe_accounted(built.report)
+    assert all(c["rows_in"] == sum(c[key] for key in RECIPE_COUNTS[1:]) for c in counts(built).values())
+    kept = sum(c["kept"] for c in counts(built).values())
     assert kept == len(built.dataset[schema.TRAIN_SPLIT]) > 0
-    assert sum(c["duplicate_rows"] for c in built.sources.values()) == len(built.dataset[DUPLICATE_SPLIT])
+    assert sum(c["duplicate_rows"] for c in counts(built).values()) == len(built.dataset[DUPLICATE_SPLIT])
+    # A second build from a fresh `datasets` cache (the recipe's steps run again) gives the same ids.
+    shutil.rmtree(tmp_path / "hf")
+    again = build_recipe(name, playground, tmp_path)
+    assert again.dataset[schema.TRAIN_SPLIT][schema.ID] == built.dataset[schema.TRAIN_SPLIT][schema.ID]
     if name == "llava-en-all":
         # Later sources repeat the 665K mix's rows and pictures: they lose rows as exact copies or near copies.
-        svit = built.sources["svit-mix665k"]
+        svit = counts(built)["svit-mix665k"]
         assert len(built.dataset[schema.REMOVED_SPLIT]) > 0 and svit["duplicate_rows"] + svit["removed"] > 0
 
 
@@ -79,12 +97,102 @@ def test_a_recipe_with_sampling_and_decontamination(
         "seed: 3\nsources:\n  - mix665k\n  - {config: sharegpt4v-mix665k, sample: 0.5}\n"
         f"dedup: {{threshold: 0.8}}\ndecontaminate: {{references: [{str(evals.root)!r}], embedder: thumbnail}}\n"
     )
-    kwargs = {"content_cache_dir": str(tmp_path / "cc")}
-    built = build_recipe(recipe, str(playground.root), str(tmp_path / "hf"), **kwargs)
-    assert built.accounted()
-    assert built.sources["sharegpt4v-mix665k"]["not_sampled"] > 0
-    assert len(built.dataset[CONTAMINATED_SPLIT]) == sum(c["contaminated"] for c in built.sources.values()) > 0
+    built = build_recipe(recipe, playground, tmp_path)
+    assert recipe_accounted(built.report)
+    assert counts(built)["sharegpt4v-mix665k"]["not_sampled"] > 0
+    assert len(built.dataset[CONTAMINATED_SPLIT]) == sum(c["contaminated"] for c in counts(built).values()) > 0
+    assert set(built.dataset) == {schema.TRAIN_SPLIT, schema.REMOVED_SPLIT, CONTAMINATED_SPLIT, DUPLICATE_SPLIT}
+    stats = tmp_path / "mix.stats.json"
     args = ["build", "--recipe", str(recipe), "--data-dir", str(playground.root), "--cache-dir", str(tmp_path / "hf")]
-    assert main([*args, "--content-cache-dir", str(tmp_path / "cc")]) == 0
+    assert main([*args, "--content-cache-dir", str(tmp_path / "cc"), "--stats-json", str(stats)]) == 0
     printed = capsys.readouterr().out
-    assert "rows in" in printed and "pope" in printed and built.recipe.digest()[:12] in printed
+    assert "pope" in printed and built.report.recipe["digest"][:12] in printed and "not sampled" in printed
+    assert json.loads(stats.read_text())["recipe"]["sources"] == counts(built)
+
+
+def test_build_refuses_a_recipe_and_a_config_together(
+    playground: Playground, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["build", "mix665k", "--recipe", "llava-1.5", "--data-dir", str(playground.root)]) != 0
+    assert "give exactly one of CONFIG and --recipe" in caplog.text
+    assert main(["build", "--recipe", "llava-1.5", "--threshold", "0.8", "--data-dir", str(playground.root)]) != 0
+    assert "dedup_threshold=0.8 is not allowed for config 'recipe'" in caplog.text
+
+
+def load(playground: Playground, recipe: str | Path, tmp_path: Path) -> datasets.DatasetDict:
+    kwargs = {"recipe": str(recipe), "content_cache_dir": str(tmp_path / "cc")}
+    return datasets.load_dataset("llava_mixes", "recipe", data_dir=str(playground.root), **kwargs)
+
+
+def arrow_files(dataset: datasets.DatasetDict) -> set[str]:
+    return {item["filename"] for split in dataset.values() for item in split.cache_files}
+
+
+def test_load_dataset_builds_a_recipe_once_and_again_when_its_content_changes(
+    playground: Playground, tmp_path: Path
+) -> None:
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("name: mix\nsources: [mix665k, sharegpt4v-mix665k]\n")
+    first = load(playground, recipe, tmp_path)
+    assert set(first) == {schema.TRAIN_SPLIT, DUPLICATE_SPLIT}
+    report = load_report(first)
+    assert report.config_name == "recipe" and recipe_accounted(report)
+    assert report.rows_in == sum(c["rows_in"] for c in report.recipe["sources"].values())
+    again = load(playground, recipe, tmp_path)
+    assert arrow_files(again) == arrow_files(first)
+    # The same content (its name included) under another file name is the same build; a changed content is not.
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(recipe.read_text())
+    assert arrow_files(load(playground, renamed, tmp_path)) == arrow_files(first)
+    recipe.write_text("name: mix\nsources: [mix665k, {config: sharegpt4v-mix665k, sample: 3}]\n")
+    edited = load(playground, recipe, tmp_path)
+    assert arrow_files(edited).isdisjoint(arrow_files(first))
+    assert load_report(edited).recipe["sources"]["sharegpt4v-mix665k"]["not_sampled"] > 0
+    assert len(edited[schema.TRAIN_SPLIT]) < len(first[schema.TRAIN_SPLIT])
+
+
+def test_an_edited_source_rebuilds_the_recipe(playground: Playground, tmp_path: Path) -> None:
+    first = load(playground, "llava-bilingual", tmp_path)
+    path = playground.root / ANNOTATION_FILE
+    rows = json.loads(path.read_text())
+    rows[0]["conversations"][1]["value"] = "an edited answer"
+    path.write_text(json.dumps(rows, indent=1))
+    after = load(playground, "llava-bilingual", tmp_path)
+    texts = [row[schema.CONVERSATIONS][1]["value"] for row in after[schema.TRAIN_SPLIT].remove_columns(schema.IMAGE)]
+    before = [row[schema.CONVERSATIONS][1]["value"] for row in first[schema.TRAIN_SPLIT].remove_columns(schema.IMAGE)]
+    assert "an edited answer" in texts and "an edited answer" not in before
+
+
+def test_a_changed_benchmark_rebuilds_the_recipe(playground: Playground, tmp_path: Path) -> None:
+    evals = write_eval_playground(playground.root)
+    recipe = tmp_path / "mix.yaml"
+    references = f"{{references: [{str(evals.root)!r}], embedder: thumbnail}}"
+    recipe.write_text(f"sources: [mix665k]\ndecontaminate: {references}\n")
+    first = load(playground, recipe, tmp_path)
+    assert len(first[CONTAMINATED_SPLIT]) > 0 and "pope" in benchmarks(first)
+    shutil.rmtree(evals.root / "pope")
+    after = load(playground, recipe, tmp_path)
+    assert 0 < len(after[CONTAMINATED_SPLIT]) < len(first[CONTAMINATED_SPLIT])
+    assert "pope" not in benchmarks(after)
+
+
+def benchmarks(dataset: datasets.DatasetDict) -> set[str]:
+    return {item["benchmark"] for item in load_report(dataset).decontamination["benchmarks"]}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, r"config 'recipe' needs recipe=.*\['llava-1.5', 'llava-bilingual', 'llava-en-all'\]"),
+        ({"recipe": "nope"}, r"recipe='nope' is neither a file nor a shipped recipe"),
+        ({"recipe": "llava-1.5", "dedup_threshold": 0.8}, r"dedup_threshold=0.8 is not allowed for config 'recipe'"),
+    ],
+)
+def test_the_recipe_config_names_what_is_wrong(playground: Playground, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        datasets.load_dataset("llava_mixes", "recipe", data_dir=str(playground.root), **kwargs)
+
+
+def test_recipe_applies_to_the_recipe_config_only(playground: Playground) -> None:
+    with pytest.raises(ConfigError, match=r"recipe='llava-1.5' is not allowed for config 'mix665k'"):
+        datasets.load_dataset("llava_mixes", "mix665k", data_dir=str(playground.root), recipe="llava-1.5")
