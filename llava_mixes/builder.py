@@ -52,8 +52,8 @@ from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.freshness import bases_digest, is_built, stale_reason
-from llava_mixes.mixes.recipe import Recipe, load_recipe, shipped_recipes
-from llava_mixes.mixing import Embedding, SourceBuild, mix_recipe, recipe_base
+from llava_mixes.mixes.recipe import Recipe
+from llava_mixes.mixing import Embedding, SourceBuild, config_recipe, mix_recipe, recipe_base
 from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.data_files import files_per_source
@@ -191,22 +191,13 @@ class LlavaMixesConfig(datasets.BuilderConfig):
 
     def _check_recipe_fields(self) -> None:
         """The config `recipe`: a recipe is given, and no field that the recipe sets; its sources are the recipe's."""
-        for name in ("dedup_threshold", "decontaminate", "decontaminate_threshold"):
-            if getattr(self, name):
-                raise ConfigError(
-                    f"{name}={getattr(self, name)!r} is not allowed for config 'recipe': set dedup and decontaminate "
-                    "in the recipe (see llava_mixes/mixes/recipe.py)"
-                )
-        self.sources = tuple(source.config for source in self.recipe_spec().sources)
+        names = ("dedup_threshold", "decontaminate", "decontaminate_threshold")
+        refused = {name: getattr(self, name) for name in names}
+        self.sources = tuple(source.config for source in config_recipe(self.recipe, refused).sources)
 
     def recipe_spec(self) -> Recipe:
         """The recipe of the config `recipe`, loaded and validated."""
-        if self.recipe is None:
-            raise ConfigError(
-                "config 'recipe' needs recipe=: a recipe YAML file or a shipped recipe's name, one of "
-                f"{list(shipped_recipes())}"
-            )
-        return load_recipe(str(self.recipe), tuple(SOURCES))
+        return config_recipe(self.recipe)
 
     def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
         """The cache id, from the kwargs that can change this config's rows only: speed settings never do,

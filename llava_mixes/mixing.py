@@ -24,7 +24,8 @@ from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.embedding.transform import fill_cache
-from llava_mixes.mixes.recipe import Recipe, RecipeDedup
+from llava_mixes.errors import ConfigError
+from llava_mixes.mixes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,23 @@ class Embedding:
     device: str | None = None
     batch_size: int = 64
     num_workers: int | None = None
+
+
+def config_recipe(recipe: str | None, refused: dict[str, object] | None = None) -> Recipe:
+    """The recipe of the builder's config `recipe` (a YAML file or a shipped recipe's name), loaded and validated;
+    `refused` are config fields the recipe sets itself, which must be unset."""
+    for name, value in (refused or {}).items():
+        if value:
+            raise ConfigError(
+                f"{name}={value!r} is not allowed for config 'recipe': set dedup and decontaminate in the recipe "
+                "(see llava_mixes/mixes/recipe.py)"
+            )
+    if recipe is None:
+        raise ConfigError(
+            "config 'recipe' needs recipe=: a recipe YAML file or a shipped recipe's name, one of "
+            f"{list(shipped_recipes())}"
+        )
+    return load_recipe(str(recipe), tuple(SOURCES))
 
 
 def _count(rows: datasets.Dataset, names: dict[str, str]) -> Counter[str]:
