@@ -49,6 +49,10 @@ def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     plain = [*SOURCES, "mix665k+zh600k"]
     assert all(f"\n{name} (v1.0.0)" in out for name in [*plain, "mix665k+zh600k-dedup-0.8"])
     assert "| zh600k | 7 | 7 | 1 | 6 | 6 | 2 |" in out and "| total | 56 | 51 | 8 | 43 | 48 | 8 |" in out
+    # The recipe build goes through the config `recipe`: its per-source and per-benchmark tables, its report.
+    assert "\nrecipe (v1.0.0)" in out and "recipe llava-en-all-decontaminated (" in out and "| pope |" in out
+    report = json.loads((tmp_path / "demo" / "recipe-llava-en-all-decontaminated.stats.json").read_text())
+    assert report["recipe"]["sources"]["svit-mix665k"]["rows_in"] > 0
 
 
 def test_list_embedders_states_each_embedders_thresholds(capsys: pytest.CaptureFixture[str]) -> None:
