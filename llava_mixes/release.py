@@ -38,19 +38,32 @@ def release(
     config_kwargs: dict[str, object] | None = None,
     card_views: bool = True,
     commit_message: str | None = None,
+    branch: str | None = None,
+    create_pr: bool = False,
 ) -> PublishResult:
     """Build `configs` from `data_dir` and release them as `version` of `repo_id` (or of the tree in `local_dir`).
 
     With `card_views`, the card also shows each dedup config's threshold sweep and a few near-duplicate pairs,
     from the cached embeddings in one pass. The Hub token comes from `token` or, when None, from
-    huggingface_hub's usual sources (`HF_TOKEN`, the stored login).
+    huggingface_hub's usual sources (`HF_TOKEN`, the stored login). `branch` commits to that Hub branch (created
+    from `main` when absent); `create_pr` opens a pull request with the release commit instead, untagged (see
+    `llava_mixes.publish.publish` for the version rules of both).
     """
     if not configs:
         raise ConfigError("name at least one config to publish")
     for name in configs:
         check_config_name(name)
     check_arguments(repo_id, version, images)
-    target = open_target(repo_id, version, local_dir=local_dir, private=private, token=token, api=api)
+    target = open_target(
+        repo_id,
+        version,
+        local_dir=local_dir,
+        private=private,
+        token=token,
+        api=api,
+        branch=branch,
+        create_pr=create_pr,
+    )
     built = [build(name, data_dir, cache_dir, **(config_kwargs or {})) for name in configs]
     views: dict[str, DedupAnalysis] = {}
     for config in built:

@@ -29,9 +29,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
         card_views=not args.no_card_views,
         token=args.token,
         commit_message=args.commit_message,
+        branch=args.branch,
+        create_pr=args.create_pr,
     )
+    if result.tagged and not result.changed:
+        out(f"v{result.version} of {', '.join(result.configs)} was merged into {result.target} but untagged:")
+        out(f"  tagged v{result.version} at {result.revision}; no data written")
+        return 0
     if not result.changed:
         out(f"v{result.version} of {result.target} already holds {', '.join(result.configs)}: nothing to do")
+        return 0
+    if not result.tagged:
+        out(f"opened a pull request with v{result.version} of {', '.join(result.configs)} on {result.target}:")
+        where = result.pr_url or "listed under the repo's pull requests"
+        out(f"  {where} (commit {result.revision})")
+        out(f"  {len(result.written)} files written, {len(result.deleted)} removed")
+        out(f"  not tagged yet: after the merge, run this publish again without --create-pr to tag v{result.version}")
         return 0
     out(f"published v{result.version} of {', '.join(result.configs)} to {result.target} ({result.revision})")
     out(f"  {len(result.written)} files written, {len(result.deleted)} removed")
@@ -57,6 +70,19 @@ def add_options(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--private", action="store_true", help="create the Hub repo private")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored `hf auth login`); never printed")
     parser.add_argument("--commit-message", help="the release commit's message (default: Publish vX.Y.Z: CONFIGS)")
+    parser.add_argument(
+        "--branch",
+        "--revision",
+        dest="branch",
+        help="commit to this Hub branch, created from main if absent, and read its manifest; the vX.Y.Z tags are "
+        "repo-wide, so versions stay global (default: main)",
+    )
+    parser.add_argument(
+        "--create-pr",
+        action="store_true",
+        help="open a Hub pull request with the release instead of committing; it is not tagged: after the merge, "
+        "run the same publish without --create-pr to tag it",
+    )
     parser.add_argument("--images", choices=IMAGE_MODES, default="bytes", help="bytes (viewer) or paths (smaller)")
     parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="uncompressed bytes per shard")
     parser.add_argument("--set-default", action="store_true", help="make the first CONFIG the repo's default")

@@ -11,6 +11,13 @@ Version rules, the same for a local folder (whose releases are those its manifes
 - republishing a released version with identical content (the same data files, byte for byte) is a
   no-op; with different content, or with a config that release did not have, it is refused;
 - publishing some configs keeps every other config already in the repo, its files and its card entry.
+
+On the Hub, a branch (`branch`, created from `main` when absent) has its own manifest, read from that branch,
+but tags are repo-wide, so versions are global: a new version must also be higher than every `vX.Y.Z` tag.
+A pull request (`create_pr`) carries the release commit and is not tagged: a tag on an unmerged commit would
+be a release that can still change. Once it is merged, the same publish without `create_pr` finds the
+release in the branch's manifest with identical content, writes no data, and tags the branch's head, provided
+that release is still the branch's latest. A local folder has no branches, pull requests or tags.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ CARD_FILE = "README.md"
 MANIFEST_FORMAT = 1
 VERSION_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+BRANCH_PATTERN = re.compile(r"^(?!refs/)(?!.*\.\.)(?!.*//)[A-Za-z0-9][\w./-]*(?<![./])$")
+TAG_PATTERN = re.compile(r"^v((0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*))$")
 
 
 @dataclass
@@ -59,6 +68,8 @@ class PublishResult:
     revision: str | None = None
     written: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    pr_url: str | None = None
+    tagged: bool = False
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -82,6 +93,21 @@ def check_arguments(repo_id: str, version: str, images: str) -> None:
         raise ConfigError(f"--images {images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
 
 
+def check_target(local_dir: str | Path | None, branch: str | None, create_pr: bool) -> None:
+    """Refuse a branch name git would not take, and a branch or pull request for a local folder (which has none)."""
+    if local_dir is not None and (branch is not None or create_pr):
+        flags = " and ".join(flag for flag, on in (("--branch", branch is not None), ("--create-pr", create_pr)) if on)
+        raise ConfigError(
+            f"{flags} apply to a Hub repo only; --local-dir {str(local_dir)!r} is a folder, which has no branches "
+            "or pull requests: leave them out, or publish to the Hub"
+        )
+    if branch is not None and not BRANCH_PATTERN.match(branch):
+        raise ConfigError(
+            f"--branch {branch!r} is not allowed; it must be a branch name such as main or dev "
+            "(letters, digits, '.', '_', '-', '/'; not refs/..., no '..')"
+        )
+
+
 def open_target(
     repo_id: str,
     version: str,
@@ -90,10 +116,17 @@ def open_target(
     private: bool = False,
     token: str | None = None,
     api: HfApi | None = None,
+    branch: str | None = None,
+    create_pr: bool = False,
 ) -> Target:
-    """The repo to publish to, opened, after refusing (before anything is built) a version that is neither
-    released nor higher than its latest release."""
-    target: Target = LocalRepo(Path(local_dir)) if local_dir is not None else HubRepo(repo_id, api, token, private)
+    """The repo to publish to, opened (on `branch`, or for a pull request against it with `create_pr`), after
+    refusing (before anything is built) a version that is neither released nor higher than its latest release."""
+    check_target(local_dir, branch, create_pr)
+    target: Target = (
+        LocalRepo(Path(local_dir))
+        if local_dir is not None
+        else HubRepo(repo_id, api, token, private, branch=branch, create_pr=create_pr)
+    )
     try:
         target.open()
         check_version(read_manifest(target), target.tags(), version)
@@ -139,6 +172,13 @@ def check_version(manifest: dict[str, Any], tags: set[str], version: str) -> Non
             raise PublishError(
                 f"version {version} is not higher than the latest release, {latest}; versions only go up"
             )
+    tagged = sorted(_version_key(match[1]) for match in map(TAG_PATTERN.match, tags) if match)
+    if tagged and _version_key(version) <= tagged[-1]:
+        highest = ".".join(map(str, tagged[-1]))
+        raise PublishError(
+            f"version {version} is not higher than v{highest}, the highest release tag of the repo (tags are "
+            "repo-wide, so a release on any branch counts); versions only go up"
+        )
 
 
 def merge(
@@ -243,16 +283,51 @@ def _publish(
                     f"{_next_patch(manifest['versions'][-1]['version'])}"
                 )
             logger.info("version %s already holds this content: nothing to publish", version)
-            return PublishResult(target.describe(), version, list(entries), changed=False)
+            result = PublishResult(target.describe(), version, list(entries), changed=False)
+            if target.keeps_tags and f"v{version}" not in target.tags():
+                _tag_merged(target, manifest, version, commit_message or f"Publish v{version}: {', '.join(entries)}")
+                result.revision, result.tagged = target.head(), True
+            return result
         updated = merge(manifest, entries, version, set_default)
         write_atomic(staging / CARD_FILE, render_card(updated, repo_id).encode())
         write_atomic(staging / MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode())
         additions = [*_repo_files(entries), CARD_FILE, MANIFEST_FILE]
         deletions = _stale(target.files(), entries)
         message = commit_message or f"Publish v{version}: {', '.join(entries)}"
-        revision = target.commit(staging, additions, deletions, message)
-        target.tag(f"v{version}", revision, message)
-    return PublishResult(target.describe(), version, list(entries), True, revision, additions, deletions)
+        commit = target.commit(staging, additions, deletions, message)
+        if not target.create_pr:
+            target.tag(f"v{version}", commit.revision, message)
+    return PublishResult(
+        target.describe(),
+        version,
+        list(entries),
+        True,
+        commit.revision,
+        additions,
+        deletions,
+        commit.pr_url,
+        tagged=not target.create_pr,
+    )
+
+
+def _tag_merged(target: Target, manifest: dict[str, Any], version: str, message: str) -> None:
+    """Tag the head as `v{version}`: a release that came in through a merged pull request and has no tag yet.
+    Refused with `create_pr` (tagging is the maintainer's step) and when a later release followed it (the head
+    then holds more than that release)."""
+    latest = manifest["versions"][-1]["version"]
+    if target.create_pr:
+        raise PublishError(
+            f"version {version} is already merged into {target.describe()} but not tagged; run the same publish "
+            "without --create-pr to tag it"
+        )
+    if latest != version:
+        raise PublishError(
+            f"version {version} of {target.describe()} is merged but not tagged, and {latest} was released after "
+            f"it, so the head is not that release: tag the commit that merged it by hand "
+            f"(hf repos tag create REPO v{version} --revision COMMIT --repo-type dataset)"
+        )
+    target.tag(f"v{version}", target.head(), message)
+    logger.info("v%s was merged but untagged: tagged %s", version, target.head())
 
 
 def _next_patch(version: str) -> str:

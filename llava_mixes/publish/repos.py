@@ -3,7 +3,9 @@
 Both targets offer the same few operations: read a file of the current tree, list the tree, list the
 release tags, commit a staged set of additions and deletions at once, and tag a commit. A local folder
 has no git: its releases are the ones its manifest records, and a commit moves staged files into place
-(data first, then `README.md`, then the manifest, each by an atomic rename).
+(data first, then `README.md`, then the manifest, each by an atomic rename). A Hub repo may be written on a
+branch other than `main` (created from `main` when absent, as `hf upload --revision` does), or through a pull
+request against that branch (`create_pr`), which leaves the branch as it is until someone merges it.
 
 Hub errors, and a connection that fails, are re-raised as `PublishError` with every token in use scrubbed
 from the message (see `redact`).
@@ -18,11 +20,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, RevisionNotFoundError
 
 from llava_mixes.errors import PublishError
 from llava_mixes.network import NETWORK_ERRORS
@@ -52,8 +55,20 @@ def redact(text: str, token: str | None) -> str:
     return TOKEN_PATTERN.sub("hf_***", text)
 
 
+@dataclass(frozen=True)
+class Commit:
+    """A commit a target made: its revision, and the pull request that holds it when it is not on a branch."""
+
+    revision: str
+    pr_url: str | None = None
+
+
 class Target(Protocol):
-    """What a publish needs from the place it writes to."""
+    """What a publish needs from the place it writes to. `keeps_tags`: its releases are git tags (a Hub repo);
+    `create_pr`: its commits open pull requests instead of moving a branch."""
+
+    keeps_tags: bool
+    create_pr: bool
 
     def describe(self) -> str: ...
 
@@ -67,13 +82,18 @@ class Target(Protocol):
 
     def staging(self) -> AbstractContextManager[Path]: ...
 
-    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str: ...
+    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> Commit: ...
+
+    def head(self) -> str: ...
 
     def tag(self, name: str, revision: str, message: str) -> None: ...
 
 
 class LocalRepo:
     """A repo tree in a local folder (see the module docstring)."""
+
+    keeps_tags = False
+    create_pr = False
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -110,7 +130,7 @@ class LocalRepo:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str:
+    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> Commit:
         """Move data files into place, remove stale ones, then move the root files (card, manifest) last."""
         data = [path for path in additions if "/" in path]
         for path in data:
@@ -126,6 +146,9 @@ class LocalRepo:
             if path not in data:
                 os.replace(staging / path, self.root / path)
         logger.info("%s: %s (%d files written, %d removed)", self.root, message, len(additions), len(deletions))
+        return Commit("local")
+
+    def head(self) -> str:
         return "local"
 
     def tag(self, name: str, revision: str, message: str) -> None:
@@ -133,20 +156,31 @@ class LocalRepo:
 
 
 class HubRepo:
-    """A Hub dataset repo, reached only through `api` (an `HfApi`, or a fake of one in tests)."""
+    """A Hub dataset repo, reached only through `api` (an `HfApi`, or a fake of one in tests), written on `branch`
+    (None: `main`) directly or, with `create_pr`, through a pull request against it."""
+
+    keeps_tags = True
 
     def __init__(
-        self, repo_id: str, api: HfApi | None = None, token: str | None = None, private: bool = False
+        self,
+        repo_id: str,
+        api: HfApi | None = None,
+        token: str | None = None,
+        private: bool = False,
+        branch: str | None = None,
+        create_pr: bool = False,
     ) -> None:
         self.repo_id = repo_id
         self.token = token
         self.api = api if api is not None else HfApi(token=token)
         self.private = private
-        self.head: str | None = None
+        self.branch = branch
+        self.create_pr = create_pr
+        self._head: str | None = None
         self._files: list[str] | None = None
 
     def describe(self) -> str:
-        return f"the Hub dataset {self.repo_id}"
+        return f"the Hub dataset {self.repo_id}" + (f" (branch {self.branch})" if self.branch else "")
 
     @contextmanager
     def _calling(self, action: str) -> Iterator[None]:
@@ -167,12 +201,36 @@ class HubRepo:
         with self._calling("creating the repo"):
             self.api.create_repo(self.repo_id, repo_type=REPO_TYPE, private=self.private, exist_ok=True)
         with self._calling("reading the repo"):
-            self.head = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE).sha
+            try:
+                self._head = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=self.branch).sha
+            except RevisionNotFoundError:
+                self._head = None
+        if self._head is None:
+            self._open_branch()
+
+    def _open_branch(self) -> None:
+        """Create the absent `branch` from `main`; refused with `create_pr`, whose pull request needs a branch to
+        merge into (and whose author may not be allowed to create one)."""
+        if self.create_pr:
+            raise PublishError(
+                f"the Hub dataset {self.repo_id} has no branch {self.branch!r} for a pull request to merge into; "
+                "create it (hf repos branch create), or leave out --create-pr to create it from main"
+            )
+        logger.info("%s: branch %s not found; creating it from main", self.repo_id, self.branch)
+        with self._calling(f"creating the branch {self.branch}"):
+            self.api.create_branch(self.repo_id, branch=str(self.branch), repo_type=REPO_TYPE, exist_ok=True)
+            self._head = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=self.branch).sha
+
+    def head(self) -> str:
+        """The commit whose tree this publish reads (the head of the branch when it was opened)."""
+        if self._head is None:
+            raise PublishError(f"the Hub dataset {self.repo_id} was not opened")
+        return self._head
 
     def files(self) -> list[str]:
         if self._files is None:
             with self._calling("listing the repo's files"):
-                self._files = sorted(self.api.list_repo_files(self.repo_id, repo_type=REPO_TYPE, revision=self.head))
+                self._files = sorted(self.api.list_repo_files(self.repo_id, repo_type=REPO_TYPE, revision=self.head()))
         return self._files
 
     def read(self, path: str) -> bytes | None:
@@ -180,7 +238,7 @@ class HubRepo:
             return None
         with self._calling(f"downloading {path}"), tempfile.TemporaryDirectory() as folder:
             local = self.api.hf_hub_download(
-                self.repo_id, path, repo_type=REPO_TYPE, revision=self.head, local_dir=folder
+                self.repo_id, path, repo_type=REPO_TYPE, revision=self.head(), local_dir=folder
             )
             return Path(local).read_bytes()
 
@@ -193,7 +251,9 @@ class HubRepo:
         with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX) as folder:
             yield Path(folder)
 
-    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> str:
+    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> Commit:
+        """One commit on the branch, refused if the branch moved since `open`; with `create_pr`, a pull request
+        from that same commit instead (`parent_commit`, as `HfApi.create_commit` documents)."""
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(staging / path)) for path in additions
         ]
@@ -204,10 +264,15 @@ class HubRepo:
                 operations,
                 commit_message=message,
                 repo_type=REPO_TYPE,
-                parent_commit=self.head,
+                revision=self.branch,
+                create_pr=self.create_pr or None,
+                parent_commit=self.head(),
             )
-        logger.info("%s: committed %s (%s)", self.repo_id, info.oid, message)
-        return str(info.oid)
+        pr_url = getattr(info, "pr_url", None) if self.create_pr else None
+        logger.info(
+            "%s: committed %s (%s)%s", self.repo_id, info.oid, message, f", pull request {pr_url}" if pr_url else ""
+        )
+        return Commit(str(info.oid), pr_url)
 
     def tag(self, name: str, revision: str, message: str) -> None:
         with self._calling(f"tagging {name}"):
