@@ -42,6 +42,7 @@ from llava_mixes.build_report import (
 from llava_mixes.builders import MIXES, SOURCES, check_data_dir, extra_features, info_fields
 from llava_mixes.decontam import CONTAMINATED_SPLIT, DECONTAM_FEATURES, find_contamination, split_contaminated
 from llava_mixes.decontam.decontaminate import DEFAULT_EMBEDDER as DECONTAM_EMBEDDER
+from llava_mixes.decontam.decontaminate import check_settings as check_decontamination
 from llava_mixes.decontam.references import record_references
 from llava_mixes.dedup.deduplicate import KEEP_RULE, SCOPES, SEARCHES, THRESHOLDS, check_threshold, deduplicate
 from llava_mixes.dedup.rows import duplicate_rows
@@ -170,24 +171,9 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             )
         _positive_int("batch_size", self.batch_size)
         _positive_int("num_workers", self.num_workers, allow_none=True)
-        self.decontaminate = (
-            (self.decontaminate,) if isinstance(self.decontaminate, str) else tuple(self.decontaminate)
+        self.decontaminate, self.decontaminate_threshold = check_decontamination(
+            self.decontaminate, self.decontaminate_threshold, self.decontaminate_embedder
         )
-        for reference in self.decontaminate:
-            if not isinstance(reference, str) or not reference:
-                raise ConfigError(
-                    f"decontaminate={list(self.decontaminate)!r} is not allowed; give a list of folder, file or Hub "
-                    "dataset names (an in-memory dataset goes to llava_mixes.decontaminate instead)"
-                )
-        if self.decontaminate_threshold is not None:
-            self.decontaminate_threshold = check_threshold(
-                self.decontaminate_threshold, f"decontaminate_threshold={self.decontaminate_threshold!r}"
-            )
-        if not isinstance(self.decontaminate_embedder, str) or not self.decontaminate_embedder:
-            raise ConfigError(
-                f"decontaminate_embedder={self.decontaminate_embedder!r} is not allowed; give 'gradients', "
-                "'thumbnail', a TorchScript file (.pt) or an HF model id"
-            )
 
     def _check_recipe_fields(self) -> None:
         """The config `recipe`: a recipe is given, and no field that the recipe sets; its sources are the recipe's."""

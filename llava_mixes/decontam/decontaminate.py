@@ -25,6 +25,7 @@ from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.embedders import Embedder, resolve_embedder
 from llava_mixes.embedding.transform import fill_cache
+from llava_mixes.errors import ConfigError
 from llava_mixes.store import default_cache_root
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,26 @@ class Contamination:
             "benchmarks": [asdict(stats) for stats in self.benchmarks],
             "rows_removed": len(self.rows),
         }
+
+
+def check_settings(references: object, threshold: object, embedder: object) -> tuple[tuple[str, ...], float | None]:
+    """A config's decontamination settings, checked: the references as a tuple of names (one name is a list of
+    one) and the threshold as a float (None: the embedder's copy threshold); `ConfigError` names a bad value."""
+    names = (references,) if isinstance(references, str) else tuple(references)
+    for reference in names:
+        if not isinstance(reference, str) or not reference:
+            raise ConfigError(
+                f"decontaminate={list(names)!r} is not allowed; give a list of folder, file or Hub dataset names "
+                "(an in-memory dataset goes to llava_mixes.decontaminate instead)"
+            )
+    if threshold is not None:
+        threshold = check_threshold(threshold, f"decontaminate_threshold={threshold!r}")
+    if not isinstance(embedder, str) or not embedder:
+        raise ConfigError(
+            f"decontaminate_embedder={embedder!r} is not allowed; give 'gradients', 'thumbnail', a TorchScript file "
+            "(.pt) or an HF model id"
+        )
+    return names, threshold
 
 
 def default_threshold(model: Embedder) -> float:
