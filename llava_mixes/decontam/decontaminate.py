@@ -102,6 +102,28 @@ def default_threshold(model: Embedder) -> float:
     return float(getattr(model, "copy_threshold", FALLBACK_THRESHOLD))
 
 
+@dataclass(frozen=True)
+class CopySearch:
+    """What a copy search (decontamination, overlap) runs with: the embedder, its devices, the threshold and
+    the cache root."""
+
+    model: Embedder
+    devices: list[str]
+    threshold: float
+    cache_root: Path
+
+
+def copy_search(
+    embedder: str | Embedder, threshold: float | None, device: str | None, cache_dir: str | Path | None
+) -> CopySearch:
+    """The settings of a copy search: `threshold=None` is the embedder's copy threshold (`default_threshold`);
+    `cache_dir=None` the default cache root."""
+    devices = parse_devices(device)
+    model = resolve_embedder(embedder, device=devices[0])
+    checked = check_threshold(default_threshold(model) if threshold is None else threshold, f"threshold={threshold!r}")
+    return CopySearch(model, devices, checked, Path(cache_dir) if cache_dir else default_cache_root())
+
+
 def _row_hashes(dataset: datasets.Dataset) -> list[str | None]:
     hashes: list[str | None] = []
     for table in dataset.select_columns([schema.IMAGE_SHA256]).with_format("arrow").iter(batch_size=65536):
@@ -124,12 +146,8 @@ def find_contamination(
 ) -> Contamination:
     """The rows of `dataset` (with `image` and `image_sha256` columns) whose picture copies a reference picture
     (see the module docstring); `threshold=None` is the embedder's copy threshold (`default_threshold`)."""
-    devices = parse_devices(device)
-    model = resolve_embedder(embedder, device=devices[0])
-    threshold = check_threshold(
-        default_threshold(model) if threshold is None else threshold, f"threshold={threshold!r}"
-    )
-    root = Path(cache_dir) if cache_dir else default_cache_root()
+    search = copy_search(embedder, threshold, device, cache_dir)
+    model, devices, threshold, root = search.model, search.devices, search.threshold, search.cache_root
     found = load_references(references)
     stats = {name: BenchmarkStats(name) for name in found.benchmarks}
     for name, missing in found.missing.items():

@@ -26,14 +26,11 @@ import datasets
 import numpy as np
 
 from llava_mixes import schema
-from llava_mixes.decontam.decontaminate import default_threshold
+from llava_mixes.decontam.decontaminate import copy_search
 from llava_mixes.decontam.search import range_search
-from llava_mixes.dedup.deduplicate import check_threshold
-from llava_mixes.devices import parse_devices
-from llava_mixes.embedding.embedders import Embedder, resolve_embedder
+from llava_mixes.embedding.embedders import Embedder
 from llava_mixes.embedding.transform import fill_cache
 from llava_mixes.errors import ConfigError
-from llava_mixes.store import default_cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +90,8 @@ def source_overlap(
     names = list(sources)
     if len(names) < 2:
         raise ConfigError(f"overlap compares at least two sources; got {names}")
-    devices = parse_devices(device)
-    model = resolve_embedder(embedder, device=devices[0])
-    threshold = check_threshold(
-        default_threshold(model) if threshold is None else threshold, f"threshold={threshold!r}"
-    )
-    root = Path(cache_dir) if cache_dir else default_cache_root()
+    search = copy_search(embedder, threshold, device, cache_dir)
+    model, devices, threshold, root = search.model, search.devices, search.threshold, search.cache_root
 
     per_source = [_source_images(sources[name]) for name in names]
     hashes = sorted(set().union(*per_source))
