@@ -565,7 +565,9 @@ def prepare(dataset_builder: LlavaMixes) -> Built:
         base = recipe_base(dataset)
     else:
         base_builder = dataset_builder._base_builder() if dataset_builder.config.is_derived else dataset_builder
-        if base_builder is not dataset_builder:
+        # A derived build that was reused has just checked its base's inputs, and one that was rebuilt built its
+        # base: preparing the base again would only repeat that check (one stat per image file).
+        if base_builder is not dataset_builder and not is_built(Path(base_builder.cache_dir)):
             base_builder.download_and_prepare()
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
     folder = Path(dataset_builder.cache_dir)
