@@ -134,4 +134,5 @@ def conform(rows: datasets.Dataset, features: datasets.Features) -> datasets.Dat
     for name in features:
         if name not in rows.column_names:
             rows = rows.add_column(name, [None] * len(rows))
-    return rows.select_columns(list(features)).cast(features)
+    rows = rows.select_columns(list(features))
+    return rows if rows.features == features else rows.cast(features)
