@@ -257,3 +257,20 @@ def test_flags_that_apply_to_a_recipe_build_still_work(
     report = BuildReport.load(stats)
     assert recipe_accounted(report) and report.dedup["threshold"] == 0.8
     assert (tmp_path / "hf").is_dir() and (tmp_path / "cc").is_dir()
+
+
+def test_each_recipe_needs_a_name_that_makes_its_own_config(
+    playground: Playground, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    one, two, spaced = tmp_path / "one.yaml", tmp_path / "two.yaml", tmp_path / "spaced.yaml"
+    one.write_text("name: same\nsources: [mix665k]\n")
+    two.write_text("name: same\nsources: [textocr-gpt4v]\n")
+    spaced.write_text("name: my mix\nsources: [mix665k]\n")
+    args = ("1.0.0", str(playground.root))
+    with pytest.raises(ConfigError, match=r"both named 'same', so both would be the config 'recipe-same'"):
+        release([], REPO, *args, recipes=[str(one), str(two)], local_dir=tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"recipe name 'my mix' is not allowed as a published config name"):
+        release([], REPO, *args, recipes=[str(spaced)], local_dir=tmp_path / "out")
+    assert main(["publish", "--repo", REPO, "--version", "1.0.0", "--data-dir", str(playground.root)]) == 2
+    assert "name at least one CONFIG or --recipe to publish" in caplog.text
+    assert not (tmp_path / "out").exists()
