@@ -19,7 +19,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not args.configs and not recipes:
         raise ConfigError("name at least one CONFIG or --recipe to publish")
     if recipes:
-        # The flags left after this check (devices, batches, caches, data files) apply to the recipes' builds.
+        # The flags left after this check (devices, batches, decoding threads, caches) apply to recipe builds.
         check_recipe_flags(args)
     else:
         check_flags_apply(args, args.configs)
