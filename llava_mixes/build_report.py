@@ -306,3 +306,17 @@ def format_recipe_table(report: BuildReport) -> str:
             total[key] += counts[key]
     lines.append("| " + " | ".join(["total", *(f"{total[key]:,}" for key in RECIPE_COUNTS)]) + " |")
     return "\n".join(lines)
+
+
+def format_benchmark_table(decontamination: Mapping[str, Any]) -> str:
+    """A decontamination's per-benchmark lines (`BuildReport.decontamination`) as a Markdown table."""
+    lines = [
+        "| benchmark | reference images | reference images hit | training rows removed | not found | not embedded |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for stats in decontamination["benchmarks"]:
+        lines.append(
+            f"| {stats['benchmark']} | {stats['reference_images']:,} | {stats['images_hit']:,} | "
+            f"{stats['rows_removed']:,} | {stats['not_found']:,} | {stats['not_embedded']:,} |"
+        )
+    return "\n".join(lines)

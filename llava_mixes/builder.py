@@ -54,7 +54,7 @@ from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.freshness import bases_digest, is_built, stale_reason
 from llava_mixes.mixes.recipe import Recipe
-from llava_mixes.mixing import Embedding, SourceBuild, config_recipe, mix_recipe, recipe_base
+from llava_mixes.mixing import NOT_FOR_RECIPES, Embedding, SourceBuild, config_recipe, mix_recipe, recipe_base
 from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.data_files import files_per_source
@@ -117,7 +117,8 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             decontamination embedder's copy threshold.
         decontaminate_embedder: the embedder that compares pictures with benchmarks' (a copy embedder).
         recipe: for the config `recipe` only: a recipe YAML file or a shipped recipe's name; its sources, dedup
-            and decontamination come from the recipe, so the fields above that set them do not apply.
+            and decontamination come from the recipe, so the fields above that it does not use are refused
+            (`mixing.NOT_FOR_RECIPES`).
     """
 
     sources: tuple[str, ...] = ()
@@ -176,9 +177,10 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         )
 
     def _check_recipe_fields(self) -> None:
-        """The config `recipe`: a recipe is given, and no field that the recipe sets; its sources are the recipe's."""
-        names = ("dedup_threshold", "decontaminate", "decontaminate_threshold")
-        refused = {name: getattr(self, name) for name in names}
+        """The config `recipe`: a recipe is given, and no field that it does not use (`mixing.NOT_FOR_RECIPES`) is
+        set; its sources are the recipe's."""
+        defaults = {field.name: field.default for field in fields(LlavaMixesConfig)}
+        refused = {name: getattr(self, name) for name in NOT_FOR_RECIPES if getattr(self, name) != defaults[name]}
         self.sources = tuple(source.config for source in config_recipe(self.recipe, refused).sources)
 
     def recipe_spec(self) -> Recipe:

@@ -52,15 +52,43 @@ class Embedding:
     num_workers: int | None = None
 
 
+NOT_FOR_RECIPES: dict[str, str | None] = {
+    "dedup_threshold": "dedup.threshold",
+    "dedup_scope": "dedup.scope",
+    "dedup_search": None,
+    "embedder": "dedup.embedder",
+    "embedder_revision": None,
+    "precision": None,
+    "engine": None,
+    "keep_embeddings": None,
+    "decontaminate": "decontaminate.references",
+    "decontaminate_threshold": "decontaminate.threshold",
+    "decontaminate_embedder": "decontaminate.embedder",
+}
+"""The config fields a recipe build does not take, each with the recipe key that sets it instead (None: the
+recipe has no such setting, and a recipe build always uses that field's default)."""
+
+
+def recipe_refusal(name: str, value: object) -> str:
+    """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
+    key = NOT_FOR_RECIPES[name]
+    how = f"set {key} in the recipe" if key else "a recipe build does not use it, and the recipe has no such setting"
+    return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/mixes/recipe.py)"
+
+
+def check_recipe_kwargs(kwargs: dict[str, object]) -> None:
+    """Refuse config kwargs that a recipe build would not use (`NOT_FOR_RECIPES`), naming the first one given and
+    the recipe key that sets it instead."""
+    for name, value in kwargs.items():
+        unset = value is None or value is False or (isinstance(value, (list, tuple)) and not value)
+        if name in NOT_FOR_RECIPES and not unset:
+            raise ConfigError(recipe_refusal(name, value))
+
+
 def config_recipe(recipe: str | None, refused: dict[str, object] | None = None) -> Recipe:
     """The recipe of the builder's config `recipe` (a YAML file or a shipped recipe's name), loaded and validated;
-    `refused` are config fields the recipe sets itself, which must be unset."""
-    for name, value in (refused or {}).items():
-        if value:
-            raise ConfigError(
-                f"{name}={value!r} is not allowed for config 'recipe': set dedup and decontaminate in the recipe "
-                "(see llava_mixes/mixes/recipe.py)"
-            )
+    `refused` are config fields (of `NOT_FOR_RECIPES`) given for it, which must be unset."""
+    check_recipe_kwargs(refused or {})
     if recipe is None:
         raise ConfigError(
             "config 'recipe' needs recipe=: a recipe YAML file or a shipped recipe's name, one of "

@@ -1,8 +1,9 @@
 """Build, analyse and publish in one call: the composition behind `llava-mixes publish`.
 
-The version is checked against the target before anything is built; each config is built (or reused) through
-the one build entry, `builder.build`; each dedup config's card views come from the same analysis as
-`llava-mixes report`; then `publish.publish` writes the release. The Hub token never appears in an error.
+The version (and every recipe) is checked before anything is built; each config, and each recipe (published as
+the config `recipe-<its name>`), is built (or reused) through the one build entry, `builder.build`; each dedup
+config's card views come from the same analysis as `llava-mixes report`; then `publish.publish` writes the
+release. The Hub token never appears in an error.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from llava_mixes.builder import build, check_config_name
+from llava_mixes.builder import RECIPE_CONFIG, build, check_config_name
 from llava_mixes.dedup.deduplicate import THRESHOLDS
 from llava_mixes.errors import ConfigError
-from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE
+from llava_mixes.mixing import check_recipe_kwargs, config_recipe
+from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, recipe_config_name
 from llava_mixes.publish.publish import PublishResult, check_arguments, open_target, publish
 from llava_mixes.report.analysis import DedupAnalysis
 from llava_mixes.report.write import analyse_built
@@ -27,6 +29,7 @@ def release(
     version: str,
     data_dir: str,
     *,
+    recipes: Sequence[str] = (),
     local_dir: str | Path | None = None,
     private: bool = False,
     images: str = "bytes",
@@ -41,7 +44,9 @@ def release(
     branch: str | None = None,
     create_pr: bool = False,
 ) -> PublishResult:
-    """Build `configs` from `data_dir` and release them as `version` of `repo_id` (or of the tree in `local_dir`).
+    """Build `configs` and `recipes` (recipe YAML files or shipped recipes' names) from `data_dir` and release
+    them as `version` of `repo_id` (or of the tree in `local_dir`); a recipe is the config `recipe-<its name>`.
+    `config_kwargs` apply to every build, so with `recipes` those a recipe build does not use are refused.
 
     With `card_views`, the card also shows each dedup config's threshold sweep and a few near-duplicate pairs,
     from the cached embeddings in one pass. The Hub token comes from `token` or, when None, from
@@ -49,10 +54,11 @@ def release(
     from `main` when absent); `create_pr` opens a pull request with the release commit instead, untagged (see
     `llava_mixes.publish.publish` for the version rules of both).
     """
-    if not configs:
-        raise ConfigError("name at least one config to publish")
+    if not configs and not recipes:
+        raise ConfigError("name at least one config or recipe to publish")
     for name in configs:
         check_config_name(name)
+    check_recipes(recipes, config_kwargs or {})
     check_arguments(repo_id, version, images)
     target = open_target(
         repo_id,
@@ -65,6 +71,7 @@ def release(
         create_pr=create_pr,
     )
     built = [build(name, data_dir, cache_dir, **(config_kwargs or {})) for name in configs]
+    built += [build(RECIPE_CONFIG, data_dir, cache_dir, recipe=recipe, **(config_kwargs or {})) for recipe in recipes]
     views: dict[str, DedupAnalysis] = {}
     for config in built:
         if card_views and config.config.is_dedup:
@@ -83,3 +90,22 @@ def release(
         token=token,
         commit_message=commit_message,
     )
+
+
+def check_recipes(recipes: Sequence[str], config_kwargs: dict[str, object]) -> None:
+    """Refuse, before anything is built, a recipe that does not load, a recipe name that cannot be a published
+    config name, two recipes of one name (they would be one config), and config kwargs a recipe build would not
+    use (`mixing.NOT_FOR_RECIPES`)."""
+    if not recipes:
+        return
+    check_recipe_kwargs(config_kwargs)
+    named: dict[str, str] = {}
+    for recipe in recipes:
+        spec = config_recipe(recipe)
+        name = recipe_config_name(spec.name)
+        if name in named:
+            raise ConfigError(
+                f"recipes {named[name]!r} and {recipe!r} are both named {spec.name!r}, so both would be the config "
+                f"{name!r}; give one of them another `name:`"
+            )
+        named[name] = recipe

@@ -16,6 +16,7 @@ from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.errors import ConfigError
+from llava_mixes.mixing import NOT_FOR_RECIPES, recipe_refusal
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.plugin import DEDUP_MARK
@@ -81,6 +82,18 @@ def check_flags_apply(args: argparse.Namespace, configs: list[str]) -> None:
             f"{', '.join(given)} {verb} not apply to {', '.join(configs)}: not deduplicated, so no image is "
             "embedded or compared; choose a -dedup- config (`llava-mixes list`) or add --threshold"
         )
+
+
+def check_recipe_flags(args: argparse.Namespace) -> None:
+    """Refuse, with `--recipe`, the flags a recipe build would not use (the recipe sets dedup and
+    decontamination itself: `mixing.NOT_FOR_RECIPES`), naming each flag and the recipe key that sets it instead."""
+    given = [
+        f"--{flag.replace('_', '-')}: {recipe_refusal(field, getattr(args, flag))}"
+        for flag, field in CONFIG_KWARGS.items()
+        if field in NOT_FOR_RECIPES and getattr(args, flag, None) is not None
+    ]
+    if given:
+        raise ConfigError("; ".join(given))
 
 
 def _default(field: str) -> object:
@@ -204,6 +217,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ConfigError("give exactly one of CONFIG and --recipe")
     kwargs = config_kwargs(args)
     if args.recipe is not None:
+        check_recipe_flags(args)
         args.config, kwargs["recipe"] = RECIPE_CONFIG, args.recipe
     else:
         check_flags_apply(args, [args.config])

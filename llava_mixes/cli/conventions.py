@@ -20,6 +20,7 @@ EXAMPLES = {
         "--data-dir playground/data",
         "llava-mixes publish mix665k-dedup-0.8 --repo demo/llava_mixes --version 1.0.0 --local-dir OUT "
         "--data-dir D/playground --embedder thumbnail",
+        "llava-mixes publish --recipe mix.yaml --repo my-org/llava_mixes --version 1.1.0 --data-dir playground/data",
     ],
     "check-repo": ["llava-mixes check-repo OUT"],
     "export": ["llava-mixes export mix665k-dedup-0.8 --format llava --out exported --data-dir playground/data"],

@@ -1,24 +1,34 @@
-"""`llava-mixes publish` and `check-repo`: release configs as a version of a Hub repo, and check a repo tree."""
+"""`llava-mixes publish` and `check-repo`: release configs and recipes as a version of a Hub repo, and check a
+repo tree."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from llava_mixes.cli.build import add_config_options, check_flags_apply, config_kwargs, out
+from llava_mixes.cli.build import add_config_options, check_flags_apply, check_recipe_flags, config_kwargs, out
+from llava_mixes.errors import ConfigError
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES
 from llava_mixes.release import release
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    """Build configs and release them as a version of a Hub repo (or a local tree)."""
-    check_flags_apply(args, args.configs)
+    """Build configs and recipes and release them as a version of a Hub repo (or a local tree)."""
+    recipes = args.recipe or []
+    if not args.configs and not recipes:
+        raise ConfigError("name at least one CONFIG or --recipe to publish")
+    if recipes:
+        # The flags left after this check (devices, batches, decoding threads, caches) apply to recipe builds.
+        check_recipe_flags(args)
+    else:
+        check_flags_apply(args, args.configs)
     result = release(
         args.configs,
         args.repo,
         args.version,
         args.data_dir,
+        recipes=recipes,
         local_dir=args.local_dir,
         private=args.private,
         images=args.images,
@@ -63,7 +73,14 @@ def cmd_check_repo(args: argparse.Namespace) -> int:
 def add_options(commands: argparse._SubParsersAction) -> None:
     """The `publish` and `check-repo` subcommands."""
     parser = commands.add_parser("publish", help="build configs and release them as a version of a Hub dataset repo")
-    parser.add_argument("configs", nargs="+", metavar="CONFIG", help="config names from `llava-mixes list`")
+    parser.add_argument("configs", nargs="*", metavar="CONFIG", help="config names from `llava-mixes list`")
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        metavar="RECIPE",
+        help="a recipe YAML file or a shipped recipe's name, published as the config recipe-<its name:>; "
+        "repeatable, and may go with CONFIGs",
+    )
     parser.add_argument("--repo", required=True, help="Hub dataset repo, ORG/NAME")
     parser.add_argument("--version", required=True, help="release version X.Y.Z (tagged vX.Y.Z)")
     parser.add_argument("--local-dir", help="write the repo tree to this folder instead of pushing (no network)")

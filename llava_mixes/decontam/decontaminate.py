@@ -18,7 +18,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from llava_mixes import schema
+from llava_mixes import build_report, schema
 from llava_mixes.decontam.references import Reference, load_references, reference_dataset
 from llava_mixes.decontam.search import range_search
 from llava_mixes.dedup.deduplicate import check_threshold
@@ -236,14 +236,6 @@ def decontaminate(
 
 def format_benchmark_table(contamination: Contamination | dict[str, Any]) -> str:
     """The per-benchmark table (Markdown) of a `Contamination` or of its `to_json()`."""
-    data = contamination.to_json() if isinstance(contamination, Contamination) else contamination
-    lines = [
-        "| benchmark | reference images | reference images hit | training rows removed | not found | not embedded |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for stats in data["benchmarks"]:
-        lines.append(
-            f"| {stats['benchmark']} | {stats['reference_images']:,} | {stats['images_hit']:,} | "
-            f"{stats['rows_removed']:,} | {stats['not_found']:,} | {stats['not_embedded']:,} |"
-        )
-    return "\n".join(lines)
+    return build_report.format_benchmark_table(
+        contamination.to_json() if isinstance(contamination, Contamination) else contamination
+    )

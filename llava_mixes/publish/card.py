@@ -4,7 +4,8 @@ The YAML header lists every config in the manifest (`configs` with `data_files` 
 `default`; `dataset_info` with features and split sizes, written by `datasets`' own metadata classes),
 licences, languages, task and size categories, a pretty name and tags. The body has the configs, how to
 load them at a release, a TRL snippet, the schema, the sources with licences and citations, the dedup
-method and per-group statistics of every deduplicated config, and the changelog. The card is a function
+method and per-group statistics of every deduplicated config, each recipe config's settings (as YAML, with
+their digest), per-source and per-benchmark tables, and the changelog. The card is a function
 of the manifest alone, so publishing one config keeps every other config on the card.
 """
 
@@ -15,11 +16,12 @@ from string import Template
 from typing import Any
 
 import datasets
+import yaml
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_table
+from llava_mixes.build_report import BuildReport, format_benchmark_table, format_recipe_table, format_table
 from llava_mixes.builders import SOURCES
 
 PRETTY_NAME = "LLaVA mixes"
@@ -49,7 +51,8 @@ COLUMN_NOTES = {
     schema.CAPTION_TEXT: "textOCR-GPT-4v only: the text part of its caption",
     schema.CAPTION_CONDENSED: "textOCR-GPT-4v only: its condensed caption",
     schema.EMBEDDING: "the image embedding used for dedup",
-    schema.DUPLICATE_OF: "`removed` split: the `image_path` of the kept image this one duplicates",
+    schema.DUPLICATE_OF: "`removed` split: the `image_path` of the kept image this one duplicates; `duplicate_row` "
+    "split (recipes): the `id` of the earlier row this one repeats",
     schema.SIMILARITY: "`removed` split: cosine similarity to that kept image",
 }
 
@@ -227,9 +230,17 @@ def _views(entry: dict[str, Any]) -> str:
     return "\n\n" + "\n\n".join(parts)
 
 
+def _is_recipe(entry: dict[str, Any]) -> bool:
+    return bool(entry["report"].get("recipe"))
+
+
 def _dedup_section(manifest: dict[str, Any]) -> str:
-    deduplicated = [entry for _, entry in sorted(manifest["configs"].items()) if entry["dedup"]]
+    """The dedup method and per-group statistics of every deduplicated config but the recipes (see `_recipes`)."""
+    entries = [entry for _, entry in sorted(manifest["configs"].items())]
+    deduplicated = [entry for entry in entries if entry["dedup"] and not _is_recipe(entry)]
     if not deduplicated:
+        if any(entry["dedup"] for entry in entries):
+            return "No config of this release but its recipes (see Recipes) is deduplicated."
         return "No config of this release is deduplicated."
     rule = deduplicated[0]["dedup"]["rule"]
     parts = [
@@ -258,6 +269,52 @@ def _dedup_section(manifest: dict[str, Any]) -> str:
             )
         )
     return "\n\n".join(parts)
+
+
+def _recipe_section(entry: dict[str, Any]) -> str:
+    """One recipe config: its settings as YAML with their digest, its per-source table, its dedup and its
+    per-benchmark table."""
+    report = _report(entry)
+    recipe = entry["report"]["recipe"]
+    dedup = ""
+    if entry["dedup"]:
+        where = "across the recipe" if entry["dedup"]["scope"] == "global" else "within each image group"
+        dedup = (
+            f"\n\nNear-duplicate pictures removed {where}, earlier sources first: cosine ≥ "
+            f"{entry['dedup']['threshold']} with {_embedder(entry['dedup']['embedder'])}."
+        )
+    decontamination = ""
+    if report.decontamination:
+        data = report.decontamination
+        decontamination = (
+            f"\n\nBenchmark pictures taken out (cosine ≥ {data['threshold']} with {_embedder(data['embedder'])}), "
+            f"per benchmark:\n\n{format_benchmark_table(data)}"
+        )
+    section = template("recipe_config.md").substitute(
+        config=entry["name"],
+        recipe=recipe["name"],
+        digest=recipe["digest"],
+        settings=yaml.safe_dump(recipe["settings"], sort_keys=False, allow_unicode=True).strip(),
+        sources_table=format_recipe_table(report),
+        dedup=dedup,
+        decontamination=decontamination,
+    )
+    return section.strip()
+
+
+def _recipes(manifest: dict[str, Any]) -> str:
+    """The card's Recipes section (with its trailing blank line), or nothing when no config is a recipe's."""
+    recipes = [entry for _, entry in sorted(manifest["configs"].items()) if _is_recipe(entry)]
+    if not recipes:
+        return ""
+    intro = (
+        "A `recipe-<name>` config mixes several sources by a recipe (llava_mixes' `llava_mixes/mixes/recipe.py`): "
+        "each source sampled, exact duplicate rows removed, benchmark pictures taken out and near-duplicate "
+        "pictures removed across sources, as the recipe says. Its splits are `train` and, where a step applies, "
+        "`removed` (near duplicates), `duplicate_row` (exact duplicate rows, with `duplicate_of`) and "
+        "`contaminated` (with `matched_reference` and `similarity`)."
+    )
+    return "## Recipes\n\n" + "\n\n".join([intro, *(_recipe_section(entry) for entry in recipes)]) + "\n\n"
 
 
 def _changelog(manifest: dict[str, Any]) -> str:
@@ -303,6 +360,7 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
         schema_table=_schema_table(manifest),
         sources=_sources_section(manifest),
         dedup=_dedup_section(manifest),
+        recipes=_recipes(manifest),
         changelog=_changelog(manifest),
     )
     return f"---\n{card_data(manifest).to_yaml()}\n---\n\n{body}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,11 @@ logger = logging.getLogger(__name__)
 IMAGE_MODES = ("bytes", "paths")
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 SPLIT_ORDER = (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
+"""The splits a config publishes, in order; a recipe's other splits (exact duplicate rows, contaminated rows)
+follow in the build's order."""
 TEMP_PREFIX = ".tmp-"
+RECIPE_PREFIX = "recipe-"
+RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def published_name(config: LlavaMixesConfig) -> str:
@@ -45,6 +50,17 @@ def published_name(config: LlavaMixesConfig) -> str:
     return f"{name}-global" if config.dedup_scope == "global" else name
 
 
+def recipe_config_name(recipe: str) -> str:
+    """The repo config name of a recipe build, `recipe-<recipe>` (so two recipes never share one), refusing a
+    recipe name that cannot name a repo folder and its `data_files` pattern."""
+    if not RECIPE_NAME.match(recipe):
+        raise ConfigError(
+            f"recipe name {recipe!r} is not allowed as a published config name; use letters, digits, '.', '_', '-' "
+            "and '+', starting with a letter or digit (set `name:` in the recipe)"
+        )
+    return f"{RECIPE_PREFIX}{recipe}"
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -53,11 +69,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_digest(files: dict[str, dict[str, Any]]) -> str:
-    """One digest of a config's data files: their repo paths and SHA-256s."""
+def content_digest(files: dict[str, dict[str, Any]], recipe_digest: str | None = None) -> str:
+    """One digest of a config's data files (their repo paths and SHA-256s) and, for a recipe build, of its
+    recipe's settings (`recipe_digest`), which the card shows: the same rows from other settings differ."""
     digest = hashlib.sha256()
     for path in sorted(files):
         digest.update(f"{path}\0{files[path]['sha256']}\n".encode())
+    if recipe_digest is not None:
+        digest.update(f"recipe\0{recipe_digest}\n".encode())
     return digest.hexdigest()
 
 
@@ -114,17 +133,22 @@ def export_config(
     images: str = "bytes",
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
 ) -> dict[str, Any]:
-    """Write a built config's splits as Parquet shards under `root` and return its manifest entry."""
+    """Write a built config's splits as Parquet shards under `root` and return its manifest entry; a recipe
+    build (its report has a `recipe`) is the config `recipe-<its name>`, with every split it made."""
     if images not in IMAGE_MODES:
         raise ConfigError(f"images={images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
     max_shard_bytes = convert_file_size_to_int(max_shard_size)
     if max_shard_bytes < 1:
         raise ConfigError(f"max_shard_size={max_shard_size!r} is not allowed; it must be a size such as '500MB'")
-    name = published_name(config)
+    recipe = report.recipe
+    name = recipe_config_name(recipe["name"]) if recipe else published_name(config)
+    order = [split for split in SPLIT_ORDER if split in dataset]
+    if recipe:
+        order += [split for split in dataset if split not in SPLIT_ORDER]
     splits: dict[str, dict[str, Any]] = {}
     files: dict[str, dict[str, Any]] = {}
     features = None
-    for split in [split for split in SPLIT_ORDER if split in dataset]:
+    for split in order:
         data = dataset[split]
         if images == "paths" and schema.IMAGE in data.column_names:
             data = data.remove_columns(schema.IMAGE)
@@ -145,6 +169,6 @@ def export_config(
         "features": features.to_dict(),
         "splits": splits,
         "files": files,
-        "content": content_digest(files),
+        "content": content_digest(files, recipe["digest"] if recipe else None),
         "report": _compact_report(report),
     }
