@@ -274,3 +274,26 @@ def test_each_recipe_needs_a_name_that_makes_its_own_config(
     assert main(["publish", "--repo", REPO, "--version", "1.0.0", "--data-dir", str(playground.root)]) == 2
     assert "name at least one CONFIG or --recipe to publish" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_a_decontaminated_config_publishes_under_its_own_name_with_its_contaminated_split(
+    playground: Playground, evals: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "repo"
+    where = ["--decontaminate", str(evals), "--embedder", "thumbnail"]
+    assert main([*publish_argv(playground, tmp_path, out, "1.0.0", "mix665k-dedup-0.8"), *where]) == 0
+    name = "mix665k-dedup-0.8-decontaminated"
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert list(manifest["configs"]) == [name]
+    splits = manifest["configs"][name]["splits"]
+    assert list(splits) == [schema.TRAIN_SPLIT, schema.REMOVED_SPLIT, CONTAMINATED_SPLIT]
+    assert splits[CONTAMINATED_SPLIT]["num_examples"] > 0
+    assert check_repo(out) == []
+    contaminated = datasets.load_dataset(str(out), name, split=CONTAMINATED_SPLIT)
+    assert len(contaminated) == splits[CONTAMINATED_SPLIT]["num_examples"]
+    assert all(reference for reference in contaminated["matched_reference"])
+    card = (out / CARD_FILE).read_text()
+    decontamination = manifest["configs"][name]["report"]["decontamination"]
+    section = card.split("## Benchmark pictures taken out", 1)[1].split("## Changelog", 1)[0]
+    assert f"### `{name}`" in section
+    assert format_benchmark_table(decontamination) in section

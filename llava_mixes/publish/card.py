@@ -283,13 +283,7 @@ def _recipe_section(entry: dict[str, Any]) -> str:
             f"\n\nNear-duplicate pictures removed {where}, earlier sources first: cosine ≥ "
             f"{entry['dedup']['threshold']} with {_embedder(entry['dedup']['embedder'])}."
         )
-    decontamination = ""
-    if report.decontamination:
-        data = report.decontamination
-        decontamination = (
-            f"\n\nBenchmark pictures taken out (cosine ≥ {data['threshold']} with {_embedder(data['embedder'])}), "
-            f"per benchmark:\n\n{format_benchmark_table(data)}"
-        )
+    decontamination = f"\n\n{_benchmark_lines(report.decontamination)}" if report.decontamination else ""
     section = template("recipe_config.md").substitute(
         config=entry["name"],
         recipe=recipe["name"],
@@ -300,6 +294,31 @@ def _recipe_section(entry: dict[str, Any]) -> str:
         decontamination=decontamination,
     )
     return section.strip()
+
+
+def _benchmark_lines(data: dict[str, Any]) -> str:
+    """How a decontamination compared pictures, and its per-benchmark table."""
+    return (
+        f"Benchmark pictures taken out (cosine ≥ {data['threshold']} with {_embedder(data['embedder'])}), "
+        f"per benchmark:\n\n{format_benchmark_table(data)}"
+    )
+
+
+def _decontaminated(manifest: dict[str, Any]) -> str:
+    """The card's section on the decontaminated configs but the recipes (with its trailing blank line), or nothing."""
+    entries = [
+        entry
+        for _, entry in sorted(manifest["configs"].items())
+        if not _is_recipe(entry) and entry["report"].get("decontamination")
+    ]
+    if not entries:
+        return ""
+    intro = (
+        "A `…-decontaminated` config had the rows whose picture copies an evaluation benchmark's moved out of "
+        "`train` into a `contaminated` split (with `matched_reference` and `similarity`) before deduplication."
+    )
+    parts = [f"### `{entry['name']}`\n\n{_benchmark_lines(entry['report']['decontamination'])}" for entry in entries]
+    return "## Benchmark pictures taken out\n\n" + "\n\n".join([intro, *parts]) + "\n\n"
 
 
 def _recipes(manifest: dict[str, Any]) -> str:
@@ -360,7 +379,7 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
         schema_table=_schema_table(manifest),
         sources=_sources_section(manifest),
         dedup=_dedup_section(manifest),
-        recipes=_recipes(manifest),
+        recipes=_decontaminated(manifest) + _recipes(manifest),
         changelog=_changelog(manifest),
     )
     return f"---\n{card_data(manifest).to_yaml()}\n---\n\n{body}"

@@ -35,19 +35,22 @@ logger = logging.getLogger(__name__)
 IMAGE_MODES = ("bytes", "paths")
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 SPLIT_ORDER = (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
-"""The splits a config publishes, in order; a recipe's other splits (exact duplicate rows, contaminated rows)
-follow in the build's order."""
+"""The splits a config publishes first; its other splits (a recipe's exact duplicate rows, a decontaminated
+config's or a recipe's contaminated rows) follow in the build's order."""
 TEMP_PREFIX = ".tmp-"
 RECIPE_PREFIX = "recipe-"
+DECONTAMINATED_SUFFIX = "-decontaminated"
 RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def published_name(config: LlavaMixesConfig) -> str:
-    """The repo config name of a built config: its named config, or `<mix>-dedup-<t>[-global]` for other settings."""
-    if not config.is_dedup:
-        return config.base_name
-    name = dedup_config_name(config.base_name, float(config.dedup_threshold or 0.0))
-    return f"{name}-global" if config.dedup_scope == "global" else name
+    """The repo config name of a built config: its named config, or `<mix>-dedup-<t>[-global]` for other settings,
+    with `-decontaminated` where benchmark pictures were taken out (so it never passes for the config without)."""
+    name = config.base_name
+    if config.is_dedup:
+        name = dedup_config_name(config.base_name, float(config.dedup_threshold or 0.0))
+        name = f"{name}-global" if config.dedup_scope == "global" else name
+    return f"{name}{DECONTAMINATED_SUFFIX}" if config.is_decontaminated else name
 
 
 def recipe_config_name(recipe: str) -> str:
@@ -133,8 +136,8 @@ def export_config(
     images: str = "bytes",
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
 ) -> dict[str, Any]:
-    """Write a built config's splits as Parquet shards under `root` and return its manifest entry; a recipe
-    build (its report has a `recipe`) is the config `recipe-<its name>`, with every split it made."""
+    """Write every split of a built config as Parquet shards under `root` and return its manifest entry; a recipe
+    build (its report has a `recipe`) is the config `recipe-<its name>`."""
     if images not in IMAGE_MODES:
         raise ConfigError(f"images={images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
     max_shard_bytes = convert_file_size_to_int(max_shard_size)
@@ -143,8 +146,7 @@ def export_config(
     recipe = report.recipe
     name = recipe_config_name(recipe["name"]) if recipe else published_name(config)
     order = [split for split in SPLIT_ORDER if split in dataset]
-    if recipe:
-        order += [split for split in dataset if split not in SPLIT_ORDER]
+    order += [split for split in dataset if split not in SPLIT_ORDER]
     splits: dict[str, dict[str, Any]] = {}
     files: dict[str, dict[str, Any]] = {}
     features = None
