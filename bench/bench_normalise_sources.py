@@ -132,7 +132,7 @@ def worker(kind: str, config: str, files: list[str], folder: str, cache: str) ->
         profile = cProfile.Profile()
         profile.runcall(datasets.load_dataset, "llava_mixes", config, data_dir=folder, split="train", cache_dir=cache)
         stats = pstats.Stats(profile).stats.items()
-        top = sorted(stats, key=lambda item: -item[1][2])[:15]
+        top = sorted(stats, key=lambda item: -item[1][2])[:int(os.environ.get("BENCH_TOP", "15"))]
         rows = [
             f"| `{Path(f).name}:{line}({name})` | {calls:,} | {own:.2f} |"
             for (f, line, name), (_, calls, own, *_) in top
