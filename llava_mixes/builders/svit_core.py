@@ -36,17 +36,6 @@ VG_FOLDERS = ("vg/VG_100K", "vg/VG_100K_2")
 BLOCK = "block"
 
 
-def _blocks(record: Any, task: str) -> Iterator[Any]:
-    """One unit per block of an image record; the record itself when it has no list of blocks."""
-    blocks = record.get("conversations") if isinstance(record, dict) else None
-    if not isinstance(blocks, list) or not blocks:
-        yield record
-        return
-    image_id, image = record.get("image_id"), record.get("image")
-    for number, block in enumerate(blocks):
-        yield {"id": f"{task}/{image_id}/{number}", "image_id": image_id, "image": image, "task": task, BLOCK: block}
-
-
 def _vg_name(image_id: Any) -> str:
     if isinstance(image_id, float) and image_id.is_integer():
         image_id = int(image_id)
@@ -79,13 +68,21 @@ class SvitCore(Source):
     def iter_records(
         self, paths: list[Path], on_bytes: Callable[[int], None] | None = None
     ) -> Iterator[tuple[int, Any]]:
-        """Yield one record per block (see the module docstring), numbered across the four files."""
+        """Yield one unit per block of an image record (its id, image id, image, task and block), or the record
+        itself when it has no list of blocks (see the module docstring), numbered across the four files."""
         index = 0
         for path in paths:
             task = FILE_TASKS[path.name]
             for _, record in readers.reader_for(path)(path, on_bytes):
-                for unit in _blocks(record, task):
-                    yield index, unit
+                blocks = record.get("conversations") if isinstance(record, dict) else None
+                if not isinstance(blocks, list) or not blocks:
+                    yield index, record
+                    index += 1
+                    continue
+                image_id, image = record.get("image_id"), record.get("image")
+                for number, block in enumerate(blocks):
+                    unit_id = f"{task}/{image_id}/{number}"
+                    yield index, {"id": unit_id, "image_id": image_id, "image": image, "task": task, BLOCK: block}
                     index += 1
 
     def raw_source_id(self, record: Any) -> str | None:

@@ -9,6 +9,8 @@ just `<id>`), which is unique, so that dedup and the statistics treat it like a 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -218,9 +220,14 @@ class SourceNormaliser:
         """
         files = files if files is not None else self.source.locate_files(self.data_dir)
         records = self.source.iter_records(files, on_bytes)
-        while batch := list(itertools.islice(records, self.source.batch_rows)):
-            self.result.rows_in += len(batch)
-            yield self._table(batch)
+        while True:
+            with _collector_paused():
+                batch = list(itertools.islice(records, self.source.batch_rows))
+                if not batch:
+                    break
+                self.result.rows_in += len(batch)
+                table = self._table(batch)
+            yield table
         if self.result.rejected:
             logger.warning(
                 "%s: rejected %d of %d rows (see the build report)",
@@ -228,6 +235,24 @@ class SourceNormaliser:
                 len(self.result.rejected),
                 self.result.rows_in,
             )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused (if it was on) for the length of the block.
+
+    A batch keeps thousands of young objects alive at once (records, turns, rows), so the collector would
+    run every few hundred allocations and move them all into older generations to scan again, about a third
+    of the time of normalising small rows. Records hold no cycles; whatever cycles a batch leaves behind
+    are collected once the collector is back on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _storable(text: str | None) -> str | None:

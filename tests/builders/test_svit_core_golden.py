@@ -172,7 +172,9 @@ def normalised(root: Path, cache: Path, batch_rows: int) -> dict[str, Any]:
     source = SvitCore()
     source.batch_rows = batch_rows
     normaliser = SourceNormaliser(source, root, ImageIndex(cache), "skip")
-    rows = [row for table in normaliser.tables() for row in table.to_pylist()]
+    tables = list(normaliser.tables())
+    assert all(table.schema.equals(normaliser.arrow_schema, check_metadata=True) for table in tables)
+    rows = [row for table in tables for row in table.to_pylist()]
     strict = SvitCore()
     strict.batch_rows = batch_rows
     with pytest.raises(BadRecordError) as stopped:
