@@ -227,6 +227,7 @@ class SourceNormaliser:
                     break
                 self.result.rows_in += len(batch)
                 table = self._table(batch)
+                del batch  # freed before the collector is back on, so that it does not scan them
             yield table
         if self.result.rejected:
             logger.warning(
