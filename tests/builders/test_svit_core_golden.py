@@ -11,6 +11,7 @@ any change in an output value fails this test. Set `LLAVA_MIXES_WRITE_GOLDEN=1` 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -216,6 +217,7 @@ def test_svit_core_file_that_is_not_utf8_stops_with_its_place(tmp_path: Path) ->
     with pytest.raises(MalformedSourceError) as stopped:
         for _ in normaliser.tables():
             pass
+    assert gc.isenabled(), "the garbage collector stays paused after a failed read"
     message = str(stopped.value).replace(os.path.normpath(os.path.abspath(root)), "<root>")
     assert "not UTF-8" in message
     assert message == _golden("not_utf8", message)
