@@ -15,7 +15,7 @@ then projects linearly, and says so). With `--profile` only the builder runs, un
 functions with the most time of their own are reported.
 
 usage: python bench/bench_normalise_sources.py --config sharegpt4v-mix665k|svit-core [--rows N] [--images N]
-                                               [--profile] [--results bench/RESULTS.md]
+                                               [--profile [--top N]] [--results bench/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def write_svit_core(folder: Path, rows: int, images: int) -> list[Path]:
     return targets
 
 
-def worker(kind: str, config: str, files: list[str], folder: str, cache: str) -> dict[str, float]:
+def worker(kind: str, config: str, files: list[str], folder: str, cache: str, top_functions: int) -> dict[str, float]:
     import datasets
 
     datasets.disable_progress_bars()
@@ -132,7 +132,7 @@ def worker(kind: str, config: str, files: list[str], folder: str, cache: str) ->
         profile = cProfile.Profile()
         profile.runcall(datasets.load_dataset, "llava_mixes", config, data_dir=folder, split="train", cache_dir=cache)
         stats = pstats.Stats(profile).stats.items()
-        top = sorted(stats, key=lambda item: -item[1][2])[:15]
+        top = sorted(stats, key=lambda item: -item[1][2])[:top_functions]
         rows = [
             f"| `{Path(f).name}:{line}({name})` | {calls:,} | {own:.2f} |"
             for (f, line, name), (_, calls, own, *_) in top
@@ -148,8 +148,19 @@ def worker(kind: str, config: str, files: list[str], folder: str, cache: str) ->
     return {"seconds": time.perf_counter() - start, "rows": len(dataset), "peak_bytes": peak_rss_bytes()}
 
 
-def run(kind: str, config: str, files: list[Path], folder: Path, cache: Path) -> dict[str, float]:
-    command = [sys.executable, __file__, "--worker", kind, "--config", config, "--folder", str(folder)]
+def run(kind: str, config: str, files: list[Path], folder: Path, cache: Path, top: int = 15) -> dict[str, float]:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--config",
+        config,
+        "--folder",
+        str(folder),
+        "--top",
+        str(top),
+    ]
     command += ["--cache", str(cache), "--files", *map(str, files)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
@@ -162,6 +173,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="default: the config's full size")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--profile", action="store_true", help="run only the builder, under cProfile")
+    parser.add_argument("--top", type=int, default=15, help="with --profile: how many functions to list")
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -169,7 +181,9 @@ def main() -> None:
     parser.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        sys.stdout.write(json.dumps(worker(args.worker, args.config, args.files, args.folder, args.cache)) + "\n")
+        sys.stdout.write(
+            json.dumps(worker(args.worker, args.config, args.files, args.folder, args.cache, args.top)) + "\n"
+        )
         return
     rows = args.rows or FULL_ROWS[args.config]
     write = write_sharegpt4v if args.config == "sharegpt4v-mix665k" else write_svit_core
@@ -179,10 +193,11 @@ def main() -> None:
         files = write(folder, rows, args.images)
         size_mb = sum(path.stat().st_size for path in files) / 2**20
         if args.profile:
-            profiled = run("profile", args.config, files, folder, Path(scratch) / "cache-profile")
+            profiled = run("profile", args.config, files, folder, Path(scratch) / "cache-profile", args.top)
             text = [
                 f"\n### The {args.config} builder under cProfile, {rows:,} rows, {datetime.date.today()}: "
-                f"`python bench/bench_normalise_sources.py --config {args.config} --rows {rows} --profile`",
+                f"`python bench/bench_normalise_sources.py --config {args.config} --rows {rows} --profile "
+                f"--top {args.top}`",
                 f"Machine: {host()}. {profiled['seconds']:.1f} s under the profiler; functions by own time:",
                 "",
                 "| function | calls | own seconds |",

@@ -36,25 +36,6 @@ VG_FOLDERS = ("vg/VG_100K", "vg/VG_100K_2")
 BLOCK = "block"
 
 
-def _blocks(record: Any, task: str) -> list[Any]:
-    """One unit per block of an image record; the record itself when it has no list of blocks."""
-    if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
-        return [record]
-    if not record["conversations"]:
-        return [record]
-    image_id = record.get("image_id")
-    return [
-        {
-            "id": f"{task}/{image_id}/{number}",
-            "image_id": image_id,
-            "image": record.get("image"),
-            "task": task,
-            BLOCK: block,
-        }
-        for number, block in enumerate(record["conversations"])
-    ]
-
-
 def _vg_name(image_id: Any) -> str:
     if isinstance(image_id, float) and image_id.is_integer():
         image_id = int(image_id)
@@ -80,16 +61,28 @@ class SvitCore(Source):
         "and Visual Genome's images into data_dir/vg/VG_100K and data_dir/vg/VG_100K_2."
     )
 
+    def __init__(self) -> None:
+        self._vg_paths: dict[int, tuple[str, tuple[str, ...]]] = {}
+        """The image path and its alternatives, by integer image id (ids repeat across blocks and files)."""
+
     def iter_records(
         self, paths: list[Path], on_bytes: Callable[[int], None] | None = None
     ) -> Iterator[tuple[int, Any]]:
-        """Yield one record per block (see the module docstring), numbered across the four files."""
+        """Yield one unit per block of an image record (its id, image id, image, task and block), or the record
+        itself when it has no list of blocks (see the module docstring), numbered across the four files."""
         index = 0
         for path in paths:
             task = FILE_TASKS[path.name]
             for _, record in readers.reader_for(path)(path, on_bytes):
-                for unit in _blocks(record, task):
-                    yield index, unit
+                blocks = record.get("conversations") if isinstance(record, dict) else None
+                if not isinstance(blocks, list) or not blocks:
+                    yield index, record
+                    index += 1
+                    continue
+                image_id, image = record.get("image_id"), record.get("image")
+                for number, block in enumerate(blocks):
+                    unit_id = f"{task}/{image_id}/{number}"
+                    yield index, {"id": unit_id, "image_id": image_id, "image": image, "task": task, BLOCK: block}
                     index += 1
 
     def raw_source_id(self, record: Any) -> str | None:
@@ -123,11 +116,11 @@ class SvitCore(Source):
         written = record.get("image")
         if isinstance(written, str) and written.strip():
             return SourceRow(record["id"], turns, written, record["task"])
-        name = _vg_name(record["image_id"])
-        return SourceRow(
-            record["id"],
-            turns,
-            f"{VG_FOLDERS[0]}/{name}",
-            record["task"],
-            image_alternatives=tuple(f"{folder}/{name}" for folder in VG_FOLDERS[1:]),
-        )
+        image_id = record["image_id"]
+        paths = self._vg_paths.get(image_id) if type(image_id) is int else None
+        if paths is None:
+            name = _vg_name(image_id)
+            paths = (f"{VG_FOLDERS[0]}/{name}", tuple([f"{folder}/{name}" for folder in VG_FOLDERS[1:]]))
+            if type(image_id) is int:
+                self._vg_paths[image_id] = paths
+        return SourceRow(record["id"], turns, paths[0], record["task"], image_alternatives=paths[1])

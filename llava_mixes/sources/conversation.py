@@ -102,10 +102,43 @@ def place_image_token(turns: list[dict[str, str]], *, has_image: bool) -> list[d
     return [{"from": turns[0]["from"], "value": token + ("\n" + rest if rest else "")}, *turns[1:]]
 
 
+def _common_turns(raw_turns: Any, has_image: bool, from_key: str, value_key: str) -> list[dict[str, str]] | None:
+    """The turns of the common well-formed shape (human and gpt alternating under role names `ROLE_ALIASES`
+    knows as written, every text non-blank, at most one `<image>`, opening the first turn as placed), as the
+    full pipeline returns them; None for anything else, which the full pipeline then reads."""
+    if type(raw_turns) is not list or not raw_turns or len(raw_turns) % 2:
+        return None
+    aliases = ROLE_ALIASES
+    human, gpt, token = schema.HUMAN, schema.GPT, schema.IMAGE_TOKEN
+    turns = []
+    expected = human
+    for turn in raw_turns:
+        if type(turn) is not dict:
+            return None
+        role, value = turn.get(from_key), turn.get(value_key)
+        if type(role) is not str or type(value) is not str or aliases.get(role) != expected:
+            return None
+        if not value or value.isspace() or (token in value and turns):
+            return None
+        turns.append({"from": expected, "value": value})
+        expected = gpt if expected == human else human
+    first = turns[0]["value"]
+    if token not in first:
+        if has_image:
+            turns[0] = {"from": human, "value": token + "\n" + first}
+        return turns
+    if has_image and first.count(token) == 1 and (first == token or first.startswith(token + "\n")):
+        return turns
+    return None
+
+
 def normalise_turns(
     raw_turns: Any, *, has_image: bool, from_key: str = "from", value_key: str = "value"
 ) -> list[dict[str, str]]:
     """Read, check and place the image token: the full turn pipeline for one record."""
+    common = _common_turns(raw_turns, has_image, from_key, value_key)
+    if common is not None:
+        return common
     turns = read_turns(raw_turns, from_key=from_key, value_key=value_key)
     placed = place_image_token(turns, has_image=has_image)
     check_alternation(placed)
