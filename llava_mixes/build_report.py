@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
@@ -140,38 +142,40 @@ class BuildReport:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
+def _group_counts(dataset: datasets.Dataset | None) -> dict[str, tuple[int, int]]:
+    """Rows and distinct image paths per group line of `dataset`'s rows (Arrow group-by): a row without an image
+    counts under `TEXT_ONLY_GROUP`, an image without a group under `NO_GROUP`."""
+    if dataset is None or len(dataset) == 0:
+        return {}
+    table = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")[:]
+    paths, groups = table.column(schema.IMAGE_PATH), table.column(schema.IMAGE_GROUP)
+    names = pc.if_else(pc.is_null(paths), TEXT_ONLY_GROUP, pc.if_else(pc.is_null(groups), NO_GROUP, groups))
+    counted = (
+        pa.table({"name": names, "path": paths})
+        .group_by("name")
+        .aggregate([([], "count_all"), ("path", "count_distinct")])
+        .to_pydict()
+    )
+    lines = zip(counted["name"], counted["count_all"], counted["path_count_distinct"], strict=True)
+    return {name: (rows, images) for name, rows, images in lines}
+
+
 def group_stats(
-    kept: Iterable[tuple[str | None, str | None]],
-    removed: Iterable[tuple[str | None, str | None]],
-    rejected: Iterable[Rejection],
+    kept: datasets.Dataset, removed: datasets.Dataset | None, rejected: Iterable[Rejection]
 ) -> list[GroupStats]:
-    """Per-group lines from `(image_group, image_path)` pairs of kept and removed rows and the rejections."""
+    """Per-group lines from the kept rows, the removed rows (None: no dedup) and the rejections."""
     groups: dict[str, GroupStats] = {}
-    kept_images: dict[str, set[str]] = {}
-    removed_images: dict[str, set[str]] = {}
-
-    def line(group: str | None, path: str | None) -> GroupStats:
-        name = group if path is not None and group is not None else TEXT_ONLY_GROUP if path is None else NO_GROUP
-        return groups.setdefault(name, GroupStats(name))
-
-    for group, path in kept:
-        stats = line(group, path)
-        stats.rows += 1
-        stats.kept_rows += 1
-        if path is not None:
-            kept_images.setdefault(stats.image_group, set()).add(path)
-    for group, path in removed:
-        stats = line(group, path)
-        stats.rows += 1
-        stats.removed_rows += 1
-        if path is not None:
-            removed_images.setdefault(stats.image_group, set()).add(path)
+    for name, (rows, images) in _group_counts(kept).items():
+        groups[name] = GroupStats(name, rows=rows, kept_rows=rows, kept_images=images)
+    for name, (rows, images) in _group_counts(removed).items():
+        stats = groups.setdefault(name, GroupStats(name))
+        stats.rows += rows
+        stats.removed_rows = rows
+        stats.removed_images = images
     for rejection in rejected:
         groups.setdefault(rejection.image_group or NO_GROUP, GroupStats(rejection.image_group or NO_GROUP))
         groups[rejection.image_group or NO_GROUP].rejected_rows += 1
-    for name, stats in groups.items():
-        stats.kept_images = len(kept_images.get(name, ()))
-        stats.removed_images = len(removed_images.get(name, ()))
+    for stats in groups.values():
         stats.images = stats.kept_images + stats.removed_images
     return sorted(groups.values(), key=lambda stats: (stats.image_group.startswith("("), stats.image_group))
 
@@ -196,20 +200,9 @@ def format_table(report: BuildReport) -> str:
     return "\n".join(lines)
 
 
-def group_path_pairs(dataset: datasets.Dataset) -> Iterator[tuple[str | None, str | None]]:
-    """`(image_group, image_path)` of every row, in order, read in Arrow batches."""
-    columns = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")
-    for table in columns.iter(batch_size=65536):
-        yield from zip(
-            table.column(schema.IMAGE_GROUP).to_pylist(), table.column(schema.IMAGE_PATH).to_pylist(), strict=True
-        )
-
-
 def dedup_group_stats(result: datasets.DatasetDict, rejected: list[Rejection]) -> list[GroupStats]:
     """Per-group statistics of a `deduplicate` result (see `group_stats`)."""
-    return group_stats(
-        group_path_pairs(result[schema.TRAIN_SPLIT]), group_path_pairs(result[schema.REMOVED_SPLIT]), rejected
-    )
+    return group_stats(result[schema.TRAIN_SPLIT], result[schema.REMOVED_SPLIT], rejected)
 
 
 def reject_unembeddable(
@@ -271,7 +264,7 @@ def plain_report(
         report.rows_in += part.rows_in
         rejected.extend(part.rejected)
     report.rejected = rejected
-    report.groups = group_stats(group_path_pairs(rows), [], rejected)
+    report.groups = group_stats(rows, None, rejected)
     return report
 
 

@@ -34,7 +34,6 @@ from llava_mixes.build_report import (
     REPORT_FILE,
     BuildReport,
     dedup_group_stats,
-    group_path_pairs,
     group_stats,
     plain_report,
     reject_unembeddable,
@@ -389,7 +388,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
                 sources=list(config.sources),
                 rows_in=base_report.rows_in,
                 rejected=base_report.rejected,
-                groups=group_stats(group_path_pairs(base), [], base_report.rejected),
+                groups=group_stats(base, None, base_report.rejected),
             )
         self._pending_report.decontamination = decontamination
         features = self.info.features

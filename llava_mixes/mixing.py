@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 
 from llava_mixes import schema
-from llava_mixes.build_report import RECIPE_COUNTS, BuildReport, group_path_pairs, group_stats
+from llava_mixes.build_report import RECIPE_COUNTS, BuildReport, group_stats
 from llava_mixes.builders import SOURCES, extra_features
 from llava_mixes.decontam import CONTAMINATED_SPLIT, find_contamination, split_contaminated
 from llava_mixes.dedup.deduplicate import KEEP_RULE, deduplicate
@@ -166,7 +166,7 @@ def mix_recipe(
         splits[schema.REMOVED_SPLIT] = removed
     for config, number in _count(rows, names).items():
         counts[config]["kept"] = number
-    report.groups = group_stats(group_path_pairs(rows), group_path_pairs(removed), report.rejected)
+    report.groups = group_stats(rows, removed, report.rejected)
     report.recipe = {"name": recipe.name, "digest": recipe.digest(), "settings": recipe.to_json(), "sources": counts}
     logger.info("recipe %s (%s): %s", recipe.name, recipe.digest()[:12], counts)
     return datasets.DatasetDict({schema.TRAIN_SPLIT: rows, **splits}), report
