@@ -14,10 +14,9 @@ similarity and its most similar earlier item (the pair the gallery shows).
 Pruning (`prune=True`, where a `LowRankBound` fits the vectors): a pair is scored only where its low-rank
 upper bound reaches what it could change. For the column (an earlier item c): the lowest threshold c is
 kept at (below it c removes nothing) or, for nearest neighbours, c's best score so far. For the row (an
-item r of the block): the best score of r's earliest candidate so far, found by scoring, per tile, the
-column with the highest bound; below it no pair changes r's match or nearest neighbour. `floor` adds a
-lower limit under both: matches and nearest neighbours below it are not looked for. Every decision stays
-exact; only pairs that cannot change the result are skipped.
+item r of the block): the score of its match so far (below it no pair changes r's match or nearest
+neighbour). `floor` adds a lower limit under both: matches and nearest neighbours below it are not
+looked for. Every decision stays exact; only pairs that cannot change the result are skipped.
 """
 
 from __future__ import annotations
@@ -137,10 +136,10 @@ class _Pass:
         self.match_similarity = np.full(n, -np.inf, dtype=np.float32)
         # Filled block by block: untouched pages take no memory.
         self.units = np.empty((n, dim), dtype=np.float32)
-        rank = bound.basis.shape[1] if bound is not None else 0
-        self.projected = np.empty((n, rank), dtype=np.float32)
-        self.residual = np.empty(n, dtype=np.float32)
+        rank = bound.basis.shape[1] + 1 if bound is not None else 0
+        self.low = np.empty((n, rank), dtype=np.float32)
         self.keep_need = np.full(n, np.inf, dtype=np.float32)
+        self.block_floor = np.full(0, -np.inf, dtype=np.float32)
 
     def unit(self, start: int, stop: int) -> np.ndarray:
         """Items `start:stop` normalised in float32, as `greedy_keep_first` normalises its blocks."""
@@ -172,12 +171,11 @@ class _Pass:
         self.match[rows[better]] = best[better]
         self.match_similarity[rows[better]] = best_scores[better]
 
-    def hot_pairs(self, scores: np.ndarray, lower: bool = False) -> tuple[np.ndarray, ...]:
-        """The pairs of `scores` that may reach the lowest threshold (below the diagonal only, if `lower`):
-        rows (ascending), columns, and their sure and possible levels."""
-        hot = scores >= self.maybe_edges[0]
-        if lower:
-            hot = np.tril(hot, k=-1)
+    def hot_pairs(self, scores: np.ndarray, edges: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """The pairs of `scores` that may reach the lowest threshold, or per column `edges` (the lowest
+        threshold its item is kept at, less the tolerance): rows (ascending), columns, and their sure and
+        possible levels."""
+        hot = scores >= (self.maybe_edges[0] if edges is None else edges[None, :])
         rows, columns = np.nonzero(hot)
         values = scores[rows, columns]
         sure = np.searchsorted(self.sure_edges, values, side="right")
@@ -201,16 +199,19 @@ class _Pass:
         unsettled = ((maybe_bits ^ sure_bits) & ~sure[pair_rows]) != 0
         return sure, maybe, pair_rows[unsettled], columns[unsettled] + tile_start
 
-    def tile(self, block: np.ndarray, start: int, tile_start: int, tile_stop: int, low: tuple | None) -> _Tile:
+    def tile(
+        self, block: np.ndarray, start: int, tile_start: int, tile_stop: int, low: np.ndarray | None
+    ) -> _Tile:
         """Score block rows (items `start:`) against decided items `tile_start:tile_stop`; thread-safe.
-        With `low` (the block's projections and residuals) the bound picks the pairs to score."""
+        With `low` (the block's projections and residual norms) the bound picks the pairs to score."""
         row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
         if low is not None:
-            hot = self.bounded(block, start, tile_start, tile_stop, row_groups, *low)
+            hot = self.bounded(start, tile_start, tile_stop, row_groups, low)
             if np.count_nonzero(hot) <= DENSE_FRACTION * hot.size:
                 return self.sparse_tile(block, tile_start, row_groups, *np.nonzero(hot))
         scores = block @ self.units[tile_start:tile_stop].T
-        sure, maybe, open_rows, open_columns = self.removals(len(block), tile_start, self.hot_pairs(scores))
+        pairs = self.hot_pairs(scores, edges=self.keep_need[tile_start:tile_stop] - np.float32(FLOAT32_TOLERANCE))
+        sure, maybe, open_rows, open_columns = self.removals(len(block), tile_start, pairs)
         row_max = None
         if self.want_nearest:
             row_max = scores.max(axis=1)
@@ -220,29 +221,26 @@ class _Pass:
 
     def bounded(
         self,
-        block: np.ndarray,
         start: int,
         tile_start: int,
         tile_stop: int,
         row_groups: np.ndarray | None,
-        projected: np.ndarray,
-        residual: np.ndarray,
+        low: np.ndarray,
     ) -> np.ndarray:
-        """Which pairs of the tile may change a result (module docstring), from the low-rank bound."""
-        upper = projected @ self.projected[tile_start:tile_stop].T
-        upper += residual[:, None] * self.residual[None, tile_start:tile_stop]
-        eligible = upper
-        if row_groups is not None and self.groups is not None:
-            eligible = np.where(row_groups[:, None] != self.groups[None, tile_start:tile_stop], upper, -np.inf)
-        pick = eligible.argmax(axis=1)
-        found = eligible[np.arange(len(block)), pick] > -np.inf
-        probe = np.full(len(block), -np.inf, dtype=np.float32)
-        probe[found] = np.einsum("ij,ij->i", block[found], self.units[tile_start + pick[found]])
-        row_need = np.maximum(np.maximum(self.match_similarity[start : start + len(block)], probe), self.floor)
+        """Which pairs of the tile may change a result (module docstring), from the low-rank bound (`low`:
+        the block's projections with the residual norm appended, so one product gives the bound)."""
+        upper = low @ self.low[tile_start:tile_stop].T
+        found = np.maximum(self.match_similarity[start : start + len(low)], self.block_floor)
+        row_need = np.maximum(found, self.floor) - _MARGIN
         column_need = self.keep_need[tile_start:tile_stop]
         if self.want_nearest:
             column_need = np.minimum(column_need, np.maximum(self.nearest[tile_start:tile_stop], self.floor))
-        return upper >= np.minimum.outer(row_need - _MARGIN, column_need - _MARGIN)
+        column_need = column_need - _MARGIN
+        if row_groups is None or self.groups is None:
+            return upper >= np.minimum.outer(row_need, column_need)
+        # Only items of another group can be a row's match: for the others, the column's need alone.
+        other = row_groups[:, None] != self.groups[None, tile_start:tile_stop]
+        return upper >= np.where(other, np.minimum.outer(row_need, column_need), column_need[None, :])
 
     def sparse_tile(
         self, block: np.ndarray, tile_start: int, row_groups: np.ndarray | None, rows: np.ndarray, columns: np.ndarray
@@ -293,13 +291,22 @@ class _Pass:
         self.units[start:stop] = block
         low = None
         if self.bound is not None:
-            low = self.bound.project(block)
-            self.projected[start:stop], self.residual[start:stop] = low
+            projected, residual = self.bound.project(block)
+            low = np.concatenate([projected, residual[:, None]], axis=1)
+            self.low[start:stop] = low
         row_groups = self.groups[start:stop] if self.groups is not None else None
         sure = np.zeros(size, dtype=np.uint64)
         maybe = np.zeros(size, dtype=np.uint64)
         open_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
         open_columns: list[np.ndarray] = [np.zeros(0, np.int64)]
+        inner = block @ block.T
+        self.block_floor = np.full(size, -np.inf, dtype=np.float32)
+        if size > 1:
+            np.fill_diagonal(inner, -np.inf)
+            earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
+            block_best = self.best_matches(earlier_only, row_groups, start)
+            # The block's own best earlier scores: a floor under each row's match before any tile is scored.
+            self.block_floor = block_best[1]
         bounds_of_tiles = [(first, min(first + tile_size, start)) for first in range(0, start, tile_size)]
         run = pool.map if pool is not None else map
         for tile in run(lambda bounds: self.tile(block, start, *bounds, low), bounds_of_tiles):
@@ -314,8 +321,8 @@ class _Pass:
         order = np.argsort(uncertain_rows, kind="stable")
         uncertain_columns = uncertain_columns[order]
         uncertain_bounds = np.searchsorted(uncertain_rows[order], np.arange(size + 1))
-        inner = block @ block.T
-        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(inner, lower=True)
+        no_pairs = (np.zeros(0, np.int64),) * 4
+        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(earlier_only) if size > 1 else no_pairs
         bounds = np.searchsorted(pair_rows, np.arange(size + 1))
         # Rows with no possible in-block remover are decided at once; the others in order, after them.
         linked = np.zeros(size, dtype=bool)
@@ -336,11 +343,9 @@ class _Pass:
             self.keep_bits[item] = self.all_bits & ~removed
         self.decided(start, stop)
         if size > 1:
-            np.fill_diagonal(inner, -np.inf)
             if self.want_nearest:
                 np.maximum(self.nearest[start:stop], inner.max(axis=1), out=self.nearest[start:stop])
-            earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
-            self.merge_matches(rows, *self.best_matches(earlier_only, row_groups, start))
+            self.merge_matches(rows, *block_best)
 
 
 def sweep_pass(
