@@ -199,9 +199,7 @@ class _Pass:
         unsettled = ((maybe_bits ^ sure_bits) & ~sure[pair_rows]) != 0
         return sure, maybe, pair_rows[unsettled], columns[unsettled] + tile_start
 
-    def tile(
-        self, block: np.ndarray, start: int, tile_start: int, tile_stop: int, low: np.ndarray | None
-    ) -> _Tile:
+    def tile(self, block: np.ndarray, start: int, tile_start: int, tile_stop: int, low: np.ndarray | None) -> _Tile:
         """Score block rows (items `start:`) against decided items `tile_start:tile_stop`; thread-safe.
         With `low` (the block's projections and residual norms) the bound picks the pairs to score."""
         row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
