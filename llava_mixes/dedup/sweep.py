@@ -102,7 +102,7 @@ _MARGIN = LowRankBound.SLACK + FLOAT32_TOLERANCE
 DENSE_FRACTION = 0.01
 # The bound is fitted where it rules out 90% of sample pairs at this similarity (what most targets reach).
 PRUNE_PROBE = 0.9
-_GATHER = 8192
+_GATHER = 512  # pairs scored at a time: their gathered rows stay in the CPU cache
 
 
 class _Pass:
