@@ -273,13 +273,14 @@ class _Pass:
         best_scores[rows[firsts]] = eligible[firsts]
         return _Tile(sure, maybe, open_rows, open_columns, row_max, best, best_scores)
 
-    def decided(self, start: int, stop: int) -> None:
-        """Record, for items `start:stop` just decided, the lowest threshold each is kept at."""
-        bits = self.keep_bits[start:stop]
+    def lowest(self, bits: np.ndarray) -> np.ndarray:
+        """Per item, the lowest threshold of its set `bits` (float32; infinite where none is set)."""
         lowest = bits & (~bits + np.uint64(1))
-        kept = bits != 0
-        levels = np.log2(lowest[kept].astype(np.float64)).astype(np.int64)
-        self.keep_need[start:stop][kept] = self.thresholds[levels]
+        found = bits != 0
+        levels = np.log2(lowest[found].astype(np.float64)).astype(np.int64)
+        result = np.full(len(bits), np.inf, dtype=np.float32)
+        result[found] = self.thresholds[levels]
+        return result
 
     def block(self, start: int, stop: int, tile_size: int, pool: ThreadPoolExecutor | None) -> None:
         """Decide items `start:stop` at every threshold (tiles of earlier items scored on `pool`'s threads)."""
@@ -319,8 +320,10 @@ class _Pass:
         order = np.argsort(uncertain_rows, kind="stable")
         uncertain_columns = uncertain_columns[order]
         uncertain_bounds = np.searchsorted(uncertain_rows[order], np.arange(size + 1))
+        # An item the tiles surely remove at the lower thresholds can remove nothing there.
+        edges = self.lowest(self.all_bits & ~sure) - np.float32(FLOAT32_TOLERANCE)
         no_pairs = (np.zeros(0, np.int64),) * 4
-        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(earlier_only) if size > 1 else no_pairs
+        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(earlier_only, edges) if size > 1 else no_pairs
         bounds = np.searchsorted(pair_rows, np.arange(size + 1))
         # Rows with no possible in-block remover are decided at once; the others in order, after them.
         linked = np.zeros(size, dtype=bool)
@@ -339,7 +342,7 @@ class _Pass:
                 across = uncertain_columns[uncertain_bounds[offset] : uncertain_bounds[offset + 1]]
                 removed |= self.exact_removals(item, np.concatenate([across, in_block]))
             self.keep_bits[item] = self.all_bits & ~removed
-        self.decided(start, stop)
+        self.keep_need[start:stop] = self.lowest(self.keep_bits[start:stop])
         if size > 1:
             if self.want_nearest:
                 np.maximum(self.nearest[start:stop], inner.max(axis=1), out=self.nearest[start:stop])
