@@ -16,6 +16,7 @@ from llava_mixes.dedup.search import LowRankBound
 from llava_mixes.dedup.sweep import PRUNE_PROBE, sweep_pass
 from llava_mixes.embedding.cache import EmbeddingCache, vector_table
 from llava_mixes.embedding.embedders import ThumbnailEmbedder
+from llava_mixes.errors import ConfigError
 from llava_mixes.playground.synthetic import clip_like_vectors
 from llava_mixes.report import analysis as report_analysis
 from llava_mixes.report.pairs import CROSS_GROUP, IDENTICAL
@@ -84,3 +85,9 @@ def test_pruned_report_equals_the_full_one(tmp_path: Path, monkeypatch: pytest.M
         assert np.allclose(pruned.nearest[group][reached], values[reached], atol=1e-5)
         assert (pruned.nearest[group][~reached] <= 0.5 + 1e-3).all()
     assert pruned.to_json()["nearest_from"] == 0.5
+
+
+def test_nearest_from_is_checked(tmp_path: Path) -> None:
+    dataset, cache, _ = rows_and_cache(tmp_path)
+    with pytest.raises(ConfigError, match=r"nearest_from=1\.5 is not allowed"):
+        report_analysis.analyse(dataset, cache, "c", nearest_from=1.5)
