@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import functools
 import importlib
 import io
 import json
@@ -36,6 +37,7 @@ from machine_info import host, matmul_ceiling, peak_rss_bytes, roofline_line
 
 from llava_mixes import schema
 from llava_mixes.dedup.search import KeepResult, SearchWork
+from llava_mixes.dedup.sweep import sweep_pass
 from llava_mixes.embedding.cache import EmbeddingCache, vector_table
 from llava_mixes.embedding.embedders import ThumbnailEmbedder
 from llava_mixes.playground.synthetic import clip_like_vectors
@@ -130,7 +132,26 @@ def timed_dedup(dataset: datasets.Dataset, cache: EmbeddingCache) -> tuple[float
         api.greedy_keep_first = original
 
 
-def run(n: int, profile: bool) -> tuple[str, list[str]]:
+def full_analysis(
+    dataset: datasets.Dataset, cache: EmbeddingCache, pruned: report_analysis.DedupAnalysis
+) -> tuple[float, bool]:
+    """Seconds of `analyse` with the sweep's pruning off (every pair scored, as before it had one), and whether
+    its tables and pairs equal the pruned analysis's."""
+    original = report_analysis.sweep_pass
+    report_analysis.sweep_pass = functools.partial(sweep_pass, prune=False)
+    try:
+        began = time.perf_counter()
+        full = report_analysis.analyse(dataset, cache, "bench", per_band=3)
+        seconds = time.perf_counter() - began
+    finally:
+        report_analysis.sweep_pass = original
+    same = full.tables == pruned.tables and [
+        (pair.earlier.path, pair.later.path, pair.band) for pair in full.pairs
+    ] == [(pair.earlier.path, pair.later.path, pair.band) for pair in pruned.pairs]
+    return seconds, same
+
+
+def run(n: int, profile: bool, full: bool) -> tuple[str, list[str]]:
     """One size: the results row and the notes under it."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -168,6 +189,7 @@ def run(n: int, profile: bool) -> tuple[str, list[str]]:
         whole = time.perf_counter() - began
         same = sum(analysis.table.kept_at(THRESHOLD).values()) == kept_rows
         sys.stdout.write(f"report: analyse {analysed:.1f} s, with figures and json {whole:.1f} s; same kept: {same}\n")
+        unpruned = full_analysis(dataset, cache, analysis) if full else None
     ceiling = matmul_ceiling(1024, 16384, 1024)
     row = (
         f"| {n:,} | {copies} | {search_seconds:.1f} s (call {call:.1f} s) | {analysed:.1f} s | {whole:.1f} s "
@@ -179,6 +201,11 @@ def run(n: int, profile: bool) -> tuple[str, list[str]]:
         f"- dedup search, {n:,}: {roofline_line(work, search_seconds, ceiling)}. Ceiling (GFLOP/s), tile 1024 x "
         f"16384 x 1024: {rates}. sweep.json: {len(summary) / 1e3:.0f} kB."
     ]
+    if unpruned is not None:
+        notes.append(
+            f"- the same `analyse` with the sweep's pruning off (every pair scored): {unpruned[0]:.1f} s, "
+            f"{unpruned[0] / analysed:.2f}x the pruned one; same tables and pairs: {unpruned[1]}."
+        )
     if profiler is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
@@ -190,13 +217,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50000)
     parser.add_argument("--profile", action="store_true", help="run `analyse` under cProfile and print its top")
+    parser.add_argument("--full", action="store_true", help="also time `analyse` with the sweep's pruning off")
     parser.add_argument(
         "--results", nargs="?", const=str(Path(__file__).with_name("RESULTS.md")), help="append a section here"
     )
     args = parser.parse_args()
     datasets.disable_progress_bars()
-    row, notes = run(args.images, args.profile)
-    flags = " --profile" if args.profile else ""
+    row, notes = run(args.images, args.profile, args.full)
+    flags = (" --profile" if args.profile else "") + (" --full" if args.full else "")
     text = [
         f"\n### `llava-mixes report`'s analysis against the dedup search, {datetime.date.today()}: "
         f"`python bench/bench_report.py --images {args.images}{flags}`",
