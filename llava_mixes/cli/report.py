@@ -7,7 +7,7 @@ import argparse
 from llava_mixes.builder import configure, prepare
 from llava_mixes.cli.build import add_build_options, config_kwargs, out
 from llava_mixes.dedup import THRESHOLDS
-from llava_mixes.dedup.sweep import sweep_thresholds
+from llava_mixes.dedup.sweep import GRID, sweep_thresholds
 from llava_mixes.report.write import EVERY, PAIRS_PER_BAND, analyse_built, embedder_of, write_report
 
 
@@ -23,6 +23,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         pairs_per_band=args.pairs_per_band,
         cross_group=not args.no_cross_group,
         model=model,
+        nearest_from=args.nearest_from,
     )
     files = write_report(analysed, args.out, every=args.every)
     analysis = analysed.analysis
@@ -47,8 +48,14 @@ def add_options(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--every", type=int, default=EVERY, help="export every Nth row of each split")
     parser.add_argument("--pairs-per-band", type=int, default=PAIRS_PER_BAND, help="pairs shown per group and band")
     parser.add_argument(
+        "--nearest-from",
+        type=float,
+        default=GRID[0],
+        help="lowest nearest-neighbour similarity looked for; lower ones make one bar (default: %(default)s)",
+    )
+    parser.add_argument(
         "--no-cross-group",
         action="store_true",
-        help="skip the global pass that finds duplicates across groups (it compares every pair of images)",
+        help="skip the global pass that finds duplicates across groups and the global-scope sweep",
     )
     parser.set_defaults(run=cmd_report)

@@ -10,6 +10,13 @@ the thresholds <= the cosine. Scores within `FLOAT32_TOLERANCE` of a threshold a
 float64 with `search`'s own function, exactly as `greedy_keep_first` decides, so the bits equal
 `deduplicate`'s result at each threshold. The same pass gives each item's nearest-neighbour
 similarity and its most similar earlier item (the pair the gallery shows).
+
+Pruning (`prune=True`, where a `LowRankBound` fits the vectors): a pair is scored only where its low-rank
+upper bound reaches what it could change. For the column (an earlier item c): the lowest threshold c is
+kept at (below it c removes nothing) or, for nearest neighbours, c's best score so far. For the row (an
+item r of the block): the score of its match so far (below it no pair changes r's match or nearest
+neighbour). `floor` adds a lower limit under both: matches and nearest neighbours below it are not
+looked for. Every decision stays exact; only pairs that cannot change the result are skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llava_mixes.dedup.search import FLOAT32_TOLERANCE
+from llava_mixes.dedup.search import FLOAT32_TOLERANCE, LowRankBound
 from llava_mixes.errors import ConfigError
 from llava_mixes.vectors import checked_norms, exact_cosines
 
@@ -52,6 +59,7 @@ class PassResult:
     `keep_bits`: bit k set where the item is kept at `thresholds[k]`. `nearest`: the highest similarity
     to any other item (-1 for a lone item). `match`/`match_similarity`: the most similar earlier item
     (among items of another group when the pass was given groups; -1 and -inf where there is none).
+    Below `floor`, `nearest` and `match_similarity` are only lower bounds (and `match` may be -1).
     """
 
     thresholds: tuple[float, ...]
@@ -59,6 +67,7 @@ class PassResult:
     nearest: np.ndarray
     match: np.ndarray
     match_similarity: np.ndarray
+    floor: float = -np.inf
 
     def kept(self, threshold: float) -> np.ndarray:
         """Which items are kept at `threshold` (one of `thresholds`)."""
@@ -87,11 +96,26 @@ class _Tile:
     best_scores: np.ndarray
 
 
+# A pair the bound rules out scores below its target by more than float32 rounding can hide.
+_MARGIN = LowRankBound.SLACK + FLOAT32_TOLERANCE
+# A tile whose bound leaves more than this fraction of its pairs is scored as a full product.
+DENSE_FRACTION = 0.01
+# The bound is fitted where it rules out 90% of sample pairs at this similarity (what most targets reach).
+PRUNE_PROBE = 0.9
+_GATHER = 512  # pairs scored at a time: their gathered rows stay in the CPU cache
+
+
 class _Pass:
     """The state of one pass (see the module docstring)."""
 
     def __init__(
-        self, vectors: np.ndarray, thresholds: tuple[float, ...], groups: np.ndarray | None, want_nearest: bool
+        self,
+        vectors: np.ndarray,
+        thresholds: tuple[float, ...],
+        groups: np.ndarray | None,
+        want_nearest: bool,
+        floor: float,
+        bound: LowRankBound | None,
     ) -> None:
         self.vectors = vectors
         self.norms = checked_norms(vectors)
@@ -103,11 +127,19 @@ class _Pass:
         self.maybe_edges = (self.thresholds - FLOAT32_TOLERANCE).astype(np.float32)
         self.groups = groups
         self.want_nearest = want_nearest
-        n = len(vectors)
+        self.floor = np.float32(floor)
+        self.bound = bound
+        n, dim = vectors.shape
         self.keep_bits = np.zeros(n, dtype=np.uint64)
         self.nearest = np.full(n, -1.0, dtype=np.float32)
         self.match = np.full(n, -1, dtype=np.int64)
         self.match_similarity = np.full(n, -np.inf, dtype=np.float32)
+        # Filled block by block: untouched pages take no memory.
+        self.units = np.empty((n, dim), dtype=np.float32)
+        rank = bound.basis.shape[1] + 1 if bound is not None else 0
+        self.low = np.empty((n, rank), dtype=np.float32)
+        self.keep_need = np.full(n, np.inf, dtype=np.float32)
+        self.block_floor = np.full(0, -np.inf, dtype=np.float32)
 
     def unit(self, start: int, stop: int) -> np.ndarray:
         """Items `start:stop` normalised in float32, as `greedy_keep_first` normalises its blocks."""
@@ -139,23 +171,24 @@ class _Pass:
         self.match[rows[better]] = best[better]
         self.match_similarity[rows[better]] = best_scores[better]
 
-    def hot_pairs(self, scores: np.ndarray, lower: bool = False) -> tuple[np.ndarray, ...]:
-        """The pairs of `scores` that may reach the lowest threshold (below the diagonal only, if `lower`):
-        rows (ascending), columns, and their sure and possible levels."""
-        hot = scores >= self.maybe_edges[0]
-        if lower:
-            hot = np.tril(hot, k=-1)
+    def hot_pairs(self, scores: np.ndarray, edges: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """The pairs of `scores` that may reach the lowest threshold, or per column `edges` (the lowest
+        threshold its item is kept at, less the tolerance): rows (ascending), columns, and their sure and
+        possible levels."""
+        hot = scores >= (self.maybe_edges[0] if edges is None else edges[None, :])
         rows, columns = np.nonzero(hot)
         values = scores[rows, columns]
         sure = np.searchsorted(self.sure_edges, values, side="right")
         return rows, columns, sure, np.searchsorted(self.maybe_edges, values, side="right")
 
-    def tile(self, block: np.ndarray, start: int, tile_start: int, tile_stop: int) -> _Tile:
-        """Score block rows (items `start:`) against decided items `tile_start:tile_stop`; thread-safe."""
-        scores = block @ self.unit(tile_start, tile_stop).T
-        sure = np.zeros(len(block), dtype=np.uint64)
-        maybe = np.zeros(len(block), dtype=np.uint64)
-        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(scores)
+    def removals(
+        self, size: int, tile_start: int, pairs: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """From `hot_pairs`' (row, column, sure level, possible level) against decided items `tile_start:`:
+        per row the sure and possible removal bits, and the pairs (rows, item indices) to recompute exactly."""
+        pair_rows, columns, sure_levels, maybe_levels = pairs
+        sure = np.zeros(size, dtype=np.uint64)
+        maybe = np.zeros(size, dtype=np.uint64)
         kept = self.keep_bits[columns + tile_start]
         sure_bits = self.masks[sure_levels] & kept
         maybe_bits = self.masks[maybe_levels] & kept
@@ -164,27 +197,118 @@ class _Pass:
             sure[pair_rows[firsts]] = np.bitwise_or.reduceat(sure_bits, firsts)
             maybe[pair_rows[firsts]] = np.bitwise_or.reduceat(maybe_bits, firsts)
         unsettled = ((maybe_bits ^ sure_bits) & ~sure[pair_rows]) != 0
+        return sure, maybe, pair_rows[unsettled], columns[unsettled] + tile_start
+
+    def tile(self, block: np.ndarray, start: int, tile_start: int, tile_stop: int, low: np.ndarray | None) -> _Tile:
+        """Score block rows (items `start:`) against decided items `tile_start:tile_stop`; thread-safe.
+        With `low` (the block's projections and residual norms) the bound picks the pairs to score."""
+        row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
+        if low is not None:
+            hot = self.bounded(start, tile_start, tile_stop, row_groups, low)
+            if np.count_nonzero(hot) <= DENSE_FRACTION * hot.size:
+                return self.sparse_tile(block, tile_start, row_groups, *np.nonzero(hot))
+        scores = block @ self.units[tile_start:tile_stop].T
+        pairs = self.hot_pairs(scores, edges=self.keep_need[tile_start:tile_stop] - np.float32(FLOAT32_TOLERANCE))
+        sure, maybe, open_rows, open_columns = self.removals(len(block), tile_start, pairs)
         row_max = None
         if self.want_nearest:
             row_max = scores.max(axis=1)
             np.maximum(self.nearest[tile_start:tile_stop], scores.max(axis=0), out=self.nearest[tile_start:tile_stop])
-        row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
         best, best_scores = self.best_matches(scores, row_groups, tile_start)
-        return _Tile(sure, maybe, pair_rows[unsettled], columns[unsettled] + tile_start, row_max, best, best_scores)
+        return _Tile(sure, maybe, open_rows, open_columns, row_max, best, best_scores)
+
+    def bounded(
+        self,
+        start: int,
+        tile_start: int,
+        tile_stop: int,
+        row_groups: np.ndarray | None,
+        low: np.ndarray,
+    ) -> np.ndarray:
+        """Which pairs of the tile may change a result (module docstring), from the low-rank bound (`low`:
+        the block's projections with the residual norm appended, so one product gives the bound)."""
+        upper = low @ self.low[tile_start:tile_stop].T
+        found = np.maximum(self.match_similarity[start : start + len(low)], self.block_floor)
+        row_need = np.maximum(found, self.floor) - _MARGIN
+        column_need = self.keep_need[tile_start:tile_stop]
+        if self.want_nearest:
+            column_need = np.minimum(column_need, np.maximum(self.nearest[tile_start:tile_stop], self.floor))
+        column_need = column_need - _MARGIN
+        if row_groups is None or self.groups is None:
+            return upper >= np.minimum.outer(row_need, column_need)
+        # Only items of another group can be a row's match: for the others, the column's need alone.
+        other = row_groups[:, None] != self.groups[None, tile_start:tile_stop]
+        return upper >= np.where(other, np.minimum.outer(row_need, column_need), column_need[None, :])
+
+    def sparse_tile(
+        self, block: np.ndarray, tile_start: int, row_groups: np.ndarray | None, rows: np.ndarray, columns: np.ndarray
+    ) -> _Tile:
+        """The tile's results from the scores of the pairs `(rows, columns)` alone (rows ascending)."""
+        size = len(block)
+        values = np.empty(len(rows), dtype=np.float32)
+        for at in range(0, len(rows), _GATHER):
+            part = slice(at, at + _GATHER)
+            values[part] = np.einsum("ij,ij->i", block[rows[part]], self.units[tile_start + columns[part]])
+        hot = values >= self.maybe_edges[0]
+        levels = (
+            rows[hot],
+            columns[hot],
+            np.searchsorted(self.sure_edges, values[hot], side="right"),
+            np.searchsorted(self.maybe_edges, values[hot], side="right"),
+        )
+        sure, maybe, open_rows, open_columns = self.removals(size, tile_start, levels)
+        row_max = None
+        if self.want_nearest:
+            row_max = np.full(size, -np.inf, dtype=np.float32)
+            np.maximum.at(row_max, rows, values)
+            np.maximum.at(self.nearest, tile_start + columns, values)
+        eligible = values
+        if row_groups is not None and self.groups is not None:
+            eligible = np.where(row_groups[rows] != self.groups[tile_start + columns], values, -np.inf)
+        order = np.lexsort((columns, -eligible, rows))
+        firsts = order[np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])] if len(rows) else order
+        best = np.full(size, -1, dtype=np.int64)
+        best_scores = np.full(size, -np.inf, dtype=np.float32)
+        best[rows[firsts]] = tile_start + columns[firsts]
+        best_scores[rows[firsts]] = eligible[firsts]
+        return _Tile(sure, maybe, open_rows, open_columns, row_max, best, best_scores)
+
+    def lowest(self, bits: np.ndarray) -> np.ndarray:
+        """Per item, the lowest threshold of its set `bits` (float32; infinite where none is set)."""
+        lowest = bits & (~bits + np.uint64(1))
+        found = bits != 0
+        levels = np.log2(lowest[found].astype(np.float64)).astype(np.int64)
+        result = np.full(len(bits), np.inf, dtype=np.float32)
+        result[found] = self.thresholds[levels]
+        return result
 
     def block(self, start: int, stop: int, tile_size: int, pool: ThreadPoolExecutor | None) -> None:
         """Decide items `start:stop` at every threshold (tiles of earlier items scored on `pool`'s threads)."""
         size = stop - start
         rows = np.arange(start, stop)
         block = self.unit(start, stop)
+        self.units[start:stop] = block
+        low = None
+        if self.bound is not None:
+            projected, residual = self.bound.project(block)
+            low = np.concatenate([projected, residual[:, None]], axis=1)
+            self.low[start:stop] = low
         row_groups = self.groups[start:stop] if self.groups is not None else None
         sure = np.zeros(size, dtype=np.uint64)
         maybe = np.zeros(size, dtype=np.uint64)
         open_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
         open_columns: list[np.ndarray] = [np.zeros(0, np.int64)]
+        inner = block @ block.T
+        self.block_floor = np.full(size, -np.inf, dtype=np.float32)
+        if size > 1:
+            np.fill_diagonal(inner, -np.inf)
+            earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
+            block_best = self.best_matches(earlier_only, row_groups, start)
+            # The block's own best earlier scores: a floor under each row's match before any tile is scored.
+            self.block_floor = block_best[1]
         bounds_of_tiles = [(first, min(first + tile_size, start)) for first in range(0, start, tile_size)]
         run = pool.map if pool is not None else map
-        for tile in run(lambda bounds: self.tile(block, start, *bounds), bounds_of_tiles):
+        for tile in run(lambda bounds: self.tile(block, start, *bounds, low), bounds_of_tiles):
             sure |= tile.sure
             maybe |= tile.maybe
             open_rows.append(tile.open_rows)
@@ -196,8 +320,10 @@ class _Pass:
         order = np.argsort(uncertain_rows, kind="stable")
         uncertain_columns = uncertain_columns[order]
         uncertain_bounds = np.searchsorted(uncertain_rows[order], np.arange(size + 1))
-        inner = block @ block.T
-        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(inner, lower=True)
+        # An item the tiles surely remove at the lower thresholds can remove nothing there.
+        edges = self.lowest(self.all_bits & ~sure) - np.float32(FLOAT32_TOLERANCE)
+        no_pairs = (np.zeros(0, np.int64),) * 4
+        pair_rows, columns, sure_levels, maybe_levels = self.hot_pairs(earlier_only, edges) if size > 1 else no_pairs
         bounds = np.searchsorted(pair_rows, np.arange(size + 1))
         # Rows with no possible in-block remover are decided at once; the others in order, after them.
         linked = np.zeros(size, dtype=bool)
@@ -216,12 +342,11 @@ class _Pass:
                 across = uncertain_columns[uncertain_bounds[offset] : uncertain_bounds[offset + 1]]
                 removed |= self.exact_removals(item, np.concatenate([across, in_block]))
             self.keep_bits[item] = self.all_bits & ~removed
+        self.keep_need[start:stop] = self.lowest(self.keep_bits[start:stop])
         if size > 1:
-            np.fill_diagonal(inner, -np.inf)
             if self.want_nearest:
                 np.maximum(self.nearest[start:stop], inner.max(axis=1), out=self.nearest[start:stop])
-            earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
-            self.merge_matches(rows, *self.best_matches(earlier_only, row_groups, start))
+            self.merge_matches(rows, *block_best)
 
 
 def sweep_pass(
@@ -233,16 +358,24 @@ def sweep_pass(
     tile_size: int = 2048,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    floor: float = -np.inf,
+    prune: bool = True,
+    bound: LowRankBound | None = None,
 ) -> PassResult:
     """Run the keep rule over `vectors` (n x d, in visiting order) at every one of `thresholds` (sorted).
 
     With `groups` (an int per item), `match` looks only at earlier items of another group (the
     cross-group duplicates of a global pass). Tiles are scored on `workers` threads (default: one per
     core); the result does not depend on them. `progress(done)` is called after each block.
+    With `prune`, pairs are skipped where `bound` (default: a `LowRankBound` fitted as `greedy_keep_first`
+    fits it, at `PRUNE_PROBE`) shows they cannot change a result; matches and nearest neighbours below
+    `floor` are not looked for. The keep bits never depend on either.
     """
     if list(thresholds) != sorted(thresholds) or len(thresholds) > MAX_THRESHOLDS:
         raise ValueError(f"thresholds must be sorted and at most {MAX_THRESHOLDS}; got {thresholds}")
-    state = _Pass(vectors, tuple(thresholds), groups, want_nearest)
+    if prune and bound is None:
+        bound = LowRankBound.fit(vectors, checked_norms(vectors), PRUNE_PROBE - FLOAT32_TOLERANCE)
+    state = _Pass(vectors, tuple(thresholds), groups, want_nearest, floor, bound if prune else None)
     threads = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
         for start in range(0, len(vectors), block_size):
@@ -250,4 +383,6 @@ def sweep_pass(
             state.block(start, stop, tile_size, pool)
             if progress is not None:
                 progress(stop)
-    return PassResult(tuple(thresholds), state.keep_bits, state.nearest, state.match, state.match_similarity)
+    return PassResult(
+        tuple(thresholds), state.keep_bits, state.nearest, state.match, state.match_similarity, float(floor)
+    )

@@ -1,6 +1,8 @@
 """What deduplication does to a dataset, at every threshold: the sweep table, each image's nearest-neighbour
 similarity, and sampled near-duplicate pairs in score bands, from cached embeddings and one `sweep_pass`
-per scope (see `llava_mixes.dedup.sweep`).
+per scope (see `llava_mixes.dedup.sweep`). The keep decisions are exact at every threshold; nearest neighbours
+are looked for down to `nearest_from` (lower ones are counted as below it) and pairs down to the lowest shown
+threshold, which lets the sweep skip the pairs that could change neither (most pairs across groups).
 
 Images are visited as `deduplicate` visits them: distinct paths in order of first appearance; per scope
 (an `image_group`, or everything for `global`), byte-identical files (same SHA-256) are one item judged at
@@ -22,7 +24,7 @@ from datasets.utils import tqdm as hf_tqdm
 from llava_mixes import schema
 from llava_mixes.build_report import NO_GROUP
 from llava_mixes.dedup.deduplicate import SCOPES
-from llava_mixes.dedup.sweep import PassResult, sweep_pass, sweep_thresholds
+from llava_mixes.dedup.sweep import GRID, PassResult, sweep_pass, sweep_thresholds
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError
 from llava_mixes.errors import ConfigError
 from llava_mixes.report.pairs import Band, Pair, sample_pairs, score_bands
@@ -124,8 +126,11 @@ def _items(images: DistinctImages, paths: np.ndarray) -> tuple[np.ndarray, list[
     return paths[order], followers
 
 
-def _run_scope(images: DistinctImages, scope: str, thresholds: tuple[float, ...], block_size: int) -> ScopeDecisions:
-    """Run `sweep_pass` over `scope`: each group on its own, or everything with cross-group matches."""
+def _run_scope(
+    images: DistinctImages, scope: str, thresholds: tuple[float, ...], block_size: int, floor: float
+) -> ScopeDecisions:
+    """Run `sweep_pass` over `scope`: each group on its own, or everything with cross-group matches (matches
+    and nearest neighbours looked for down to `floor`)."""
     path_item = np.full(len(images.paths), -1, dtype=np.int64)
     if scope == "global":
         parts = [np.arange(len(images.paths))]
@@ -151,6 +156,7 @@ def _run_scope(images: DistinctImages, scope: str, thresholds: tuple[float, ...]
                 want_nearest=scope != "global",
                 block_size=block_size,
                 progress=advance,
+                floor=floor,
             )
             path_item[items] = np.arange(offset, offset + len(items))
             result.match[result.match >= 0] += offset
@@ -162,6 +168,7 @@ def _run_scope(images: DistinctImages, scope: str, thresholds: tuple[float, ...]
         np.concatenate([result.nearest for result in results]),
         np.concatenate([result.match for result in results]),
         np.concatenate([result.match_similarity for result in results]),
+        floor,
     )
     item_paths = [items for items, _ in split]
     followers = [pair for _, part in split for pair in part]
@@ -205,7 +212,8 @@ def _table(images: DistinctImages, decisions: ScopeDecisions) -> SweepTable:
 
 @dataclass
 class DedupAnalysis:
-    """The report's content: sweep tables per scope, nearest-neighbour similarities per group, sampled pairs."""
+    """The report's content: sweep tables per scope, nearest-neighbour similarities per group (those below
+    `nearest_from` raised to it), sampled pairs."""
 
     config_name: str
     embedder: dict[str, Any]
@@ -218,6 +226,7 @@ class DedupAnalysis:
     bands: list[Band]
     pairs: list[Pair] = field(default_factory=list)
     pair_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    nearest_from: float = GRID[0]
 
     @property
     def table(self) -> SweepTable:
@@ -239,6 +248,10 @@ class DedupAnalysis:
             "scope": self.scope,
             "thresholds": list(self.shown),
             "sweeps": {scope: asdict(table) for scope, table in self.tables.items()},
+            "nearest_from": self.nearest_from,
+            "nearest_below_from": {
+                group: int(np.count_nonzero(values <= self.nearest_from)) for group, values in self.nearest.items()
+            },
             "nearest_quantiles": {
                 group: dict(zip(map(str, quantiles), np.quantile(values, quantiles).round(4).tolist(), strict=True))
                 for group, values in self.nearest.items()
@@ -258,11 +271,13 @@ def analyse(
     cross_group: bool = True,
     per_band: int = 3,
     block_size: int = 1024,
+    nearest_from: float = GRID[0],
 ) -> DedupAnalysis:
     """Everything the report shows about deduplicating `dataset` (embeddings already in `cache`).
 
     The sweep runs per group, and globally too under `scope="global"` or `cross_group` (which finds
-    the duplicates across groups). `shown` are the thresholds the pairs are labelled at.
+    the duplicates across groups). `shown` are the thresholds the pairs are labelled at. Nearest-neighbour
+    similarities are exact from `nearest_from` up; lower ones count as `nearest_from`.
     """
     if scope not in SCOPES:
         raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
@@ -270,13 +285,17 @@ def analyse(
         raise ConfigError("give at least one threshold to show")
     if isinstance(per_band, bool) or not isinstance(per_band, int) or per_band < 0:
         raise ConfigError(f"pairs per band={per_band!r} is not allowed; it must be a whole number >= 0")
+    if isinstance(nearest_from, bool) or not isinstance(nearest_from, (int, float)) or not 0 <= nearest_from <= 1:
+        raise ConfigError(f"nearest_from={nearest_from!r} is not allowed; it must be a number in [0, 1]")
     thresholds = sweep_thresholds(shown)
+    lowest_shown = min(float(value) for value in shown)
     images = scan_images(dataset, cache)
     logger.info("%d distinct image paths, %d distinct files", len(images.paths), len(images.vectors))
-    decisions = {"group": _run_scope(images, "group", thresholds, block_size)}
+    floor = min(float(nearest_from), lowest_shown)
+    decisions = {"group": _run_scope(images, "group", thresholds, block_size, floor)}
     if scope == "global" or cross_group:
-        decisions["global"] = _run_scope(images, "global", thresholds, block_size)
-    nearest_items = decisions["group"].result.nearest.copy()
+        decisions["global"] = _run_scope(images, "global", thresholds, block_size, lowest_shown)
+    nearest_items = np.maximum(decisions["group"].result.nearest, np.float32(nearest_from))
     copied = [first for _, first in decisions["group"].followers]
     nearest_items[decisions["group"].path_item[np.asarray(copied, dtype=np.int64)]] = 1.0
     item_groups = images.path_group[decisions["group"].item_path]
@@ -300,6 +319,7 @@ def analyse(
         bands=bands,
         pairs=sample.pairs,
         pair_counts=sample.counts,
+        nearest_from=float(nearest_from),
     )
 
 

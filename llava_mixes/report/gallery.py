@@ -170,7 +170,8 @@ def render_page(
         '<section id="nearest"><h2>Nearest-neighbour similarity</h2>',
         f'<img class="figure" src="{data_uri(nearest_png, "image/png")}" alt="nearest-neighbour histograms">',
         "<p>Each image's highest cosine similarity to another image of its group: a threshold left of a peak "
-        "removes many images.</p></section>",
+        f"removes many images. Similarities below {analysis.nearest_from:g} are not looked for: they are counted "
+        "in the first bar.</p></section>",
     ]
     for group in groups:
         body.append(_section(analysis, group, anchors[group], pictures))

@@ -59,13 +59,13 @@ def sweep_png(tables: Mapping[str, SweepTable], scope: str, shown: Sequence[floa
     return _png(figure)
 
 
-def nearest_png(nearest: Mapping[str, np.ndarray], shown: Sequence[float]) -> bytes:
-    """One histogram per group of each image's highest similarity to another image of its group."""
+def nearest_png(nearest: Mapping[str, np.ndarray], shown: Sequence[float], low: float = 0.0) -> bytes:
+    """One histogram per group of each image's highest similarity to another image of its group, from `low`
+    (the first bar also holds the values below it, which the sweep did not look for)."""
     groups = [group for group, values in nearest.items() if len(values)]
     columns = min(3, max(len(groups), 1))
     rows = max(math.ceil(len(groups) / columns), 1)
     figure = require("matplotlib.figure").Figure(figsize=(3.2 * columns, 2.1 * rows), dpi=100, layout="constrained")
-    low = min([0.0, *(float(nearest[group].min()) for group in groups)])
     bins = np.linspace(low, 1.0, 41)
     for index, group in enumerate(groups):
         axes = figure.add_subplot(rows, columns, index + 1)
@@ -73,5 +73,6 @@ def nearest_png(nearest: Mapping[str, np.ndarray], shown: Sequence[float]) -> by
         _mark_thresholds(axes, shown)
         axes.set_title(f"{group} ({len(nearest[group]):,} images)", fontsize=9)
         axes.tick_params(labelsize=7)
-    figure.suptitle("Nearest-neighbour cosine similarity within each group", fontsize=10)
+    below = f" (first bar: {low:g} or less)" if low > 0 else ""
+    figure.suptitle(f"Nearest-neighbour cosine similarity within each group{below}", fontsize=10)
     return _png(figure)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llava_mixes.dedup.deduplicate import THRESHOLDS
-from llava_mixes.dedup.sweep import sweep_thresholds
+from llava_mixes.dedup.sweep import GRID, sweep_thresholds
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import Embedder, resolve_embedder
@@ -73,8 +73,10 @@ def analyse_built(
     pairs_per_band: int = PAIRS_PER_BAND,
     cross_group: bool = True,
     model: Embedder | None = None,
+    nearest_from: float = GRID[0],
 ) -> ConfigAnalysis:
-    """Sweep the embeddings of `built`'s plain rows (from the cache; missing ones embedded)."""
+    """Sweep the embeddings of `built`'s plain rows (from the cache; missing ones embedded); nearest
+    neighbours from `nearest_from` up (see `analyse`)."""
     sweep_thresholds(thresholds)
     settings = built.config
     model = model or embedder_of(settings)
@@ -82,7 +84,16 @@ def analyse_built(
     cache, _ = fill_cache(
         built.base, model, settings.cache_root(), settings.batch_size, settings.num_workers, devices, settings.engine
     )
-    analysis = analyse(built.base, cache, settings.name, thresholds, settings.dedup_scope, cross_group, pairs_per_band)
+    analysis = analyse(
+        built.base,
+        cache,
+        settings.name,
+        thresholds,
+        settings.dedup_scope,
+        cross_group,
+        pairs_per_band,
+        nearest_from=nearest_from,
+    )
     return ConfigAnalysis(built, analysis)
 
 
@@ -104,7 +115,7 @@ def write_report(analysed: ConfigAnalysis, out: str | Path, *, every: int = EVER
     samples = write_samples(folder, sheets, every)
     figures = {
         SWEEP_PNG: sweep_png(analysis.tables, analysis.scope, analysis.shown),
-        NEAREST_PNG: nearest_png(analysis.nearest, analysis.shown),
+        NEAREST_PNG: nearest_png(analysis.nearest, analysis.shown, analysis.nearest_from),
     }
     for name, data in figures.items():
         write_atomic(folder / name, data)

@@ -52,7 +52,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     playground = write_playground(root / "playground")
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
-        assert main(report_argv(root, "mix665k", root / "R", "--embedder", "thumbnail", "--every", "10")) == 0
+        argv = report_argv(
+            root, "mix665k", root / "R", "--embedder", "thumbnail", "--every", "10", "--nearest-from", "0.4"
+        )
+        assert main(argv) == 0
     builder = datasets.load_dataset_builder(
         DATASET_NAME, "mix665k", data_dir=str(playground.root), cache_dir=str(root / "hf")
     )
@@ -74,6 +77,8 @@ def test_report_writes_page_figures_and_samples(report: Report) -> None:
     assert "kept per threshold (group scope): 0.7: 37, 0.8: 37, 0.9: 37" in report.stdout
     page = (report.out / "index.html").read_text()
     assert "<h2>Threshold sweep</h2>" in page and 'id="cross-group"' in page
+    assert "Similarities below 0.4 are not looked for" in page
+    assert json.loads((report.out / "sweep.json").read_text())["nearest_from"] == 0.4
     assert all(copy in page and original in page for copy, (original, _) in report.playground.planted.items())
     assert not re.search(r'src="(?!data:)', page), "the page must not load anything from outside itself"
 
