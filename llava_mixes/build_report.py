@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow as pa
+import numpy as np
 import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
 
@@ -143,21 +143,24 @@ class BuildReport:
 
 
 def _group_counts(dataset: datasets.Dataset | None) -> dict[str, tuple[int, int]]:
-    """Rows and distinct image paths per group line of `dataset`'s rows (Arrow group-by): a row without an image
+    """Rows and distinct image paths per group line of `dataset`'s rows: a row without an image
     counts under `TEXT_ONLY_GROUP`, an image without a group under `NO_GROUP`."""
     if dataset is None or len(dataset) == 0:
         return {}
     table = dataset.select_columns([schema.IMAGE_GROUP, schema.IMAGE_PATH]).with_format("arrow")[:]
-    paths, groups = table.column(schema.IMAGE_PATH), table.column(schema.IMAGE_GROUP)
+    paths, groups = table.column(schema.IMAGE_PATH).combine_chunks(), table.column(schema.IMAGE_GROUP).combine_chunks()
     names = pc.if_else(pc.is_null(paths), TEXT_ONLY_GROUP, pc.if_else(pc.is_null(groups), NO_GROUP, groups))
-    counted = (
-        pa.table({"name": names, "path": paths})
-        .group_by("name")
-        .aggregate([([], "count_all"), ("path", "count_distinct")])
-        .to_pydict()
-    )
-    lines = zip(counted["name"], counted["count_all"], counted["path_count_distinct"], strict=True)
-    return {name: (rows, images) for name, rows, images in lines}
+    # Dictionary codes and NumPy counting: Arrow's group-by costs a third of a second on its first call.
+    name_codes = pc.dictionary_encode(names)
+    name_index = name_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    path_codes = pc.dictionary_encode(paths)
+    path_index = path_codes.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    count = len(name_codes.dictionary)
+    rows = np.bincount(name_index, minlength=count)
+    with_image = path_index >= 0
+    pairs = np.unique(name_index[with_image] * len(path_codes.dictionary) + path_index[with_image])
+    images = np.bincount(pairs // max(len(path_codes.dictionary), 1), minlength=count)
+    return {name: (int(rows[code]), int(images[code])) for code, name in enumerate(name_codes.dictionary.to_pylist())}
 
 
 def group_stats(

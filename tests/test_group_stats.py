@@ -46,3 +46,14 @@ def test_no_removed_split_and_empty_splits_give_lines_of_kept_rows_only() -> Non
     kept = rows([("coco", "a.jpg")])
     assert [(line.image_group, line.rows) for line in group_stats(kept, None, [])] == [("coco", 1)]
     assert group_stats(kept.select([]), kept.select([]), []) == []
+
+
+def test_counts_hold_across_many_arrow_chunks() -> None:
+    pairs = [(f"g{index % 3}", f"p{index % 50}.jpg" if index % 7 else None) for index in range(3000)]
+    parts = [rows(pairs[start : start + 250]) for start in range(0, len(pairs), 250)]
+    kept = datasets.concatenate_datasets(parts)
+    lines = {line.image_group: line for line in group_stats(kept, None, [])}
+    for group in ("g0", "g1", "g2"):
+        mine = [path for name, path in pairs if name == group and path is not None]
+        assert (lines[group].rows, lines[group].kept_images) == (len(mine), len(set(mine)))
+    assert lines[TEXT_ONLY_GROUP].rows == sum(1 for _, path in pairs if path is None)
