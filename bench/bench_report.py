@@ -51,10 +51,16 @@ TURN = 0.65  # radians each group's mean direction is turned, each towards its o
 COPIES = 0.002
 
 
-def grouped_vectors(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+SPREAD = 1.0
+"""`clip_like_vectors`' latent spread here: 0.75 (its default, calibrated at 0.9 alone) keeps 2% at 0.8 where the
+seed study's 665K tables keep 6-38% per group (coco 17.8%); 1.0 keeps 17.8% at 0.8 and 78% at 0.9 at 40K in one
+group, 12.1% and 77% at 90K (the study's coco: 17.8% and 74%)."""
+
+
+def grouped_vectors(n: int, seed: int = 0, spread: float = SPREAD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectors (float16), a group index per image, and the images that are byte copies (-1 elsewhere)."""
     rng = np.random.default_rng(seed)
-    vectors = clip_like_vectors(n, seed=seed)
+    vectors = clip_like_vectors(n, seed=seed, spread=spread)
     share = np.asarray(list(GROUPS.values()))
     labels = rng.choice(len(share), n, p=share / share.sum())
     mean = vectors[:4096].astype(np.float64).mean(axis=0)
@@ -85,9 +91,9 @@ def grouped_vectors(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
     return vectors, labels, copy_of
 
 
-def write_inputs(root: Path, n: int) -> tuple[datasets.Dataset, EmbeddingCache, int]:
+def write_inputs(root: Path, n: int, spread: float = SPREAD) -> tuple[datasets.Dataset, EmbeddingCache, int]:
     """The Dataset on disk and the filled cache; returns how many byte copies were planted."""
-    vectors, labels, copy_of = grouped_vectors(n)
+    vectors, labels, copy_of = grouped_vectors(n, spread=spread)
     names = list(GROUPS)
     hashes = [f"{index:064x}" for index in range(n)]
     hashes = [hashes[copy_of[index]] if copy_of[index] >= 0 else hashes[index] for index in range(n)]
@@ -151,12 +157,12 @@ def full_analysis(
     return seconds, same
 
 
-def run(n: int, profile: bool, full: bool) -> tuple[str, list[str]]:
+def run(n: int, profile: bool, full: bool, spread: float = SPREAD) -> tuple[str, list[str]]:
     """One size: the results row and the notes under it."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         began = time.perf_counter()
-        dataset, cache, copies = write_inputs(root, n)
+        dataset, cache, copies = write_inputs(root, n, spread)
         sys.stdout.write(f"{n:,} images ({copies} byte copies) written in {time.perf_counter() - began:.0f} s\n")
         sys.stdout.flush()
         call, search_seconds, work, kept_rows = timed_dedup(dataset, cache)
@@ -219,16 +225,20 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="run `analyse` under cProfile and print its top")
     parser.add_argument("--full", action="store_true", help="also time `analyse` with the sweep's pruning off")
     parser.add_argument(
+        "--spread", type=float, default=SPREAD, help="latent spread of the vectors (earlier runs: 0.75)"
+    )
+    parser.add_argument(
         "--results", nargs="?", const=str(Path(__file__).with_name("RESULTS.md")), help="append a section here"
     )
     args = parser.parse_args()
     datasets.disable_progress_bars()
-    row, notes = run(args.images, args.profile, args.full)
-    flags = (" --profile" if args.profile else "") + (" --full" if args.full else "")
+    row, notes = run(args.images, args.profile, args.full, args.spread)
+    flags = (" --profile" if args.profile else "") + (" --full" if args.full else "") + f" --spread {args.spread:g}"
     text = [
         f"\n### `llava-mixes report`'s analysis against the dedup search, {datetime.date.today()}: "
         f"`python bench/bench_report.py --images {args.images}{flags}`",
-        f"Machine: {host()}, numpy {np.__version__}. CLIP-like 1024-d vectors over the 665K mix's six groups "
+        f"Machine: {host()}, numpy {np.__version__}. CLIP-like 1024-d vectors (spread {args.spread:g}) over the 665K "
+        "mix's six groups "
         "(each turned its own way), byte and near copies across groups, one row per image, through a real "
         "`EmbeddingCache`; dedup at 0.8, group scope; the report at its defaults (thresholds 0.7 0.8 0.9, "
         "cross-group pass on, nearest neighbours from 0.5).",
