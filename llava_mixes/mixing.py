@@ -64,6 +64,7 @@ NOT_FOR_RECIPES: dict[str, str | None] = {
     "decontaminate": "decontaminate.references",
     "decontaminate_threshold": "decontaminate.threshold",
     "decontaminate_embedder": "decontaminate.embedder",
+    "data_files": None,
 }
 """The config fields a recipe build does not take, each with the recipe key that sets it instead (None: the
 recipe has no such setting, and a recipe build always uses that field's default)."""
@@ -73,6 +74,8 @@ def recipe_refusal(name: str, value: object) -> str:
     """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
     key = NOT_FOR_RECIPES[name]
     how = f"set {key} in the recipe" if key else "a recipe build does not use it, and the recipe has no such setting"
+    if name == "data_files":
+        how = "each of the recipe's sources reads its own annotation files from data_dir"
     return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/mixes/recipe.py)"
 
 
