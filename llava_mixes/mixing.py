@@ -73,9 +73,12 @@ recipe has no such setting, and a recipe build always uses that field's default)
 def recipe_refusal(name: str, value: object) -> str:
     """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
     key = NOT_FOR_RECIPES[name]
-    how = f"set {key} in the recipe" if key else "a recipe build does not use it, and the recipe has no such setting"
-    if name == "data_files":
+    if key:
+        how = f"set {key} in the recipe"
+    elif name == "data_files":
         how = "each of the recipe's sources reads its own annotation files from data_dir"
+    else:
+        how = "a recipe build does not use it, and the recipe has no such setting"
     return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/mixes/recipe.py)"
 
 

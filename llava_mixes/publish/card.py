@@ -379,7 +379,8 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
         schema_table=_schema_table(manifest),
         sources=_sources_section(manifest),
         dedup=_dedup_section(manifest),
-        recipes=_decontaminated(manifest) + _recipes(manifest),
+        decontaminated=_decontaminated(manifest),
+        recipes=_recipes(manifest),
         changelog=_changelog(manifest),
     )
     return f"---\n{card_data(manifest).to_yaml()}\n---\n\n{body}"
