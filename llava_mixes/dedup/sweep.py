@@ -82,6 +82,19 @@ def _below_masks(count: int) -> np.ndarray:
     return masks
 
 
+def _best_floor(best_upper: np.ndarray, residuals: np.ndarray, other_residuals: np.ndarray) -> np.ndarray:
+    """A floor under the float32 score of each row's pair with the highest bound: that pair's cosine is at
+    least its bound less twice the product of the two residual norms (Cauchy-Schwarz on the residuals)."""
+    widest = other_residuals.max(initial=0.0)
+    return best_upper - 2 * residuals * widest - np.float32(LowRankBound.SLACK + FLOAT32_TOLERANCE)
+
+
+def _crowded_columns(columns: np.ndarray, rows: int) -> np.ndarray:
+    """Per column of a tile (up to the last one with a pair), whether at least 1/`_CROWDED` of the block's
+    `rows` pair with it: an item kept down to a low threshold has many."""
+    return np.bincount(columns) * _CROWDED >= rows if len(columns) else np.zeros(0, dtype=bool)
+
+
 @dataclass
 class _Tile:
     """What one tile of decided items says about a block: removal bits (sure and possible), the pairs to
@@ -98,11 +111,15 @@ class _Tile:
 
 # A pair the bound rules out scores below its target by more than float32 rounding can hide.
 _MARGIN = LowRankBound.SLACK + FLOAT32_TOLERANCE
-# A tile whose bound leaves more than this fraction of its pairs is scored as a full product.
-DENSE_FRACTION = 0.01
+# A tile is scored as a full product when scoring only the pairs its bound leaves would cost more than this
+# fraction of its pairs, counted in gathered pairs (a crowded column's product counts as block rows / `_CROWDED`).
+DENSE_FRACTION = 0.02
 # The bound is fitted where it rules out 90% of sample pairs at this similarity (what most targets reach).
 PRUNE_PROBE = 0.9
 _GATHER = 512  # pairs scored at a time: their gathered rows stay in the CPU cache
+# A column with at least 1/_CROWDED of the block's rows among its pairs is scored against the whole block: a
+# gathered pair costs about as much as 32 pairs of a product.
+_CROWDED = 32
 
 
 class _Pass:
@@ -176,8 +193,9 @@ class _Pass:
         threshold its item is kept at, less the tolerance): rows (ascending), columns, and their sure and
         possible levels."""
         hot = scores >= (self.maybe_edges[0] if edges is None else edges[None, :])
-        rows, columns = np.nonzero(hot)
-        values = scores[rows, columns]
+        flat = np.flatnonzero(hot)  # 2-D nonzero costs ten times as much per pair
+        rows, columns = np.divmod(flat, scores.shape[1])
+        values = scores.reshape(-1)[flat]
         sure = np.searchsorted(self.sure_edges, values, side="right")
         return rows, columns, sure, np.searchsorted(self.maybe_edges, values, side="right")
 
@@ -204,9 +222,13 @@ class _Pass:
         With `low` (the block's projections and residual norms) the bound picks the pairs to score."""
         row_groups = self.groups[start : start + len(block)] if self.groups is not None else None
         if low is not None:
-            hot = self.bounded(start, tile_start, tile_stop, row_groups, low)
-            if np.count_nonzero(hot) <= DENSE_FRACTION * hot.size:
-                return self.sparse_tile(block, tile_start, row_groups, *np.nonzero(hot))
+            rows, columns = self.bounded(start, tile_start, tile_stop, row_groups, low)
+            crowded = _crowded_columns(columns, len(block))
+            gathered = len(rows) - int(np.count_nonzero(crowded[columns])) if len(rows) else 0
+            # In pairs a gather costs: each crowded column's product counts as `_CROWDED` pairs' worth.
+            cost = gathered + int(np.count_nonzero(crowded)) * len(block) / _CROWDED
+            if cost <= DENSE_FRACTION * len(block) * (tile_stop - tile_start):
+                return self.sparse_tile(block, tile_start, row_groups, rows, columns, crowded)
         scores = block @ self.units[tile_start:tile_stop].T
         pairs = self.hot_pairs(scores, edges=self.keep_need[tile_start:tile_stop] - np.float32(FLOAT32_TOLERANCE))
         sure, maybe, open_rows, open_columns = self.removals(len(block), tile_start, pairs)
@@ -224,31 +246,77 @@ class _Pass:
         tile_stop: int,
         row_groups: np.ndarray | None,
         low: np.ndarray,
-    ) -> np.ndarray:
-        """Which pairs of the tile may change a result (module docstring), from the low-rank bound (`low`:
-        the block's projections with the residual norm appended, so one product gives the bound)."""
-        upper = low @ self.low[tile_start:tile_stop].T
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs of the tile that may change a result (module docstring), as rows (ascending) and columns
+        of the tile, from the low-rank bound (`low`: the block's projections with the residual norm appended,
+        so one product gives the bound). Without groups, each row's and each column's most promising pair in
+        the tile gives a floor under its match and nearest neighbour first (`_best_floor`), so that a row
+        with one near copy in the tile keeps only the pairs that could beat it."""
+        tile_low = self.low[tile_start:tile_stop]
+        upper = low @ tile_low.T
         found = np.maximum(self.match_similarity[start : start + len(low)], self.block_floor)
-        row_need = np.maximum(found, self.floor) - _MARGIN
         column_need = self.keep_need[tile_start:tile_stop]
-        if self.want_nearest:
-            column_need = np.minimum(column_need, np.maximum(self.nearest[tile_start:tile_stop], self.floor))
-        column_need = column_need - _MARGIN
         if row_groups is None or self.groups is None:
-            return upper >= np.minimum.outer(row_need, column_need)
-        # Only items of another group can be a row's match: for the others, the column's need alone.
-        other = row_groups[:, None] != self.groups[None, tile_start:tile_stop]
-        return upper >= np.where(other, np.minimum.outer(row_need, column_need), column_need[None, :])
+            found = np.maximum(found, _best_floor(upper.max(axis=1), low[:, -1], tile_low[:, -1]))
+        if self.want_nearest:
+            nearest = np.maximum(self.nearest[tile_start:tile_stop], self.floor)
+            if row_groups is None or self.groups is None:
+                nearest = np.maximum(nearest, _best_floor(upper.max(axis=0), tile_low[:, -1], low[:, -1]))
+            column_need = np.minimum(column_need, nearest)
+        row_need = np.maximum(found, self.floor) - _MARGIN
+        column_need = column_need - _MARGIN
+        # A superset first, with one comparison per pair: each column against the lower of its need and the
+        # block's lowest row need; then the exact rule on those pairs alone.
+        width = tile_stop - tile_start
+        flat = np.flatnonzero(upper >= np.minimum(column_need, row_need.min())[None, :])
+        rows, columns = np.divmod(flat, width)
+        values = upper.reshape(-1)[flat]
+        need = column_need[columns]
+        if row_groups is None or self.groups is None:
+            need = np.minimum(need, row_need[rows])
+        else:
+            other = row_groups[rows] != self.groups[tile_start + columns]
+            need = np.where(other, np.minimum(need, row_need[rows]), need)
+        hot = values >= need
+        return rows[hot], columns[hot]
+
+    def pair_scores(
+        self, block: np.ndarray, tile_start: int, rows: np.ndarray, columns: np.ndarray, crowded_columns: np.ndarray
+    ) -> np.ndarray:
+        """float32 scores of the pairs `(rows, columns)` (block rows, tile columns). A crowded column
+        (`_crowded_columns`) is scored against the whole block in one product; the other pairs one by one,
+        a few hundred gathered at a time."""
+        values = np.empty(len(rows), dtype=np.float32)
+        if not len(rows):
+            return values
+        crowded = np.flatnonzero(crowded_columns)
+        rest = np.arange(len(rows))
+        if crowded.size:
+            slot = np.full(len(crowded_columns), -1, dtype=np.int64)
+            slot[crowded] = np.arange(crowded.size)
+            slots = slot[columns]
+            in_crowded = slots >= 0
+            dense = block @ self.units[tile_start + crowded].T
+            values[in_crowded] = dense[rows[in_crowded], slots[in_crowded]]
+            rest = np.flatnonzero(~in_crowded)
+        for at in range(0, len(rest), _GATHER):
+            part = rest[at : at + _GATHER]
+            values[part] = np.einsum("ij,ij->i", block[rows[part]], self.units[tile_start + columns[part]])
+        return values
 
     def sparse_tile(
-        self, block: np.ndarray, tile_start: int, row_groups: np.ndarray | None, rows: np.ndarray, columns: np.ndarray
+        self,
+        block: np.ndarray,
+        tile_start: int,
+        row_groups: np.ndarray | None,
+        rows: np.ndarray,
+        columns: np.ndarray,
+        crowded: np.ndarray,
     ) -> _Tile:
-        """The tile's results from the scores of the pairs `(rows, columns)` alone (rows ascending)."""
+        """The tile's results from the scores of the pairs `(rows, columns)` alone (rows ascending, and columns
+        ascending within a row; `crowded`: `_crowded_columns`)."""
         size = len(block)
-        values = np.empty(len(rows), dtype=np.float32)
-        for at in range(0, len(rows), _GATHER):
-            part = slice(at, at + _GATHER)
-            values[part] = np.einsum("ij,ij->i", block[rows[part]], self.units[tile_start + columns[part]])
+        values = self.pair_scores(block, tile_start, rows, columns, crowded)
         hot = values >= self.maybe_edges[0]
         levels = (
             rows[hot],
@@ -257,20 +325,24 @@ class _Pass:
             np.searchsorted(self.maybe_edges, values[hot], side="right"),
         )
         sure, maybe, open_rows, open_columns = self.removals(size, tile_start, levels)
-        row_max = None
-        if self.want_nearest:
-            row_max = np.full(size, -np.inf, dtype=np.float32)
-            np.maximum.at(row_max, rows, values)
+        best = np.full(size, -1, dtype=np.int64)
+        best_scores = np.full(size, -np.inf, dtype=np.float32)
+        row_max = np.full(size, -np.inf, dtype=np.float32) if self.want_nearest else None
+        if not len(rows):
+            return _Tile(sure, maybe, open_rows, open_columns, row_max, best, best_scores)
+        firsts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        if row_max is not None:
+            row_max[rows[firsts]] = np.maximum.reduceat(values, firsts)
             np.maximum.at(self.nearest, tile_start + columns, values)
         eligible = values
         if row_groups is not None and self.groups is not None:
             eligible = np.where(row_groups[rows] != self.groups[tile_start + columns], values, -np.inf)
-        order = np.lexsort((columns, -eligible, rows))
-        firsts = order[np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])] if len(rows) else order
-        best = np.full(size, -1, dtype=np.int64)
-        best_scores = np.full(size, -np.inf, dtype=np.float32)
-        best[rows[firsts]] = tile_start + columns[firsts]
-        best_scores[rows[firsts]] = eligible[firsts]
+        # Each row's best pair, the earliest column on a tie (columns ascend within a row).
+        segment = np.repeat(np.arange(len(firsts)), np.diff(np.r_[firsts, len(rows)]))
+        top = np.flatnonzero(eligible == np.maximum.reduceat(eligible, firsts)[segment])
+        top = top[np.r_[True, segment[top][1:] != segment[top][:-1]]]
+        best[rows[top]] = tile_start + columns[top]
+        best_scores[rows[top]] = eligible[top]
         return _Tile(sure, maybe, open_rows, open_columns, row_max, best, best_scores)
 
     def lowest(self, bits: np.ndarray) -> np.ndarray:
