@@ -15,8 +15,12 @@ Pruning (`prune=True`, where a `LowRankBound` fits the vectors): a pair is score
 upper bound reaches what it could change. For the column (an earlier item c): the lowest threshold c is
 kept at (below it c removes nothing) or, for nearest neighbours, c's best score so far. For the row (an
 item r of the block): the score of its match so far (below it no pair changes r's match or nearest
-neighbour). `floor` adds a lower limit under both: matches and nearest neighbours below it are not
-looked for. Every decision stays exact; only pairs that cannot change the result are skipped.
+neighbour). Within a tile, each row's and each column's pair of highest bound raises that score first
+(the pair's cosine is at least its bound less twice its residual norms' product, and the pair itself is
+scored). `floor` adds a lower limit under both: matches and nearest neighbours below it are not looked for.
+Every decision stays exact; only pairs that cannot change the result are skipped. The pairs left are scored
+one by one, except a crowded column's (an item kept down to a low threshold has many), scored against the
+whole block in one product.
 """
 
 from __future__ import annotations

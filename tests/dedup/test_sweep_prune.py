@@ -93,3 +93,18 @@ def test_pruning_skips_most_pairs_and_keeps_the_floor() -> None:
     assert scored and sum(scored) < 0.1 * len(vectors) ** 2 / 2
     assert_same(pruned, full, vectors, 0.6)
     assert pruned.floor == 0.6 and full.floor == -np.inf
+
+
+@pytest.mark.parametrize("crowded", [1e-9, 32, 1e9])
+def test_crowded_columns_and_gathered_pairs_score_alike(monkeypatch: pytest.MonkeyPatch, crowded: float) -> None:
+    # 1e-9: every pair gathered one by one; 1e9: every column with a pair scored against the whole block.
+    vectors, labels = anisotropic(900, seed=11, groups=2)
+    thresholds = sweep_thresholds([0.7, 0.8, 0.9])
+    bound = principal_bound(vectors, 12)
+    monkeypatch.setattr(sweep, "_CROWDED", crowded)
+    monkeypatch.setattr(sweep, "DENSE_FRACTION", 1e9)
+    for group_labels, nearest, floor in ((None, True, 0.5), (labels, False, 0.7)):
+        settings = {"groups": group_labels, "want_nearest": nearest, "block_size": 128, "tile_size": 160}
+        full = sweep_pass(vectors, thresholds, prune=False, **settings)
+        pruned = sweep_pass(vectors, thresholds, floor=floor, bound=bound, workers=2, **settings)
+        assert_same(pruned, full, vectors, floor)
