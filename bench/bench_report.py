@@ -91,6 +91,10 @@ def grouped_vectors(n: int, seed: int = 0, spread: float = SPREAD) -> tuple[np.n
         else:
             nudge = vectors[earlier].astype(np.float64) + rng.standard_normal(vectors.shape[1]) * 0.01
             vectors[item] = nudge / np.linalg.norm(nudge)
+    for item in np.flatnonzero(copy_of >= 0):  # a copy of a later-made copy copies that one's original
+        while copy_of[copy_of[item]] >= 0:
+            copy_of[item] = copy_of[copy_of[item]]
+        vectors[item] = vectors[copy_of[item]]
     return vectors, labels, copy_of
 
 
