@@ -1,0 +1,241 @@
+"""`deduplicate`'s output pinned on a tricky dataset: what the per-row Python implementation returned (recorded in
+`golden_dedup.json` before the Arrow/NumPy rewrite) must stay what it returns, decisions, columns and
+fingerprints, and so must its errors.
+
+The rows: text-only rows (null path), paths repeated across rows, byte-identical files (same SHA-256) under
+different paths in the same group and in different groups, a null `image_group`, more than one Arrow batch
+(> 8192 rows), near-duplicate vectors at the seed study's thresholds. Each case runs from the `embedding` column
+and from a `VectorSource`, in group and global scope.
+
+Regenerate the record only on purpose: `python tests/dedup/test_golden.py` writes it from the code as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from llava_mixes import deduplicate, schema
+from llava_mixes.errors import BadEmbeddingError
+
+GOLDEN = Path(__file__).with_name("golden_dedup.json")
+ROWS = 9000
+DIM = 16
+GROUPS = ["coco", "gqa", "vg", None]
+
+
+class DictVectors:
+    """A `VectorSource` over a dict of vectors by hash, with an error for the hashes in `failing`."""
+
+    def __init__(self, vectors: dict[str, np.ndarray], failing: frozenset[str] = frozenset()) -> None:
+        self.stored = vectors
+        self.failing = failing
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(key for key in keys if key not in self.stored))
+
+    def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        errors = ["unreadable" if key in self.failing else None for key in keys]
+        return np.stack([self.stored[key] for key in keys]).reshape(len(keys), DIM), errors
+
+    def key(self) -> str:
+        return "dict-vectors-1"
+
+
+def tricky_rows() -> tuple[dict[str, list], dict[str, np.ndarray]]:
+    """Columns of `ROWS` rows and the vector of every hash (see the module docstring)."""
+    rng = np.random.default_rng(14)
+    centres = rng.normal(size=(60, DIM))
+    hashes = [f"sha{index:04d}" for index in range(700)]
+    points = centres[rng.integers(0, len(centres), len(hashes))] + 0.35 * rng.normal(size=(len(hashes), DIM))
+    unit = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+    vectors = dict(zip(hashes, unit, strict=True))
+    paths: list[tuple[str, str, str | None]] = []  # (path, sha, group)
+    for index in range(900):
+        group = GROUPS[index % len(GROUPS)]
+        if index % 7 == 3:  # the file of an earlier path of the same group, under another name
+            sha = paths[index - 4][1] if index >= 4 else hashes[index]
+        elif index % 11 == 5:  # the file of an earlier path of another group
+            sha = paths[index - 5][1] if index >= 5 else hashes[index]
+        else:
+            sha = hashes[int(rng.integers(0, len(hashes)))]
+        paths.append((f"{group or 'misc'}/img{index:04d}.jpg", sha, group))
+    columns: dict[str, list] = {name: [] for name in (schema.ID, "path", "sha", "group", "vector")}
+    for row in range(ROWS):
+        text_only = rng.random() < 0.1
+        path, sha, group = (None, None, None) if text_only else paths[int(rng.integers(0, len(paths)))]
+        columns[schema.ID].append(f"row{row:05d}")
+        columns["path"].append(path)
+        columns["sha"].append(sha)
+        columns["group"].append(group)
+        columns["vector"].append(None if sha is None else vectors[sha])
+    return columns, vectors
+
+
+def as_dataset(columns: dict[str, list], with_vectors: bool) -> datasets.Dataset:
+    features = {
+        schema.ID: datasets.Value("string"),
+        schema.IMAGE_PATH: datasets.Value("string"),
+        schema.IMAGE_SHA256: datasets.Value("string"),
+        schema.IMAGE_GROUP: datasets.Value("string"),
+    }
+    data = {
+        schema.ID: columns[schema.ID],
+        schema.IMAGE_PATH: columns["path"],
+        schema.IMAGE_SHA256: columns["sha"],
+        schema.IMAGE_GROUP: columns["group"],
+    }
+    if with_vectors:
+        features[schema.EMBEDDING] = schema.embedding_feature(DIM)
+        data[schema.EMBEDDING] = columns["vector"]
+    return datasets.Dataset.from_dict(data, features=datasets.Features(features))
+
+
+def outcome(result: datasets.DatasetDict) -> dict:
+    """Everything `deduplicate` returned that a caller can see, as plain values."""
+    shown = (schema.ID, schema.DUPLICATE_OF, schema.SIMILARITY)
+    return {
+        split: {
+            "columns": rows.column_names,
+            "fingerprint": rows._fingerprint,
+            **{name: rows.select_columns([name]).to_dict()[name] for name in shown},
+        }
+        for split, rows in result.items()
+    }
+
+
+def digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+CASES = [
+    (source, scope, threshold)
+    for source in ("column", "cache")
+    for scope in ("group", "global")
+    for threshold in (0.8, 0.9)
+]
+
+
+def run_case(source: str, scope: str, threshold: float) -> dict:
+    columns, vectors = tricky_rows()
+    if source == "column":
+        return outcome(deduplicate(as_dataset(columns, True), threshold, scope, device=None))
+    return outcome(
+        deduplicate(as_dataset(columns, False), threshold, scope, device=None, embeddings=DictVectors(vectors))
+    )
+
+
+def error_of(call: object) -> dict:
+    with pytest.raises(BadEmbeddingError) as caught:
+        call()  # type: ignore[operator]
+    return {"message": str(caught.value), "positions": caught.value.positions}
+
+
+def error_cases() -> dict[str, dict]:
+    """The errors of rows without a usable vector, by case."""
+    columns, vectors = tricky_rows()
+    image_rows = [row for row, path in enumerate(columns["path"]) if path is not None]
+    nulled = {key: list(value) for key, value in columns.items()}
+    # Nulled: a path's later row (its first row has a vector), and every row of another path.
+    later = next(row for row in image_rows[1:] if columns["path"].index(columns["path"][row]) < row)
+    lost_path = columns["path"][image_rows[3]]
+    for row in [later, *(row for row, path in enumerate(columns["path"]) if path == lost_path)]:
+        nulled["vector"][row] = None
+    nan = {key: list(value) for key, value in columns.items()}
+    broken_sha = columns["sha"][image_rows[5]]
+    for row, sha in enumerate(columns["sha"]):
+        if sha == broken_sha:
+            nan["vector"][row] = np.full(DIM, np.nan, dtype=np.float32)
+    absent = {sha: vector for sha, vector in vectors.items() if sha != columns["sha"][image_rows[7]]}
+    failing = frozenset({columns["sha"][image_rows[9]]})
+    cached_nan = {**vectors, broken_sha: np.full(DIM, np.nan, dtype=np.float32)}
+    return {
+        "null_vectors": error_of(lambda: deduplicate(as_dataset(nulled, True), 0.8, device=None)),
+        "nan_vectors": error_of(lambda: deduplicate(as_dataset(nan, True), 0.8, "global", device=None)),
+        "absent_from_cache": error_of(
+            lambda: deduplicate(as_dataset(columns, False), 0.8, device=None, embeddings=DictVectors(absent))
+        ),
+        "failed_in_cache": error_of(
+            lambda: deduplicate(as_dataset(columns, False), 0.8, device=None, embeddings=DictVectors(vectors, failing))
+        ),
+        "nan_in_cache": error_of(
+            lambda: deduplicate(as_dataset(columns, False), 0.9, device=None, embeddings=DictVectors(cached_nan))
+        ),
+    }
+
+
+def record() -> dict:
+    """What the code returns today: a digest and the split sizes per case, and the errors."""
+    cases = {}
+    for case in CASES:
+        result = run_case(*case)
+        sizes = {split: len(value[schema.ID]) for split, value in result.items()}
+        cases["/".join(map(str, case))] = {"digest": digest(result), "sizes": sizes}
+    return {"cases": cases, "errors": error_cases()}
+
+
+def test_the_tricky_rows_cover_what_they_claim() -> None:
+    columns, _ = tricky_rows()
+    paths, hashes, groups = columns["path"], columns["sha"], columns["group"]
+    assert paths.count(None) > 0 and len(set(paths)) < len(paths) and ROWS > 8192
+    groups_of_sha: dict[str, set[str | None]] = {}
+    paths_of_sha: dict[str, set[str]] = {}
+    for path, sha, group in zip(paths, hashes, groups, strict=True):
+        if path is not None:
+            groups_of_sha.setdefault(sha, set()).add(group)
+            paths_of_sha.setdefault(sha, set()).add(path)
+    assert any(len(found) > 1 for found in groups_of_sha.values())  # one file in two groups
+    same_group = [sha for sha, found in paths_of_sha.items() if len(found) > len(groups_of_sha[sha])]
+    assert same_group  # one file under two paths of one group
+    assert any(path is not None and group is None for path, group in zip(paths, groups, strict=True))
+
+
+@pytest.mark.parametrize("case", CASES, ids=["/".join(map(str, case)) for case in CASES])
+def test_deduplicate_returns_the_recorded_output(case: tuple[str, str, float]) -> None:
+    expected = json.loads(GOLDEN.read_text())["cases"]["/".join(map(str, case))]
+    result = run_case(*case)
+    assert {split: len(value[schema.ID]) for split, value in result.items()} == expected["sizes"]
+    assert expected["sizes"]["removed"] > 0
+    assert digest(result) == expected["digest"]
+
+
+def test_byte_identical_files_follow_their_first_path() -> None:
+    columns, vectors = tricky_rows()
+    result = deduplicate(as_dataset(columns, False), 0.9, device=None, embeddings=DictVectors(vectors))
+    first_path: dict[tuple[str | None, str], str] = {}
+    for path, sha, group in zip(columns["path"], columns["sha"], columns["group"], strict=True):
+        if path is not None:
+            first_path.setdefault((group, sha), path)
+    removed = result["removed"].to_dict()
+    kept_paths = set(result["train"].to_dict()[schema.IMAGE_PATH])
+    followers = 0
+    for path, sha, group, target, similarity in zip(
+        removed[schema.IMAGE_PATH],
+        removed[schema.IMAGE_SHA256],
+        removed[schema.IMAGE_GROUP],
+        removed[schema.DUPLICATE_OF],
+        removed[schema.SIMILARITY],
+        strict=True,
+    ):
+        if first_path[(group, sha)] != path and first_path[(group, sha)] in kept_paths:
+            assert (target, similarity) == (first_path[(group, sha)], 1.0)
+            followers += 1
+    assert followers > 0
+    assert None in kept_paths  # text-only rows are kept
+
+
+def test_errors_are_the_recorded_ones() -> None:
+    assert error_cases() == json.loads(GOLDEN.read_text())["errors"]
+
+
+if __name__ == "__main__":
+    datasets.disable_progress_bars()
+    GOLDEN.write_text(json.dumps(record(), indent=1, sort_keys=True) + "\n")
+    sys.stdout.write(f"wrote {GOLDEN}\n")
