@@ -256,18 +256,12 @@ def decide(
     )
 
 
-def _select(indices: list[int], mask: np.ndarray, want: bool) -> list[bool]:
-    """`Dataset.filter` function: the rows whose keep flag equals `want`."""
-    return (mask[np.asarray(indices, dtype=np.int64)] == want).tolist()
-
-
 def deduplicate(
     dataset: datasets.Dataset,
     threshold: float = 0.8,
     scope: str = "group",
     *,
     block_size: int = 1024,
-    num_proc: int | None = None,
     device: str | None = "auto",
     search: str = "exact",
     embeddings: VectorSource | None = None,
@@ -292,7 +286,6 @@ def deduplicate(
     similarity[removed] = decisions.similarity[decisions.row_path[removed]]
     duplicate_of = decisions.paths.cast(pa.string()).take(pa.array(target, mask=~removed))
     similarity = pa.array(similarity, mask=~removed)
-    keep = ~removed
     source = embeddings.key() if embeddings is not None else schema.EMBEDDING
     run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope, search, source))
     annotated = dataset.add_column(
@@ -303,16 +296,8 @@ def deduplicate(
     ).add_column(
         schema.SIMILARITY, similarity, feature=schema.DEDUP_FEATURES[schema.SIMILARITY], new_fingerprint=run + "b"
     )
-    splits = {}
-    for split, want in ((schema.TRAIN_SPLIT, True), (schema.REMOVED_SPLIT, False)):
-        splits[split] = annotated.filter(
-            _select,
-            with_indices=True,
-            batched=True,
-            input_columns=[],
-            fn_kwargs={"mask": keep, "want": want},
-            num_proc=num_proc,
-            new_fingerprint=f"{run}-{split}",
-            desc=f"Selecting {split} rows",
-        )
+    splits = {
+        split: annotated.select(np.flatnonzero(removed != want), new_fingerprint=f"{run}-{split}")
+        for split, want in ((schema.TRAIN_SPLIT, True), (schema.REMOVED_SPLIT, False))
+    }
     return datasets.DatasetDict(splits)
