@@ -136,13 +136,14 @@ def _column_vectors(dataset: datasets.Dataset, rows: np.ndarray) -> np.ndarray:
 
 
 def _cached_vectors(cache: VectorSource, hashes: list[str], first_ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    """The cached vectors of `hashes` (float32), and the first row ids of the images without one."""
+    """The cached vectors of `hashes` (float16 as stored, else float32), and the first row ids of the images
+    without one."""
     absent = set(cache.missing(hashes))
     found = [sha for sha in hashes if sha not in absent]
     stored, errors = cache.vectors(found)
     failed = {sha for sha, error in zip(found, errors, strict=True) if error is not None}
     lacking = [row_id for sha, row_id in zip(hashes, first_ids, strict=True) if sha in absent or sha in failed]
-    return stored.astype(np.float32), lacking
+    return (stored if stored.dtype == np.float16 else stored.astype(np.float32)), lacking
 
 
 def search_device(device: str | None) -> str | None:
@@ -217,7 +218,9 @@ def decide(
             raise BadEmbeddingError(
                 f"{len(lacking)} image rows have no embedding (first ids: {lacking[:5]}); drop them before deduplicate"
             )
+    # Checked before float16 vectors become float32 (exactly): from their bits, the check is fast.
     bad = np.flatnonzero(unusable_vectors(all_vectors))
+    all_vectors = all_vectors.astype(np.float32, copy=False)
     if bad.size:
         raise BadEmbeddingError(
             f"{bad.size} image rows have an embedding with a NaN or infinite coordinate, or all zero (first ids: "

@@ -5,7 +5,7 @@ fingerprints, and so must its errors.
 The rows: text-only rows (null path), paths repeated across rows, byte-identical files (same SHA-256) under
 different paths in the same group and in different groups, a null `image_group`, more than one Arrow batch
 (> 8192 rows), near-duplicate vectors at the seed study's thresholds. Each case runs from the `embedding` column
-and from a `VectorSource`, in group and global scope.
+and from a `VectorSource` (float32, and float16 as the embedding cache stores them), in group and global scope.
 
 Regenerate the record only on purpose: `python tests/dedup/test_golden.py` writes it from the code as it is.
 """
@@ -34,16 +34,19 @@ GROUPS = ["coco", "gqa", "vg", None]
 class DictVectors:
     """A `VectorSource` over a dict of vectors by hash, with an error for the hashes in `failing`."""
 
-    def __init__(self, vectors: dict[str, np.ndarray], failing: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, vectors: dict[str, np.ndarray], failing: frozenset[str] = frozenset(), dtype: type = np.float32
+    ) -> None:
         self.stored = vectors
         self.failing = failing
+        self.dtype = dtype
 
     def missing(self, keys: Sequence[str]) -> list[str]:
         return list(dict.fromkeys(key for key in keys if key not in self.stored))
 
     def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
         errors = ["unreadable" if key in self.failing else None for key in keys]
-        return np.stack([self.stored[key] for key in keys]).reshape(len(keys), DIM), errors
+        return np.stack([self.stored[key] for key in keys]).reshape(len(keys), DIM).astype(self.dtype), errors
 
     def key(self) -> str:
         return "dict-vectors-1"
@@ -117,7 +120,7 @@ def digest(value: object) -> str:
 
 CASES = [
     (source, scope, threshold)
-    for source in ("column", "cache")
+    for source in ("column", "cache", "float16 cache")
     for scope in ("group", "global")
     for threshold in (0.8, 0.9)
 ]
@@ -127,9 +130,9 @@ def run_case(source: str, scope: str, threshold: float) -> dict:
     columns, vectors = tricky_rows()
     if source == "column":
         return outcome(deduplicate(as_dataset(columns, True), threshold, scope, device=None))
-    return outcome(
-        deduplicate(as_dataset(columns, False), threshold, scope, device=None, embeddings=DictVectors(vectors))
-    )
+    dtype = np.float16 if source == "float16 cache" else np.float32
+    cache = DictVectors(vectors, dtype=dtype)
+    return outcome(deduplicate(as_dataset(columns, False), threshold, scope, device=None, embeddings=cache))
 
 
 def error_of(call: object) -> dict:
@@ -167,6 +170,11 @@ def error_cases() -> dict[str, dict]:
         ),
         "nan_in_cache": error_of(
             lambda: deduplicate(as_dataset(columns, False), 0.9, device=None, embeddings=DictVectors(cached_nan))
+        ),
+        "nan_in_float16_cache": error_of(
+            lambda: deduplicate(
+                as_dataset(columns, False), 0.9, device=None, embeddings=DictVectors(cached_nan, dtype=np.float16)
+            )
         ),
     }
 
