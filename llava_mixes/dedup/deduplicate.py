@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import datasets
@@ -135,14 +136,14 @@ def _column_vectors(dataset: datasets.Dataset, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(vectors[1:]) if len(vectors) > 1 else vectors[0]
 
 
-def _cached_vectors(cache: VectorSource, hashes: list[str], first_ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    """The cached vectors of `hashes` (float16 as stored, else float32), and the first row ids of the images
-    without one."""
+def _cached_vectors(cache: VectorSource, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The cached vectors of `hashes` (float16 as stored, else float32), and which hashes lack one (when any
+    does, the vectors are those of the others)."""
     absent = set(cache.missing(hashes))
-    found = [sha for sha in hashes if sha not in absent]
-    stored, errors = cache.vectors(found)
-    failed = {sha for sha, error in zip(found, errors, strict=True) if error is not None}
-    lacking = [row_id for sha, row_id in zip(hashes, first_ids, strict=True) if sha in absent or sha in failed]
+    present = np.array([sha not in absent for sha in hashes], dtype=bool)
+    stored, errors = cache.vectors([sha for sha in hashes if sha not in absent])
+    lacking = ~present
+    lacking[present] = np.array([error is not None for error in errors], dtype=bool)
     return (stored if stored.dtype == np.float16 else stored.astype(np.float32)), lacking
 
 
@@ -184,6 +185,39 @@ def _contents(
     return rank[path_key.reshape(-1)], content_first_path, scopes[content_first_path], names
 
 
+def _scope_vectors(
+    dataset: datasets.Dataset,
+    table: pa.Table,
+    content_rows: np.ndarray,
+    order: np.ndarray,
+    embeddings: VectorSource | None,
+) -> np.ndarray:
+    """The vector of each content (its first row is in `content_rows`) in the order `order` gives them; raises
+    `BadEmbeddingError` naming, in order of first appearance, the contents without a usable one."""
+    ids = table.column(schema.ID).take(pa.array(content_rows, type=pa.int64()))
+    if embeddings is None:
+        vectors = _column_vectors(dataset, content_rows)[order]
+    else:
+        hashes = table.column(schema.IMAGE_SHA256).take(pa.array(content_rows[order], type=pa.int64()))
+        vectors, lacking = _cached_vectors(embeddings, hashes.to_pylist())
+        if lacking.any():
+            at = np.sort(order[lacking])
+            raise BadEmbeddingError(
+                f"{at.size} image rows have no embedding (first ids: {ids.take(pa.array(at[:5])).to_pylist()}); "
+                "drop them before deduplicate"
+            )
+    # Float16 vectors are checked from their bits (fast), before they become float32 (exactly), scope by scope.
+    bad = np.sort(order[unusable_vectors(vectors)])
+    if bad.size:
+        raise BadEmbeddingError(
+            f"{bad.size} image rows have an embedding with a NaN or infinite coordinate, or all zero (first ids: "
+            f"{ids.take(pa.array(bad[:5])).to_pylist()}); embed those images again or drop their rows before "
+            "deduplicate",
+            bad.tolist(),
+        )
+    return vectors
+
+
 def decide(
     dataset: datasets.Dataset,
     threshold: float,
@@ -207,41 +241,21 @@ def decide(
             )
     first_rows = _first_rows(row_path)
     path_content, content_first_path, content_scope, scope_names = _contents(table, first_rows, scope)
-    content_rows = first_rows[content_first_path]
-    content_ids = table.column(schema.ID).take(pa.array(content_rows, type=pa.int64()))
-    if embeddings is None:
-        all_vectors = _column_vectors(dataset, content_rows)
-    else:
-        hashes = table.column(schema.IMAGE_SHA256).take(pa.array(content_rows, type=pa.int64())).to_pylist()
-        all_vectors, lacking = _cached_vectors(embeddings, hashes, content_ids.to_pylist())
-        if lacking:
-            raise BadEmbeddingError(
-                f"{len(lacking)} image rows have no embedding (first ids: {lacking[:5]}); drop them before deduplicate"
-            )
-    # Checked before float16 vectors become float32 (exactly): from their bits, the check is fast.
-    bad = np.flatnonzero(unusable_vectors(all_vectors))
-    all_vectors = all_vectors.astype(np.float32, copy=False)
-    if bad.size:
-        raise BadEmbeddingError(
-            f"{bad.size} image rows have an embedding with a NaN or infinite coordinate, or all zero (first ids: "
-            f"{content_ids.take(pa.array(bad[:5])).to_pylist()}); embed those images again or drop their rows "
-            "before deduplicate",
-            bad.tolist(),
-        )
+    # Contents grouped by scope, each scope in order of first appearance: a scope's vectors are one slice.
+    order = np.argsort(content_scope, kind="stable")
+    vectors = _scope_vectors(dataset, table, first_rows[content_first_path], order, embeddings)
     content_kept = np.ones(len(content_first_path), dtype=bool)
     content_duplicate_of = np.full(len(content_first_path), -1, dtype=np.int64)
     content_similarity = np.full(len(content_first_path), np.nan, dtype=np.float32)
-    by_scope = np.argsort(content_scope, kind="stable")
-    bounds = np.flatnonzero(np.diff(content_scope[by_scope])) + 1
-    for ids in np.split(by_scope, bounds) if by_scope.size else []:
+    bounds = [0, *(np.flatnonzero(np.diff(content_scope[order])) + 1).tolist(), len(order)]
+    for begin, end in pairwise(bounds) if order.size else []:
+        ids, members = order[begin:end], vectors[begin:end].astype(np.float32, copy=False)
         if search == "ivf":
             from llava_mixes.dedup.ann import approximate_keep_first
 
-            result = approximate_keep_first(all_vectors[ids], threshold)
+            result = approximate_keep_first(members, threshold)
         else:
-            result = greedy_keep_first(
-                all_vectors[ids], threshold, block_size=block_size, device=search_device(device)
-            )
+            result = greedy_keep_first(members, threshold, block_size=block_size, device=search_device(device))
         content_kept[ids] = result.kept
         removed = ~result.kept
         content_duplicate_of[ids[removed]] = ids[result.duplicate_of[removed]]

@@ -29,7 +29,8 @@ class DictVectors:
 
     def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
         errors = ["unreadable" if key in self.failing else None for key in keys]
-        return np.stack([self.stored[key] for key in keys]).reshape(len(keys), DIM).astype(self.dtype), errors
+        stacked = np.array([self.stored[key] for key in keys], dtype=np.float32).reshape(len(keys), DIM)
+        return stacked.astype(self.dtype), errors
 
     def key(self) -> str:
         return "dict-vectors-1"
