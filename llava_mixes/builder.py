@@ -2,7 +2,7 @@
 
 A plain config streams each source's annotation files through `SourceNormaliser` into the `train` split.
 A deduplicated config builds (or reuses) its plain config, fills the embedding cache, rejects the rows whose
-image has no usable vector, splits the rest with `deduplicate` (a `Dataset.filter`) into `train` and
+image has no usable vector, splits the rest with `deduplicate` (a row selection) into `train` and
 `removed`, and copies both splits into its own cache. Every build writes a `BuildReport` next to its Arrow
 files (see `build_report.load_report`), and a record of its inputs (see `sources.inputs`): a cached build
 whose inputs changed since is rebuilt, with no cache to clear by hand.

@@ -1,4 +1,5 @@
-"""`deduplicate`: near-duplicate image removal as a `Dataset.filter`, with the keep rule made explicit.
+"""`deduplicate`: near-duplicate image removal as a row selection (`Dataset.select`), with the keep rule
+made explicit.
 
 Rule: within a scope (an `image_group`, or all images for `scope="global"`), distinct images are
 visited in order of first appearance; an image is removed when its cosine similarity to an image
@@ -299,10 +300,11 @@ def deduplicate(
     removed[has_image] = ~decisions.kept[decisions.row_path[has_image]]
     target = np.full(len(dataset), -1, dtype=np.int64)
     target[removed] = decisions.duplicate_of[decisions.row_path[removed]]
-    similarity = np.zeros(len(dataset), dtype=np.float32)
-    similarity[removed] = decisions.similarity[decisions.row_path[removed]]
+    cosine = np.zeros(len(dataset), dtype=np.float32)
+    cosine[removed] = decisions.similarity[decisions.row_path[removed]]
+    # The new columns as Arrow arrays, null on kept rows.
     duplicate_of = decisions.paths.cast(pa.string()).take(pa.array(target, mask=~removed))
-    similarity = pa.array(similarity, mask=~removed)
+    similarity = pa.array(cosine, mask=~removed)
     source = embeddings.key() if embeddings is not None else schema.EMBEDDING
     run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope, search, source))
     annotated = dataset.add_column(
