@@ -2,7 +2,7 @@
 
 A plain config streams each source's annotation files through `SourceNormaliser` into the `train` split.
 A deduplicated config builds (or reuses) its plain config, fills the embedding cache, rejects the rows whose
-image has no usable vector, splits the rest with `deduplicate` (a `Dataset.filter`) into `train` and
+image has no usable vector, splits the rest with `deduplicate` (a row selection) into `train` and
 `removed`, and copies both splits into its own cache. Every build writes a `BuildReport` next to its Arrow
 files (see `build_report.load_report`), and a record of its inputs (see `sources.inputs`): a cached build
 whose inputs changed since is rebuilt, with no cache to clear by hand.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 from datasets.builder import Key
 from datasets.download.download_manager import DownloadMode
@@ -438,7 +439,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         if dataset is not None:
             if len(dataset) == 0:
                 yield Key(0, 0), self.info.features.arrow_schema.empty_table()
-            for batch, table in enumerate(dataset.with_format("arrow").iter(batch_size=1000)):
+            for batch, table in enumerate(_arrow_batches(dataset)):
                 yield Key(0, batch), table
             return
         yield from normalise_sources(
@@ -524,6 +525,22 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
                 fingerprint=self._get_dataset_fingerprint(split),
             )
         return super()._as_dataset(split, in_memory)
+
+
+def _arrow_batches(dataset: datasets.Dataset, size: int = 1000) -> Iterator[pa.Table]:
+    """The rows of `dataset` as Arrow tables of at most `size` rows. Rows selected in ascending order (a
+    `Dataset.select` or `filter`) are taken from each stored record batch at once: `Dataset.iter` would gather
+    them one row at a time."""
+    rows = dataset._indices.column(0).to_numpy() if dataset._indices is not None else None
+    if rows is None or (rows.size > 1 and not bool(np.all(rows[1:] > rows[:-1]))):
+        yield from dataset.with_format("arrow").iter(batch_size=size)
+        return
+    start = 0
+    for stored in dataset.data.table.to_batches(max_chunksize=size):
+        local = rows[np.searchsorted(rows, start) : np.searchsorted(rows, start + stored.num_rows)] - start
+        if local.size:
+            yield pa.Table.from_batches([stored.take(pa.array(local))])
+        start += stored.num_rows
 
 
 CONFIG_NAMES = tuple(config.name for config in LlavaMixes.BUILDER_CONFIGS)

@@ -1,4 +1,4 @@
-"""Near-duplicate removal on vectors and ids: `deduplicate` (a `Dataset.filter`), the exact greedy search,
+"""Near-duplicate removal on vectors and ids: `deduplicate` (a row selection), the exact greedy search,
 the approximate ivf search and the one-pass threshold sweep. Vectors come from a dataset column or a
 `VectorSource`; nothing here knows embedders, builders or sources."""
 

@@ -1,4 +1,5 @@
-"""`deduplicate`: near-duplicate image removal as a `Dataset.filter`, with the keep rule made explicit.
+"""`deduplicate`: near-duplicate image removal as a row selection (`Dataset.select`), with the keep rule
+made explicit.
 
 Rule: within a scope (an `image_group`, or all images for `scope="global"`), distinct images are
 visited in order of first appearance; an image is removed when its cosine similarity to an image
@@ -12,13 +13,15 @@ the builder rejects such rows first (`build_report.reject_unembeddable`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
@@ -37,6 +40,7 @@ KEEP_RULE = (
     "similarity to an image already kept in its scope is >= the threshold; byte-identical files are duplicates "
     "at every threshold"
 )
+_BATCH = 8192
 THRESHOLDS = (0.7, 0.8, 0.9)
 """The seed study's thresholds: the named configs' and the ones reports label pairs at."""
 
@@ -65,20 +69,20 @@ class VectorSource(Protocol):
         ...
 
 
-@dataclass
-class _Scope:
-    """The distinct contents of one scope, in order of first appearance."""
+@dataclass(frozen=True)
+class Decisions:
+    """What happened to every image path and which path each row shows (indices into `paths`)."""
 
-    content_ids: list[int] = field(default_factory=list)
-
-
-@dataclass
-class PathDecision:
-    """What happened to one image path."""
-
-    kept: bool
-    duplicate_of: str | None = None
-    similarity: float | None = None
+    paths: pa.Array
+    """The distinct image paths, in order of first appearance."""
+    row_path: np.ndarray
+    """Per row: the index of its path, -1 for a row without an image."""
+    kept: np.ndarray
+    """Per path: whether it is kept."""
+    duplicate_of: np.ndarray
+    """Per path: the index of the kept path it duplicates, -1 where kept."""
+    similarity: np.ndarray
+    """Per path: the float32 cosine to that path (1.0 for a byte-identical file), NaN where kept."""
 
 
 def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, search: str, from_cache: bool) -> None:
@@ -93,20 +97,55 @@ def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, se
         raise ValueError(f"deduplicate needs the columns {absent} (run add_embeddings first)")
 
 
-def _batches(dataset: datasets.Dataset, from_cache: bool) -> Iterator[pa.Table]:
-    columns = [schema.ID, schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP]
-    columns += [] if from_cache else [schema.EMBEDDING]
-    yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=8192)
+def _codes(values: pa.Array | pa.ChunkedArray, nulls: str = "mask") -> tuple[np.ndarray, pa.Array]:
+    """Each value's index into the distinct values, numbered in order of first appearance (-1 for null under
+    `nulls="mask"`; under `"encode"` null is one more value), and those distinct values."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)
+    encoded = pc.dictionary_encode(values, null_encoding=nulls)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return codes, encoded.dictionary
 
 
-def _cached_vectors(cache: VectorSource, hashes: list[str], first_ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    """The cached vectors of `hashes` (float32), and the first row ids of the images without one."""
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first position of each code `0, 1, ...` in `codes` (-1s aside)."""
+    present = np.flatnonzero(codes >= 0)
+    _, first = np.unique(codes[present], return_index=True)
+    return present[first]
+
+
+def _valid_rows(dataset: datasets.Dataset) -> np.ndarray:
+    """Per row, whether its `embedding` is not null."""
+    parts = [np.zeros(0, dtype=bool)]
+    for table in dataset.select_columns([schema.EMBEDDING]).with_format("arrow").iter(batch_size=_BATCH):
+        parts.append(table.column(schema.EMBEDDING).is_valid().to_numpy(zero_copy_only=False))
+    return np.concatenate(parts)
+
+
+def _column_vectors(dataset: datasets.Dataset, rows: np.ndarray) -> np.ndarray:
+    """The `embedding` of each of `rows` (ascending row numbers), float32."""
+    vectors = [np.zeros((0, 1), np.float32)]
+    start = 0
+    for table in dataset.select_columns([schema.EMBEDDING]).with_format("arrow").iter(batch_size=_BATCH):
+        end = start + table.num_rows
+        local = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)] - start
+        if local.size:
+            column = table.column(schema.EMBEDDING).combine_chunks()
+            taken = column.take(pa.array(local)).flatten().to_numpy(zero_copy_only=False)
+            vectors.append(taken.reshape(local.size, -1).astype(np.float32, copy=False))
+        start = end
+    return np.concatenate(vectors[1:]) if len(vectors) > 1 else vectors[0]
+
+
+def _cached_vectors(cache: VectorSource, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The cached vectors of `hashes` (float16 as stored, else float32), and which hashes lack one (when any
+    does, the vectors are those of the others)."""
     absent = set(cache.missing(hashes))
-    found = [sha for sha in hashes if sha not in absent]
-    stored, errors = cache.vectors(found)
-    failed = {sha for sha, error in zip(found, errors, strict=True) if error is not None}
-    lacking = [row_id for sha, row_id in zip(hashes, first_ids, strict=True) if sha in absent or sha in failed]
-    return stored.astype(np.float32), lacking
+    present = np.array([sha not in absent for sha in hashes], dtype=bool)
+    stored, errors = cache.vectors([sha for sha in hashes if sha not in absent])
+    lacking = ~present
+    lacking[present] = np.array([error is not None for error in errors], dtype=bool)
+    return (stored if stored.dtype == np.float16 else stored.astype(np.float32)), lacking
 
 
 def search_device(device: str | None) -> str | None:
@@ -114,6 +153,70 @@ def search_device(device: str | None) -> str | None:
     if device != "auto":
         return device
     return "cuda" if cuda_available() else None
+
+
+def _missing_rows(row_path: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The image rows without a vector whose path no earlier row with a vector showed."""
+    paths = int(row_path.max(initial=-1)) + 1
+    with_vector = np.flatnonzero((row_path >= 0) & valid)
+    first_valid = np.full(paths, len(row_path), dtype=np.int64)
+    codes, first = np.unique(row_path[with_vector], return_index=True)
+    first_valid[codes] = with_vector[first]
+    rows = np.flatnonzero((row_path >= 0) & ~valid)
+    return rows[first_valid[row_path[rows]] > rows]
+
+
+def _contents(
+    table: pa.Table, first_rows: np.ndarray, scope: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+    """Distinct contents (one per scope and SHA-256) in order of first appearance: each path's content, each
+    content's first path and scope, and the scopes' names."""
+    at = pa.array(first_rows, type=pa.int64())
+    if scope == "global":
+        scopes, names = np.zeros(len(first_rows), dtype=np.int64), pa.array([GLOBAL_SCOPE])
+    else:
+        groups = table.column(schema.IMAGE_GROUP).take(at).cast(pa.string())
+        scopes, names = _codes(pc.fill_null(groups, "None"))
+    hashes, distinct = _codes(table.column(schema.IMAGE_SHA256).take(at), nulls="encode")
+    _, first_path, path_key = np.unique(scopes * max(len(distinct), 1) + hashes, True, True)
+    order = np.argsort(first_path)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    content_first_path = first_path[order]
+    return rank[path_key.reshape(-1)], content_first_path, scopes[content_first_path], names
+
+
+def _scope_vectors(
+    dataset: datasets.Dataset,
+    table: pa.Table,
+    content_rows: np.ndarray,
+    order: np.ndarray,
+    embeddings: VectorSource | None,
+) -> np.ndarray:
+    """The vector of each content (its first row is in `content_rows`) in the order `order` gives them; raises
+    `BadEmbeddingError` naming, in order of first appearance, the contents without a usable one."""
+    ids = table.column(schema.ID).take(pa.array(content_rows, type=pa.int64()))
+    if embeddings is None:
+        vectors = _column_vectors(dataset, content_rows)[order]
+    else:
+        hashes = table.column(schema.IMAGE_SHA256).take(pa.array(content_rows[order], type=pa.int64()))
+        vectors, lacking = _cached_vectors(embeddings, hashes.to_pylist())
+        if lacking.any():
+            at = np.sort(order[lacking])
+            raise BadEmbeddingError(
+                f"{at.size} image rows have no embedding (first ids: {ids.take(pa.array(at[:5])).to_pylist()}); "
+                "drop them before deduplicate"
+            )
+    # Float16 vectors are checked from their bits (fast), before they become float32 (exactly), scope by scope.
+    bad = np.sort(order[unusable_vectors(vectors)])
+    if bad.size:
+        raise BadEmbeddingError(
+            f"{bad.size} image rows have an embedding with a NaN or infinite coordinate, or all zero (first ids: "
+            f"{ids.take(pa.array(bad[:5])).to_pylist()}); embed those images again or drop their rows before "
+            "deduplicate",
+            bad.tolist(),
+        )
+    return vectors
 
 
 def decide(
@@ -124,98 +227,51 @@ def decide(
     device: str | None = "auto",
     search: str = "exact",
     embeddings: VectorSource | None = None,
-) -> dict[str, PathDecision]:
+) -> Decisions:
     """Apply the rule (module docstring) and return the decision for every image path; vectors come from the
     `embedding` column, or from `embeddings` (by `image_sha256`) when given."""
-    path_content: dict[str, int] = {}
-    content_first_path: list[str] = []
-    content_of: dict[tuple[str, str], int] = {}
-    scopes: dict[str, _Scope] = {}
-    vectors: list[np.ndarray] = []
-    missing: list[str] = []
-    content_hashes: list[str] = []
-    content_ids: list[str] = []
-    for table in _batches(dataset, embeddings is not None):
-        paths = table.column(schema.IMAGE_PATH).to_pylist()
-        hashes = table.column(schema.IMAGE_SHA256).to_pylist()
-        groups = table.column(schema.IMAGE_GROUP).to_pylist()
-        if embeddings is None:
-            column = table.column(schema.EMBEDDING).combine_chunks()
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-        else:
-            valid = np.ones(len(paths), dtype=bool)
-        new_rows = []
-        for row, (path, sha, group) in enumerate(zip(paths, hashes, groups, strict=True)):
-            if path is None or path in path_content:
-                continue
-            if not valid[row]:
-                missing.append(table.column(schema.ID)[row].as_py())
-                continue
-            scope_name = GLOBAL_SCOPE if scope == "global" else str(group)
-            key = (scope_name, sha)
-            if key not in content_of:
-                content_of[key] = len(content_first_path)
-                content_first_path.append(path)
-                scopes.setdefault(scope_name, _Scope()).content_ids.append(content_of[key])
-                new_rows.append(row)
-            path_content[path] = content_of[key]
-        if not new_rows:
-            continue
-        content_ids.extend(table.column(schema.ID).take(pa.array(new_rows)).to_pylist())
-        if embeddings is None:
-            taken = column.take(pa.array(new_rows)).flatten().to_numpy(zero_copy_only=False)
-            vectors.append(taken.reshape(len(new_rows), -1).astype(np.float32, copy=False))
-        else:
-            content_hashes.extend(hashes[row] for row in new_rows)
-    if embeddings is not None:
-        stored, lacking = _cached_vectors(embeddings, content_hashes, content_ids)
-        vectors = [stored]
-        missing.extend(lacking)
-    if missing:
-        raise BadEmbeddingError(
-            f"{len(missing)} image rows have no embedding (first ids: {missing[:5]}); drop them before deduplicate"
-        )
-    all_vectors = np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32)
-    bad = np.flatnonzero(unusable_vectors(all_vectors))
-    if bad.size:
-        raise BadEmbeddingError(
-            f"{bad.size} image rows have an embedding with a NaN or infinite coordinate, or all zero (first ids: "
-            f"{[content_ids[at] for at in bad[:5]]}); embed those images again or drop their rows before deduplicate",
-            bad.tolist(),
-        )
+    columns = [schema.ID, schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP]
+    table = dataset.select_columns(columns).with_format("arrow")[:]
+    row_path, paths = _codes(table.column(schema.IMAGE_PATH))
+    if embeddings is None:
+        missing = _missing_rows(row_path, _valid_rows(dataset))
+        if missing.size:
+            ids = table.column(schema.ID).take(pa.array(missing[:5])).to_pylist()
+            raise BadEmbeddingError(
+                f"{missing.size} image rows have no embedding (first ids: {ids}); drop them before deduplicate"
+            )
+    first_rows = _first_rows(row_path)
+    path_content, content_first_path, content_scope, scope_names = _contents(table, first_rows, scope)
+    # Contents grouped by scope, each scope in order of first appearance: a scope's vectors are one slice.
+    order = np.argsort(content_scope, kind="stable")
+    vectors = _scope_vectors(dataset, table, first_rows[content_first_path], order, embeddings)
     content_kept = np.ones(len(content_first_path), dtype=bool)
     content_duplicate_of = np.full(len(content_first_path), -1, dtype=np.int64)
     content_similarity = np.full(len(content_first_path), np.nan, dtype=np.float32)
-    for scope_name, members in scopes.items():
-        ids = np.asarray(members.content_ids, dtype=np.int64)
+    bounds = [0, *(np.flatnonzero(np.diff(content_scope[order])) + 1).tolist(), len(order)]
+    for begin, end in pairwise(bounds) if order.size else []:
+        ids, members = order[begin:end], vectors[begin:end].astype(np.float32, copy=False)
         if search == "ivf":
             from llava_mixes.dedup.ann import approximate_keep_first
 
-            result = approximate_keep_first(all_vectors[ids], threshold)
+            result = approximate_keep_first(members, threshold)
         else:
-            result = greedy_keep_first(
-                all_vectors[ids], threshold, block_size=block_size, device=search_device(device)
-            )
+            result = greedy_keep_first(members, threshold, block_size=block_size, device=search_device(device))
         content_kept[ids] = result.kept
         removed = ~result.kept
         content_duplicate_of[ids[removed]] = ids[result.duplicate_of[removed]]
         content_similarity[ids] = result.similarity
-        logger.info("%s: %d of %d distinct images kept", scope_name, int(result.kept.sum()), len(ids))
-    decisions: dict[str, PathDecision] = {}
-    for path, content in path_content.items():
-        if not content_kept[content]:
-            target = content_first_path[content_duplicate_of[content]]
-            decisions[path] = PathDecision(False, target, float(content_similarity[content]))
-        elif content_first_path[content] != path:
-            decisions[path] = PathDecision(False, content_first_path[content], 1.0)
-        else:
-            decisions[path] = PathDecision(True)
-    return decisions
-
-
-def _select(indices: list[int], mask: np.ndarray, want: bool) -> list[bool]:
-    """`Dataset.filter` function: the rows whose keep flag equals `want`."""
-    return (mask[np.asarray(indices, dtype=np.int64)] == want).tolist()
+        name = scope_names[int(content_scope[ids[0]])].as_py()
+        logger.info("%s: %d of %d distinct images kept", name, int(result.kept.sum()), len(ids))
+    first_path = content_first_path[path_content]
+    follower = first_path != np.arange(len(path_content))
+    near = ~content_kept[path_content]
+    kept = ~near & ~follower
+    duplicate_of = np.where(near, content_first_path[content_duplicate_of[path_content]], first_path)
+    similarity = np.where(near, content_similarity[path_content], np.float32(1.0)).astype(np.float32)
+    return Decisions(
+        paths, row_path, kept, np.where(kept, -1, duplicate_of), np.where(kept, np.float32(np.nan), similarity)
+    )
 
 
 def deduplicate(
@@ -224,7 +280,6 @@ def deduplicate(
     scope: str = "group",
     *,
     block_size: int = 1024,
-    num_proc: int | None = None,
     device: str | None = "auto",
     search: str = "exact",
     embeddings: VectorSource | None = None,
@@ -240,18 +295,16 @@ def deduplicate(
     """
     _check_arguments(dataset, threshold, scope, search, embeddings is not None)
     decisions = decide(dataset, float(threshold), scope, block_size, device, search, embeddings)
-    paths = dataset.with_format("arrow").select_columns([schema.IMAGE_PATH])
-    keep = np.ones(len(dataset), dtype=bool)
-    duplicate_of: list[str | None] = [None] * len(dataset)
-    similarity: list[float | None] = [None] * len(dataset)
-    row = 0
-    for table in paths.iter(batch_size=65536):
-        for path in table.column(schema.IMAGE_PATH).to_pylist():
-            decision = decisions.get(path) if path is not None else None
-            if decision is not None and not decision.kept:
-                keep[row] = False
-                duplicate_of[row], similarity[row] = decision.duplicate_of, decision.similarity
-            row += 1
+    has_image = decisions.row_path >= 0
+    removed = np.zeros(len(dataset), dtype=bool)
+    removed[has_image] = ~decisions.kept[decisions.row_path[has_image]]
+    target = np.full(len(dataset), -1, dtype=np.int64)
+    target[removed] = decisions.duplicate_of[decisions.row_path[removed]]
+    cosine = np.zeros(len(dataset), dtype=np.float32)
+    cosine[removed] = decisions.similarity[decisions.row_path[removed]]
+    # The new columns as Arrow arrays, null on kept rows.
+    duplicate_of = decisions.paths.cast(pa.string()).take(pa.array(target, mask=~removed))
+    similarity = pa.array(cosine, mask=~removed)
     source = embeddings.key() if embeddings is not None else schema.EMBEDDING
     run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope, search, source))
     annotated = dataset.add_column(
@@ -262,16 +315,8 @@ def deduplicate(
     ).add_column(
         schema.SIMILARITY, similarity, feature=schema.DEDUP_FEATURES[schema.SIMILARITY], new_fingerprint=run + "b"
     )
-    splits = {}
-    for split, want in ((schema.TRAIN_SPLIT, True), (schema.REMOVED_SPLIT, False)):
-        splits[split] = annotated.filter(
-            _select,
-            with_indices=True,
-            batched=True,
-            input_columns=[],
-            fn_kwargs={"mask": keep, "want": want},
-            num_proc=num_proc,
-            new_fingerprint=f"{run}-{split}",
-            desc=f"Selecting {split} rows",
-        )
+    splits = {
+        split: annotated.select(np.flatnonzero(removed != want), new_fingerprint=f"{run}-{split}")
+        for split, want in ((schema.TRAIN_SPLIT, True), (schema.REMOVED_SPLIT, False))
+    }
     return datasets.DatasetDict(splits)
