@@ -1,5 +1,6 @@
-"""`deduplicate`: near-duplicate image removal as a row selection (`Dataset.select`), with the keep rule
-made explicit.
+"""`deduplicate`: near-duplicate image removal as a row filter, with the keep rule made explicit. The kept and
+removed rows are picked with `Dataset.select` (an indices mapping, what `Dataset.filter` builds too, without
+its pass over the rows).
 
 Rule: within a scope (an `image_group`, or all images for `scope="global"`), distinct images are
 visited in order of first appearance; an image is removed when its cosine similarity to an image
