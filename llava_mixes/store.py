@@ -274,6 +274,35 @@ class ShardStore:
         inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
         return gathered.take(pa.array(inverse))
 
+    def gather(self, keys: Sequence[str], column: str) -> np.ndarray:
+        """The fixed-size-list `column` of `keys` (every key present) as one `(len(keys), list size)` NumPy
+        array, in that order, copied row by row from each shard's memory-mapped values: two Arrow takes of the
+        column cost twice as much. Falls back to `take` where a shard holds a null list."""
+        kind = self.schema.field(column).type
+        values = np.empty((len(keys), kind.list_size), dtype=kind.value_type.to_pandas_dtype())
+        locations = np.array([self._index[key] for key in keys], dtype=np.int64).reshape(-1, 2)
+        order = np.argsort(locations[:, 0], kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(locations[order, 0]) != 0]) if len(order) else order
+        for positions in np.split(order, starts[1:]) if len(order) else []:
+            shard_column = self._shards[int(locations[positions[0], 0])].column(column)
+            if shard_column.null_count:
+                return (
+                    self.take(keys, [column])
+                    .column(column)
+                    .combine_chunks()
+                    .flatten()
+                    .to_numpy(zero_copy_only=False)
+                    .reshape(len(keys), kind.list_size)
+                )
+            rows = locations[positions, 1]
+            bounds = np.cumsum([0, *(len(chunk) for chunk in shard_column.chunks)])
+            chunk_of = np.searchsorted(bounds, rows, side="right") - 1
+            for index in np.unique(chunk_of):
+                chunk = shard_column.chunks[int(index)].flatten().to_numpy(zero_copy_only=False)
+                here = chunk_of == index
+                values[positions[here]] = chunk.reshape(-1, kind.list_size)[rows[here] - bounds[index]]
+        return values
+
     def writer(self, flush_rows: int = 4096) -> StoreWriter:
         """A buffered writer; use it as a context manager so its last rows are flushed."""
         return StoreWriter(self, flush_rows)

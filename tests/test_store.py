@@ -99,3 +99,36 @@ def test_a_writer_killed_mid_write_leaves_only_whole_correct_entries(tmp_path: P
     for key, vector in zip(keys, vectors.reshape(len(keys), 64), strict=True):
         number = int(key[3:])
         assert np.array_equal(vector, (np.arange(64) * (number % 997) % 251).astype(np.float16))
+
+
+def test_gather_equals_take_across_shards_chunks_and_repeats(tmp_path: Path) -> None:
+    schema = pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float16(), 3))])
+    store = ShardStore(tmp_path, schema)
+    rng = np.random.default_rng(0)
+    keys = [f"k{number}" for number in range(40)]
+    vectors = rng.standard_normal((40, 3)).astype(np.float16)
+
+    def table(part: slice) -> pa.Table:
+        flat = pa.array(vectors[part].reshape(-1), type=pa.float16())
+        return pa.table({"key": keys[part], "vector": pa.FixedSizeListArray.from_arrays(flat, 3)})
+
+    store.commit(table(slice(0, 15)))
+    # One shard written as several record batches, one of them sliced: each is its own chunk.
+    store.commit(pa.concat_tables([table(slice(15, 22)), table(slice(22, 40)).slice(0, 18)]))
+    reader = ShardStore(tmp_path, schema)
+    wanted = ["k39", "k0", "k16", "k16", "k21", "k22", "k3"]
+    gathered = reader.gather(wanted, "vector")
+    taken = reader.take(wanted, ["vector"]).column("vector").combine_chunks().flatten().to_numpy()
+    assert gathered.dtype == np.float16 and gathered.shape == (7, 3)
+    assert np.array_equal(gathered, taken.reshape(7, 3))
+    assert np.array_equal(gathered, vectors[[39, 0, 16, 16, 21, 22, 3]])
+    assert reader.gather([], "vector").shape == (0, 3)
+
+
+def test_gather_reads_a_shard_with_a_null_list_through_take(tmp_path: Path) -> None:
+    schema = pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float32(), 2))])
+    store = ShardStore(tmp_path, schema)
+    vector = pa.array([[1.0, 2.0], None, [5.0, 6.0]], type=pa.list_(pa.float32(), 2))
+    store.commit(pa.table({"key": ["a", "b", "c"], "vector": vector}))
+    gathered = ShardStore(tmp_path, schema).gather(["c", "a"], "vector")
+    assert gathered.tolist() == [[5.0, 6.0], [1.0, 2.0]]

@@ -85,8 +85,7 @@ class EmbeddingCache:
 
     def vectors(self, keys: list[str]) -> tuple[np.ndarray, list[str | None]]:
         """Vectors (float16, `(len(keys), dim)`) and per-key errors (None where the image embedded)."""
-        table = self.store.take(keys)
-        return vector_array(table, self.dim), table.column("error").to_pylist()
+        return self.store.gather(keys, "vector"), self.errors(keys)
 
     def errors(self, keys: list[str]) -> list[str | None]:
         """Per key, the embedding error (None where the image embedded), without reading the vectors."""
