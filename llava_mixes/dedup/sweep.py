@@ -87,8 +87,9 @@ def _below_masks(count: int) -> np.ndarray:
 
 
 def _best_floor(best_upper: np.ndarray, residuals: np.ndarray, other_residuals: np.ndarray) -> np.ndarray:
-    """A floor under the float32 score of each row's pair with the highest bound: that pair's cosine is at
-    least its bound less twice the product of the two residual norms (Cauchy-Schwarz on the residuals)."""
+    """A floor under the float32 score of each row's pair with the highest bound (`best_upper`): that pair's
+    cosine is at least its bound less twice its residual norms' product (Cauchy-Schwarz on the residuals), and
+    the other side's widest residual norm stands in for its own."""
     widest = other_residuals.max(initial=0.0)
     return best_upper - 2 * residuals * widest - np.float32(LowRankBound.SLACK + FLOAT32_TOLERANCE)
 
@@ -229,7 +230,7 @@ class _Pass:
             rows, columns = self.bounded(start, tile_start, tile_stop, row_groups, low)
             crowded = _crowded_columns(columns, len(block))
             gathered = len(rows) - int(np.count_nonzero(crowded[columns])) if len(rows) else 0
-            # In pairs a gather costs: each crowded column's product counts as `_CROWDED` pairs' worth.
+            # Counted in gathered pairs: a crowded column's product over the block costs len(block) / _CROWDED.
             cost = gathered + int(np.count_nonzero(crowded)) * len(block) / _CROWDED
             if cost <= DENSE_FRACTION * len(block) * (tile_stop - tile_start):
                 return self.sparse_tile(block, tile_start, row_groups, rows, columns, crowded)
