@@ -6,8 +6,9 @@ threshold, which lets the sweep skip the pairs that could change neither (most p
 
 Images are visited as `deduplicate` visits them: distinct paths in order of first appearance; per scope
 (an `image_group`, or everything for `global`), byte-identical files (same SHA-256) are one item judged at
-its first path, and the other paths follow it. Memory: the embeddings (float16, one per distinct file)
-plus a few numbers per image and the pairs shown.
+its first path, and the other paths follow it. Memory: the embeddings (float16, one per distinct file),
+for the scope being swept a float16 copy of its vectors and their float32 unit vectors, a few numbers per image
+and the pairs shown.
 """
 
 from __future__ import annotations
