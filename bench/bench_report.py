@@ -12,7 +12,7 @@ search (`greedy_keep_first`, with its `KeepResult.work`), and the search at 0.9,
 and `sweep.json` from it. The gallery's thumbnails and the row samples are not part of it (there are no image
 files). The check: the report's kept images at 0.8 equal `deduplicate`'s.
 
-usage: python bench/bench_report.py [--images 50000] [--results [bench/RESULTS.md]] [--profile]
+usage: python bench/bench_report.py [--images 50000] [--results [bench/RESULTS.md]] [--profile] [--memory]
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import functools
 import importlib
 import io
 import json
+import multiprocessing
 import pstats
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -167,7 +169,18 @@ def full_analysis(
     return seconds, same
 
 
-def run(n: int, profile: bool, full: bool, spread: float = SPREAD) -> tuple[str, list[str]]:
+def analyse_alone(root: str) -> tuple[float, int]:
+    """In a fresh process: `analyse` on the rows and cache under `root`; its seconds and the process's peak
+    memory (imports, the memory-mapped rows and the analysis, nothing else)."""
+    dataset = datasets.load_from_disk(str(Path(root) / "rows"))
+    cache = EmbeddingCache(Path(root) / "content", ThumbnailEmbedder(32))
+    datasets.disable_progress_bars()
+    began = time.perf_counter()
+    report_analysis.analyse(dataset, cache, "bench", per_band=3)
+    return time.perf_counter() - began, peak_rss_bytes()
+
+
+def run(n: int, profile: bool, full: bool, memory: bool, spread: float = SPREAD) -> tuple[str, list[str]]:
     """One size: the results row and the notes under it."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -208,6 +221,10 @@ def run(n: int, profile: bool, full: bool, spread: float = SPREAD) -> tuple[str,
         same = sum(analysis.table.kept_at(THRESHOLD).values()) == kept_rows
         sys.stdout.write(f"report: analyse {analysed:.1f} s, with figures and json {whole:.1f} s; same kept: {same}\n")
         unpruned = full_analysis(dataset, cache, analysis) if full else None
+        alone = None
+        if memory:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                alone = pool.submit(analyse_alone, str(root)).result()
     ceiling = matmul_ceiling(1024, 16384, 1024)
     row = (
         f"| {n:,} | {copies} | {search_seconds:.1f} s (call {call:.1f} s) | {analysed:.1f} s | {whole:.1f} s "
@@ -225,6 +242,11 @@ def run(n: int, profile: bool, full: bool, spread: float = SPREAD) -> tuple[str,
             f"- the same `analyse` with the sweep's pruning off (every pair scored): {unpruned[0]:.1f} s, "
             f"{unpruned[0] / analysed:.2f}x the pruned one; same tables and pairs: {unpruned[1]}."
         )
+    if alone is not None:
+        notes.append(
+            f"- `analyse` alone in a fresh process (`--memory`): {alone[0]:.1f} s, peak memory "
+            f"{alone[1] / 2**30:.1f} GiB (imports, the memory-mapped rows and the analysis)."
+        )
     if profiler is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
@@ -238,6 +260,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="run `analyse` under cProfile and print its top")
     parser.add_argument("--full", action="store_true", help="also time `analyse` with the sweep's pruning off")
     parser.add_argument(
+        "--memory", action="store_true", help="also run `analyse` alone in a fresh process for its peak memory"
+    )
+    parser.add_argument(
         "--spread", type=float, default=SPREAD, help="latent spread of the vectors (earlier runs: 0.75)"
     )
     parser.add_argument(
@@ -245,8 +270,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     datasets.disable_progress_bars()
-    row, notes = run(args.images, args.profile, args.full, args.spread)
-    flags = (" --profile" if args.profile else "") + (" --full" if args.full else "") + f" --spread {args.spread:g}"
+    row, notes = run(args.images, args.profile, args.full, args.memory, args.spread)
+    flags = (" --profile" if args.profile else "") + (" --full" if args.full else "")
+    flags += (" --memory" if args.memory else "") + f" --spread {args.spread:g}"
     text = [
         f"\n### `llava-mixes report`'s analysis against the dedup search, {datetime.date.today()}: "
         f"`python bench/bench_report.py --images {args.images}{flags}`",
