@@ -84,6 +84,9 @@ def _keys(values: np.ndarray) -> np.ndarray:
     return mixed ^ (mixed >> np.uint64(31))
 
 
+_CHUNK = 8192  # pairs whose vectors are made float64 at a time
+
+
 def _candidates(
     images: DistinctImages, decisions: ScopeDecisions, norms: np.ndarray, bands: list[Band], cross_group: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +96,12 @@ def _candidates(
     items = np.flatnonzero(result.match_similarity >= bands[0].low - 1e-3)
     later, earlier = decisions.item_path[items], decisions.item_path[result.match[items]]
     first, second = images.path_vector[later], images.path_vector[earlier]
-    dots = np.einsum("ij,ij->i", images.vectors[first].astype(np.float64), images.vectors[second].astype(np.float64))
+    dots = np.empty(len(items), dtype=np.float64)
+    # In chunks: float64 copies of every matched pair's vectors took 16 KB per image at once.
+    for start in range(0, len(items), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        left = images.vectors[first[part]].astype(np.float64)
+        dots[part] = np.einsum("ij,ij->i", left, images.vectors[second[part]].astype(np.float64))
     cosines = dots / (norms[first] * norms[second])
     reached = cosines >= bands[0].low
     edges = np.asarray([band.low for band in bands[:-1]])

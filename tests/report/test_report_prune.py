@@ -19,6 +19,7 @@ from llava_mixes.embedding.embedders import ThumbnailEmbedder
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.synthetic import clip_like_vectors
 from llava_mixes.report import analysis as report_analysis
+from llava_mixes.report import pairs
 from llava_mixes.report.pairs import CROSS_GROUP, IDENTICAL
 from llava_mixes.vectors import checked_norms
 
@@ -91,3 +92,11 @@ def test_nearest_from_is_checked(tmp_path: Path) -> None:
     dataset, cache, _ = rows_and_cache(tmp_path)
     with pytest.raises(ConfigError, match=r"nearest_from=1\.5 is not allowed"):
         report_analysis.analyse(dataset, cache, "c", nearest_from=1.5)
+
+
+def test_pairs_scored_in_chunks_equal_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset, cache, _ = rows_and_cache(tmp_path)
+    whole = report_analysis.analyse(dataset, cache, "c", (0.8, 0.9), per_band=50, block_size=512)
+    monkeypatch.setattr(pairs, "_CHUNK", 7)  # many chunks, the last one short
+    chunked = report_analysis.analyse(dataset, cache, "c", (0.8, 0.9), per_band=50, block_size=512)
+    assert len(whole.pairs) > 20 and chunked.pairs == whole.pairs and chunked.pair_counts == whole.pair_counts
