@@ -133,6 +133,7 @@ class _Pass:
     def __init__(
         self,
         vectors: np.ndarray,
+        norms: np.ndarray,
         thresholds: tuple[float, ...],
         groups: np.ndarray | None,
         want_nearest: bool,
@@ -140,7 +141,7 @@ class _Pass:
         bound: LowRankBound | None,
     ) -> None:
         self.vectors = vectors
-        self.norms = checked_norms(vectors)
+        self.norms = norms
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.masks = _below_masks(len(thresholds))
         self.all_bits = self.masks[-1]
@@ -200,7 +201,11 @@ class _Pass:
         hot = scores >= (self.maybe_edges[0] if edges is None else edges[None, :])
         flat = np.flatnonzero(hot)  # 2-D nonzero costs ten times as much per pair
         rows, columns = np.divmod(flat, scores.shape[1])
-        values = scores.reshape(-1)[flat]
+        return self.levels(rows, columns, scores.reshape(-1)[flat])
+
+    def levels(self, rows: np.ndarray, columns: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The pairs `(rows, columns)` with their float32 scores `values`, as `hot_pairs` gives them: rows,
+        columns, and each pair's sure and possible levels."""
         sure = np.searchsorted(self.sure_edges, values, side="right")
         return rows, columns, sure, np.searchsorted(self.maybe_edges, values, side="right")
 
@@ -323,13 +328,8 @@ class _Pass:
         size = len(block)
         values = self.pair_scores(block, tile_start, rows, columns, crowded)
         hot = values >= self.maybe_edges[0]
-        levels = (
-            rows[hot],
-            columns[hot],
-            np.searchsorted(self.sure_edges, values[hot], side="right"),
-            np.searchsorted(self.maybe_edges, values[hot], side="right"),
-        )
-        sure, maybe, open_rows, open_columns = self.removals(size, tile_start, levels)
+        pairs = self.levels(rows[hot], columns[hot], values[hot])
+        sure, maybe, open_rows, open_columns = self.removals(size, tile_start, pairs)
         best = np.full(size, -1, dtype=np.int64)
         best_scores = np.full(size, -np.inf, dtype=np.float32)
         row_max = np.full(size, -np.inf, dtype=np.float32) if self.want_nearest else None
@@ -450,9 +450,10 @@ def sweep_pass(
     """
     if list(thresholds) != sorted(thresholds) or len(thresholds) > MAX_THRESHOLDS:
         raise ValueError(f"thresholds must be sorted and at most {MAX_THRESHOLDS}; got {thresholds}")
+    norms = checked_norms(vectors)
     if prune and bound is None:
-        bound = LowRankBound.fit(vectors, checked_norms(vectors), PRUNE_PROBE - FLOAT32_TOLERANCE)
-    state = _Pass(vectors, tuple(thresholds), groups, want_nearest, floor, bound if prune else None)
+        bound = LowRankBound.fit(vectors, norms, PRUNE_PROBE - FLOAT32_TOLERANCE)
+    state = _Pass(vectors, norms, tuple(thresholds), groups, want_nearest, floor, bound if prune else None)
     threads = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
         for start in range(0, len(vectors), block_size):
