@@ -54,3 +54,12 @@ class BadEmbeddingError(LlavaMixesError, ValueError):
     def __init__(self, message: str, positions: list[int] | None = None) -> None:
         super().__init__(message)
         self.positions = positions or []
+
+
+class PathEscapeError(LlavaMixesError, ValueError):
+    """A path taken from untrusted input leads outside the folder it must stay in, or cannot be resolved;
+    the message names the path and the folder."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path

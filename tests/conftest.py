@@ -13,11 +13,18 @@ from pathlib import Path
 import datasets
 import huggingface_hub.constants
 import pytest
+from hypothesis import HealthCheck, settings
 
 import llava_mixes  # noqa: F401 - registers the builder
 from llava_mixes.playground.layout import Playground, write_playground
 
 datasets.disable_progress_bars()
+
+# Property tests: a small, fixed budget so that `make test` stays fast; no deadline (the 2-core CI is noisy).
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
