@@ -11,6 +11,9 @@ Every test here must carry `@pytest.mark.adversarial(<outcome>)`, the outcome cl
 
 A test that passes gave a clear answer. One that fails on an `AssertionError` was silently wrong (it
 produced an answer, but not the right one); one that fails on any other exception crashed.
+
+Every test module here names the feature it attacks in a module-level `FEATURE` (one of `FEATURES`); the tally
+is printed per feature, then in total, and the README states it per feature.
 """
 
 from __future__ import annotations
@@ -20,7 +23,19 @@ from collections import Counter
 import pytest
 
 OUTCOMES = ("rejected", "error", "reflected", "repaired", "correct")
-_tally: Counter[str] = Counter()
+FEATURES = (
+    "annotations and images",
+    "caches and build folders",
+    "stale builds",
+    "vectors",
+    "disks and network",
+    "recipes",
+    "decontamination",
+    "export",
+    "publish",
+    "copy detection",
+)
+_tally: dict[str, Counter[str]] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +45,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = item.get_closest_marker("adversarial")
         if marker is None or not marker.args or marker.args[0] not in OUTCOMES:
             raise pytest.UsageError(f"{item.nodeid}: mark it @pytest.mark.adversarial(<one of {list(OUTCOMES)}>)")
+        if _feature(item) not in FEATURES:
+            raise pytest.UsageError(f"{item.nodeid}: its module's FEATURE must be one of {list(FEATURES)}")
+
+
+def _feature(item: pytest.Item) -> object:
+    return getattr(getattr(item, "module", None), "FEATURE", None)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -38,21 +59,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = outcome.get_result()
     if report.when != "call" or item.get_closest_marker("adversarial") is None:
         return
+    tally = _tally.setdefault(str(_feature(item)), Counter())
     if report.skipped:
-        _tally["skipped"] += 1
+        tally["skipped"] += 1
     elif report.passed:
-        _tally["clear answer"] += 1
+        tally["clear answer"] += 1
     elif call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
-        _tally["silently wrong"] += 1
+        tally["silently wrong"] += 1
     else:
-        _tally["crash"] += 1
+        tally["crash"] += 1
+
+
+def _line(label: str, tally: Counter[str]) -> str:
+    tried = sum(tally.values()) - tally["skipped"]
+    return (
+        f"{label}: {tried} tried, {tally['clear answer']} clear answer, "
+        f"{tally['crash']} crash, {tally['silently wrong']} silently wrong"
+        + (f" ({tally['skipped']} skipped)" if tally["skipped"] else "")
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    tried = sum(_tally.values()) - _tally["skipped"]
-    if tried:
-        terminalreporter.write_line(
-            f"adversarial inputs: {tried} tried, {_tally['clear answer']} clear answer, "
-            f"{_tally['crash']} crash, {_tally['silently wrong']} silently wrong"
-            + (f" ({_tally['skipped']} skipped)" if _tally["skipped"] else "")
-        )
+    if not _tally:
+        return
+    for feature in FEATURES:
+        if feature in _tally:
+            terminalreporter.write_line(_line(f"  {feature}", _tally[feature]))
+    terminalreporter.write_line(_line("adversarial inputs", sum(_tally.values(), Counter())))

@@ -29,6 +29,8 @@ from llava_mixes.cli.main import main
 from llava_mixes.playground.layout import Playground, write_playground
 from llava_mixes.store import SET_ASIDE_DIR, TEMP_PREFIX
 
+FEATURE = "caches and build folders"
+
 
 def _reasons(report: BuildReport) -> list[tuple[int, str | None, str]]:
     return [(rejection.row_index, rejection.image_path, rejection.reason) for rejection in report.rejected]

@@ -26,6 +26,8 @@ from llava_mixes.errors import MalformedSourceError
 from llava_mixes.sources import json_guard
 from llava_mixes.sources.readers import iter_json_array, iter_json_lines, iter_parquet
 
+FEATURE = "annotations and images"
+
 ANNOTATIONS = "llava_v1_5_mix665k.json"
 
 

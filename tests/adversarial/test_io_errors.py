@@ -22,6 +22,8 @@ from llava_mixes import schema
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground, write_playground
 from llava_mixes.sources.images import ImageIndex
 
+FEATURE = "annotations and images"
+
 PLAIN = "mix665k"
 
 

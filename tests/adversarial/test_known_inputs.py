@@ -19,6 +19,8 @@ import llava_mixes
 from llava_mixes import schema
 from llava_mixes.errors import BadRecordError, MalformedSourceError, MissingDataError
 
+FEATURE = "annotations and images"
+
 ANNOTATIONS = "llava_v1_5_mix665k.json"
 GOOD_IMAGE = "coco/train2017/000000000001.jpg"
 

@@ -22,6 +22,8 @@ from llava_mixes.publish.repos import HubRepo
 from llava_mixes.release import release
 from llava_mixes.sources import fetch as hub
 
+FEATURE = "disks and network"
+
 REPO = "demo/llava_mixes"
 QUICK_S = 5.0
 

@@ -22,6 +22,8 @@ from llava_mixes.cli.main import main
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
 from llava_mixes.playground.pictures import encode, synthetic_photo
 
+FEATURE = "stale builds"
+
 PLAIN = "mix665k"
 DEDUP = "mix665k-dedup-0.8"
 CONFIGS = (PLAIN, DEDUP)

@@ -28,6 +28,8 @@ from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
 from llava_mixes.playground.synthetic import clip_like_vectors
 from llava_mixes.store import ShardStore
 
+FEATURE = "vectors"
+
 BAD_VALUES = {"nan": np.nan, "inf": np.inf, "zero": 0.0}
 
 
