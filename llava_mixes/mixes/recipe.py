@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import reprlib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX
 from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES
 from llava_mixes.embedding.embedders import THUMBNAIL
@@ -54,13 +54,11 @@ SOURCE_KEYS = ("config", "sample")
 DEDUP_KEYS = ("threshold", "scope", "embedder")
 DECONTAM_KEYS = ("references", "threshold", "embedder")
 SHIPPED = "llava_mixes.mixes.recipes"
-MAX_RECIPE_BYTES = 256 << 10
+MAX_RECIPE_BYTES = 64 << 10
 """Largest recipe file read; real recipes take a few hundred bytes."""
 MAX_DEPTH = 32
 """Deepest nesting of YAML collections in a recipe; a real one nests 3 deep."""
 MAX_SEED = 2**63
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-"""A Hub dataset id (`owner/name`)."""
 NAMED_EMBEDDERS = (GRADIENTS, THUMBNAIL)
 _CORE_TAGS = frozenset(f"tag:yaml.org,2002:{kind}" for kind in ("str", "int", "float", "bool", "null", "seq", "map"))
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -269,10 +267,6 @@ class Recipe:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
 
-HUB_PREFIX = "hf://datasets/"
-"""How a recipe's Hub dataset id reaches `decontam.references`: never confused with a path."""
-
-
 def _reference(item: object, base: Path | None) -> object:
     """A recipe's reference: a path (relative ones read from `base`, the recipe's folder) or a Hub dataset id."""
     if base is None or not _is_name(item):
@@ -354,12 +348,18 @@ def parse_recipe(data: object, name: str, plain_configs: tuple[str, ...] = (), b
 
 def read_recipe_yaml(text: str, where: str) -> object:
     """The YAML document of a recipe (see `RecipeLoader`); `ConfigError` naming `where` and the position."""
+    loader = None
     try:
-        return yaml.load(text, Loader=RecipeLoader)
+        loader = RecipeLoader(text)
+        loader.name = where
+        return loader.get_single_data()
     except yaml.YAMLError as error:
-        raise ConfigError(f"recipe {where} is not a plain YAML recipe: {str(error)[:600]}") from None
+        raise ConfigError(f"recipe {where!r} is not a plain YAML recipe: {str(error)[:600]}") from None
     except (ValueError, OverflowError) as error:  # a number or date PyYAML resolves but cannot build
-        raise ConfigError(f"recipe {where} holds a value that cannot be read: {str(error)[:300]}") from None
+        raise ConfigError(f"recipe {where!r} holds a value that cannot be read: {str(error)[:300]}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _read_recipe_file(path: Path) -> str:
@@ -394,4 +394,4 @@ def load_recipe(recipe: str | Path, plain_configs: tuple[str, ...] = ()) -> Reci
         raise ConfigError(
             f"recipe={show(str(recipe))} is neither a file nor a shipped recipe; shipped: {list(shipped_recipes())}"
         )
-    return parse_recipe(read_recipe_yaml(text, repr(str(recipe))), name, plain_configs, base)
+    return parse_recipe(read_recipe_yaml(text, str(recipe)), name, plain_configs, base)

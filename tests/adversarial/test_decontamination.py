@@ -301,9 +301,9 @@ def test_a_tsv_cell_over_the_cap_stops_with_the_line_named(tmp_path: Path, monke
 @pytest.mark.adversarial("rejected")
 def test_bad_base64_and_looping_indices_are_named(tmp_path: Path) -> None:
     rows = [("0", b64(1)), ("1", "not*base64!"), ("2", "2"), ("3", "4"), ("4", "3"), ("5", ""), ("6", "0"), ("7", "8")]
-    rows += [("8", "0"), ("0", b64(2)), ("9", "QUJD REVG")]
+    rows += [("8", "0"), ("0", b64(2)), ("9", "QUJD REVG"), ("10", "11"), ("11", "7"), ("12", "1")]
     pictures, problems = tsv_pictures(tsv(tmp_path / "mm.tsv", rows))
-    assert sorted(index for index, _ in pictures) == ["0", "6", "7", "8"]
+    assert sorted(index for index, _ in pictures) == ["0", "10", "11", "6", "7", "8"]
     assert len({data for _, data in pictures}) == 1
     assert problems == [
         "mm.tsv:1 (not base64)",
@@ -312,6 +312,7 @@ def test_bad_base64_and_looping_indices_are_named(tmp_path: Path) -> None:
         "mm.tsv:2 (refers to itself)",
         "mm.tsv:3 (refers in a cycle)",
         "mm.tsv:4 (refers in a cycle)",
+        "mm.tsv:12 (refers to a row with no picture)",
     ]
 
 
