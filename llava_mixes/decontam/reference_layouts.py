@@ -158,8 +158,9 @@ def _plan_folder(name: str | None, folder: Path) -> list[Planned]:
         return [_plan_saved(own, folder)]
     files, folders, skipped = _entries(folder)
     questions, tsvs = _benchmark_files(files)
-    if questions or tsvs:
-        return [_plan_benchmark(own, folder, questions, tsvs, [f"{entry} ({why})" for entry, why in skipped])]
+    if questions or tsvs:  # with question files, the walk for their pictures names the entries left out
+        notes = [] if questions else [f"{entry} ({why})" for entry, why in skipped]
+        return [_plan_benchmark(own, folder, questions, tsvs, notes)]
     listed = [(entry, sub, *_entries(sub)) for entry, sub in folders]
     if not any(any(_benchmark_files(sub_files)) for _, _, sub_files, _, _ in listed):
         return [_plan_images(own, folder)]
@@ -168,7 +169,7 @@ def _plan_folder(name: str | None, folder: Path) -> list[Planned]:
     for entry, sub, sub_files, _, sub_skipped in listed:
         questions, tsvs = _benchmark_files(sub_files)
         if questions or tsvs:
-            notes = [f"{item} ({why})" for item, why in sub_skipped]
+            notes = [] if questions else [f"{item} ({why})" for item, why in sub_skipped]
             plans.append(_plan_benchmark(prefix + entry, sub, questions, tsvs, notes))
         else:
             plans.append(_plan_images(prefix + entry, sub))

@@ -484,3 +484,18 @@ def test_the_same_reference_twice_counts_its_pictures_per_benchmark(playground: 
     assert {image.sha256 for image in found.images if image.benchmark == "one"} == {
         image.sha256 for image in found.images if image.benchmark == "two"
     }
+
+
+@pytest.mark.adversarial("rejected")
+@pytest.mark.parametrize("layout", ["questions", "tsv"])
+def test_a_link_left_out_of_a_benchmark_folder_is_counted_once(tmp_path: Path, layout: str) -> None:
+    folder = tmp_path / "bench"
+    if layout == "questions":
+        write(folder / "q.jsonl", questions("a.jpg"))
+        write(folder / "a.jpg", picture(1))
+    else:
+        tsv(folder / "mm.tsv", [("0", b64(1))])
+    os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
+    found = load_references([folder])
+    assert len(found.images) == 1 and len(found.missing["bench"]) == 1
+    assert found.missing["bench"][0].startswith("dangling.jpg (")
