@@ -36,6 +36,12 @@ class Skipped:
     reason: str
 
 
+def _shown(name: object, limit: int = 120) -> str:
+    """`repr(name)`, cut to `limit` characters: a message never grows with the untrusted input it names."""
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _resolve(path: Path) -> Path:
     try:
         return path.resolve(strict=True)
@@ -56,13 +62,15 @@ def contained(root: str | os.PathLike, written: str | os.PathLike, what: str = "
     try:
         resolved = _resolve(candidate)
     except FileNotFoundError as error:
-        raise PathEscapeError(f"{what} {os.fspath(written)!r} not found under {base}", str(written)) from error
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise PathEscapeError(f"{what} {os.fspath(written)!r} cannot be resolved: {reason}", str(written)) from error
+        raise PathEscapeError(f"{what} {_shown(os.fspath(written))} not found under {base}", str(written)) from error
+    except (OSError, ValueError) as error:  # ValueError: a name holding a NUL byte
+        reason = os.strerror(error.errno) if getattr(error, "errno", None) else str(error)
+        raise PathEscapeError(
+            f"{what} {_shown(os.fspath(written))} cannot be resolved: {reason}", str(written)
+        ) from error
     if not is_inside(base, resolved):
         raise PathEscapeError(
-            f"{what} {os.fspath(written)!r} leads outside {base} (to {resolved}); only files inside it are read",
+            f"{what} {_shown(os.fspath(written))} leads outside {base} (to {resolved}); only files inside it are read",
             str(written),
         )
     return resolved
@@ -123,7 +131,7 @@ def check_file_name(name: object, what: str) -> str:
     """`name` if it can be one path component (see `FILE_NAME`); else `PathEscapeError` naming `what`."""
     if not isinstance(name, str) or not FILE_NAME.fullmatch(name) or ".." in name:
         raise PathEscapeError(
-            f"{what} {name!r} is not allowed: it becomes a file name, so it must be 1-200 letters, digits or "
+            f"{what} {_shown(name)} is not allowed: it becomes a file name, so it must be 1-200 letters, digits or "
             "'_.+=-', start with a letter or digit, and hold no '..'",
             str(name),
         )

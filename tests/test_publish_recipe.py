@@ -22,7 +22,7 @@ from llava_mixes.builder import Built, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import CONTAMINATED_SPLIT
-from llava_mixes.errors import ConfigError, PublishError
+from llava_mixes.errors import ConfigError, PathEscapeError, PublishError
 from llava_mixes.mixes.recipe import parse_recipe
 from llava_mixes.mixing import DUPLICATE_SPLIT
 from llava_mixes.playground import Playground
@@ -269,7 +269,7 @@ def test_each_recipe_needs_a_name_that_makes_its_own_config(
     args = ("1.0.0", str(playground.root))
     with pytest.raises(ConfigError, match=r"both named 'same', so both would be the config 'recipe-same'"):
         release([], REPO, *args, recipes=[str(one), str(two)], local_dir=tmp_path / "out")
-    with pytest.raises(ConfigError, match=r"recipe name 'my mix' is not allowed as a published config name"):
+    with pytest.raises(PathEscapeError, match=r"recipe name 'my mix' is not allowed: it becomes a file name"):
         release([], REPO, *args, recipes=[str(spaced)], local_dir=tmp_path / "out")
     assert main(["publish", "--repo", REPO, "--version", "1.0.0", "--data-dir", str(playground.root)]) == 2
     assert "name at least one CONFIG or --recipe to publish" in caplog.text

@@ -4,6 +4,7 @@ and what every command shares: printing, the build flags and their mapping onto 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -277,7 +278,7 @@ def write_demo_recipe(folder: Path, benchmarks: Path) -> Path:
     path.write_text(
         "sources: [mix665k, sharegpt4v-mix665k, svit-mix665k, textocr-gpt4v]\n"
         "dedup: {threshold: 0.8, scope: recipe, embedder: gradients}\n"
-        f"decontaminate: {{references: [{str(benchmarks)!r}]}}\n"
+        f"decontaminate: {{references: [{os.path.relpath(benchmarks, folder)!r}]}}\n"
     )
     return path
 

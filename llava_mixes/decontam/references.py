@@ -11,38 +11,47 @@ A reference is one of:
   after itself; a folder of benchmark folders (the `eval/` folder) gives one benchmark per sub-folder;
 - a question file (`*.jsonl`) or a TSV on its own, named after its folder;
 - an image folder (recursive, any other folder), named after the folder;
-- a Hub id of a dataset with an `Image` column (every split), named after the id;
+- a Hub id of a dataset with an `Image` column (every split), named after the id (`owner/name`, or
+  `hf://datasets/owner/name`, which is never read as a path);
 - a `(name, reference)` pair, to name it yourself.
+
+A benchmark's files are untrusted input: its folder is walked with `paths.walk_files`, and every name found in
+it (a picture a question names, a split or data file of a saved dataset, a picture path stored in a saved or
+Hub dataset) is resolved with `paths.contained`, so nothing outside the benchmark's folder is read. What is left
+out (a link that leads out, dangles or loops, a picture not found, a line or row that cannot be read) is named
+in the log and counted in `ReferenceSet.missing`. `references_fingerprint` covers every file loading reads.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import csv
 import hashlib
 import json
 import logging
 import os
-import sys
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import huggingface_hub.constants
+import pyarrow as pa
 
 from llava_mixes import schema
-from llava_mixes.errors import ConfigError
+from llava_mixes.decontam.reference_files import contained_picture, tsv_pictures
+from llava_mixes.decontam.reference_layouts import Planned, exists, plan_path, short
+from llava_mixes.errors import ConfigError, PathEscapeError
+from llava_mixes.network import NETWORK_ERRORS
 from llava_mixes.store import write_atomic
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
-QUESTION_SUFFIX = ".jsonl"
-TSV_SUFFIX = ".tsv"
 ID_COLUMNS = ("question_id", "id", "index", "image_id")
-SAVED_MARKERS = ("state.json", "dataset_dict.json")
+HUB_PREFIX = "hf://datasets/"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_READ_BLOCK = 1 << 20
+_SHOWN = 5
 
 Reference = str | os.PathLike | datasets.Dataset | datasets.DatasetDict | tuple
 """What `load_references` accepts for one reference (see the module docstring)."""
@@ -66,7 +75,8 @@ class ReferenceImage:
 
 @dataclass
 class ReferenceSet:
-    """Every reference image, and per benchmark the pictures its question files name that are not on disk."""
+    """Every reference image, and per benchmark what could not be read (each with why): pictures its question
+    files name that are not found or lead out of its folder, links it skipped, lines and rows that do not read."""
 
     images: list[ReferenceImage]
     missing: dict[str, list[str]]
@@ -74,127 +84,72 @@ class ReferenceSet:
 
 
 def _file_image(benchmark: str, ref_id: str, path: Path) -> ReferenceImage:
-    data = path.read_bytes()
-    return ReferenceImage(benchmark, ref_id, hashlib.sha256(data).hexdigest(), str(path), None)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            digest.update(block)
+    return ReferenceImage(benchmark, ref_id, digest.hexdigest(), str(path), None)
 
 
 def _bytes_image(benchmark: str, ref_id: str, data: bytes) -> ReferenceImage:
     return ReferenceImage(benchmark, ref_id, hashlib.sha256(data).hexdigest(), None, data)
 
 
-def _image_files(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith(IMAGE_SUFFIXES):
-                yield Path(root) / name
+def _unique(notes: list[str]) -> list[str]:
+    return list(dict.fromkeys(notes))
 
 
-def image_folder(benchmark: str, folder: Path) -> list[ReferenceImage]:
-    """Every picture under `folder` (by suffix, recursively), its id its path relative to `folder`."""
-    return [_file_image(benchmark, path.relative_to(folder).as_posix(), path) for path in _image_files(folder)]
+def _load_saved(folder: Path) -> datasets.Dataset | datasets.DatasetDict:
+    try:
+        return datasets.load_from_disk(str(folder))
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:
+        raise ConfigError(
+            f"saved dataset {str(folder)!r} cannot be loaded ({type(error).__name__}: {short(str(error))}); "
+            "save it again with save_to_disk"
+        ) from None
 
 
-def _resolve(folder: Path, name: str, by_name: dict[str, list[Path]]) -> Path | None:
-    direct = folder / name
-    if direct.is_file():
-        return direct
-    candidates = by_name.get(Path(name).name, [])
-    suffix = "/" + Path(name).as_posix()
-    ending = [path for path in candidates if path.as_posix().endswith(suffix)]
-    if len(ending) == 1 or (ending and len(set(ending)) == 1):
-        return ending[0]
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def question_files(benchmark: str, folder: Path, files: Sequence[Path]) -> tuple[list[ReferenceImage], list[str]]:
-    """The distinct pictures that the records of `files` (JSON Lines) name in `image`, found under `folder`
-    (as given, else by file name anywhere below it); and the names found nowhere."""
-    by_name: dict[str, list[Path]] = {}
-    for path in _image_files(folder):
-        by_name.setdefault(path.name, []).append(path)
-    images: dict[Path, ReferenceImage] = {}
-    missing: list[str] = []
-    for file in files:
-        with open(file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    logger.warning("%s line %d is not JSON; skipped", file, number)
-                    continue
-                name = record.get("image") if isinstance(record, dict) else None
-                if not isinstance(name, str) or not name:
-                    continue
-                path = _resolve(folder, name, by_name)
-                if path is None:
-                    missing.append(name)
-                elif path not in images:
-                    images[path] = _file_image(benchmark, path.relative_to(folder).as_posix(), path)
-    return list(images.values()), sorted(set(missing))
-
-
-def tsv_images(benchmark: str, file: Path) -> tuple[list[ReferenceImage], list[str]]:
-    """The base64 pictures of an MMBench-style TSV (`index` and `image` columns), id `file:index`; and the
-    indices whose picture does not decode from base64."""
-    csv.field_size_limit(sys.maxsize)
-    rows: dict[str, str] = {}
-    with open(file, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        if reader.fieldnames is None or "image" not in reader.fieldnames:
-            raise ConfigError(f"{file} has no 'image' column; its columns are {reader.fieldnames}")
-        for number, row in enumerate(reader):
-            rows[str(row.get("index", number))] = row["image"] or ""
-    images: dict[str, ReferenceImage] = {}
-    missing: list[str] = []
-    for index, value in rows.items():
-        if len(value) <= 64 and value in rows and value != index:
-            value = rows[value]
+def _read(plan: Planned) -> tuple[list[ReferenceImage], list[str]]:
+    """The pictures of a planned benchmark, read; and everything left out, each once."""
+    images: list[ReferenceImage] = []
+    missing = list(plan.missing)
+    for ref_id, path in plan.pictures:
         try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            data = b""
-        if not data:
-            missing.append(f"{file.name}:{index}")
-            continue
-        image = _bytes_image(benchmark, f"{file.name}:{index}", data)
-        images.setdefault(image.sha256, image)
-    return list(images.values()), missing
-
-
-def _benchmark_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    files = sorted(path for path in folder.iterdir() if path.is_file())
-    return (
-        [path for path in files if path.suffix == QUESTION_SUFFIX],
-        [path for path in files if path.suffix == TSV_SUFFIX],
-    )
-
-
-def benchmark_folder(benchmark: str, folder: Path) -> tuple[list[ReferenceImage], list[str]]:
-    """A benchmark folder of LLaVA's evaluation layout: its question files' pictures and its TSVs' pictures."""
-    questions, tsvs = _benchmark_files(folder)
-    images, missing = question_files(benchmark, folder, questions) if questions else ([], [])
-    for tsv in tsvs:
-        found, lost = tsv_images(benchmark, tsv)
-        images += found
+            images.append(_file_image(plan.name, ref_id, path))
+        except OSError as error:
+            missing.append(f"{ref_id} ({os.strerror(error.errno) if error.errno else error})")
+    for tsv in plan.tsvs:
+        found, lost = tsv_pictures(tsv)
+        distinct: dict[str, ReferenceImage] = {}
+        for index, data in found:
+            image = _bytes_image(plan.name, f"{tsv.name}:{index}", data)
+            distinct.setdefault(image.sha256, image)
+        images += distinct.values()
         missing += lost
-    return images, missing
+    if plan.saved is not None:
+        found_images, lost = dataset_images(plan.name, _load_saved(plan.saved), [plan.saved])
+        images += found_images
+        missing += lost
+    return images, _unique(missing)
 
 
-def dataset_images(benchmark: str, dataset: datasets.Dataset | datasets.DatasetDict) -> list[ReferenceImage]:
+def dataset_images(
+    benchmark: str, dataset: datasets.Dataset | datasets.DatasetDict, roots: Sequence[Path] | None = None
+) -> tuple[list[ReferenceImage], list[str]]:
     """The pictures of every `Image` column of `dataset` (every split of a `DatasetDict`), each content once; the
-    id is the row's `question_id`, `id`, `index` or `image_id` where it has one, else `split/row`."""
+    id is the row's `question_id`, `id`, `index` or `image_id` where it has one, else `split/row`. A picture
+    stored as a path is read only inside one of `roots` (None: the dataset is the caller's own, read as given);
+    the rows whose picture cannot be read come back as `id (why)`."""
     splits = (
         dataset.items() if isinstance(dataset, datasets.DatasetDict) else [(str(dataset.split or "rows"), dataset)]
     )
     images: dict[str, ReferenceImage] = {}
+    missing: list[str] = []
     for split, part in splits:
         columns = [name for name, feature in part.features.items() if isinstance(feature, datasets.Image)]
         if not columns:
             raise ConfigError(
-                f"reference {benchmark!r} has no Image column; its columns are {list(part.features)}: "
+                f"reference {benchmark!r} has no Image column; its columns are {list(part.features)[:20]}: "
                 "give a dataset with an Image column, an image folder or LLaVA's eval layout"
             )
         id_column = next((name for name in ID_COLUMNS if name in part.column_names), None)
@@ -205,58 +160,82 @@ def dataset_images(benchmark: str, dataset: datasets.Dataset | datasets.DatasetD
                 stored = record[column]
                 if stored is None:
                     continue
-                ref_id = str(record[id_column]) if id_column else f"{split}/{row}"
-                data = stored.get("bytes") or Path(stored["path"]).read_bytes()
+                ref_id = short(str(record[id_column]), 80) if id_column else f"{split}/{row}"
+                data, why = _stored_bytes(stored, roots)
+                if data is None:
+                    missing.append(f"{ref_id} ({why})")
+                    continue
                 image = _bytes_image(benchmark, ref_id, data)
                 images.setdefault(image.sha256, image)
-    return list(images.values())
+    return list(images.values()), missing
 
 
-def _is_eval_root(folder: Path) -> list[Path]:
-    return [sub for sub in sorted(folder.iterdir()) if sub.is_dir() and any(_benchmark_files(sub))]
+def _stored_bytes(stored: dict[str, Any], roots: Sequence[Path] | None) -> tuple[bytes | None, str]:
+    if stored.get("bytes"):
+        return stored["bytes"], ""
+    written = stored.get("path")
+    if not isinstance(written, str) or not written:
+        return None, "no picture bytes and no path"
+    try:
+        path = Path(written) if roots is None else contained_picture([Path(root) for root in roots], written)
+        return path.read_bytes(), ""
+    except PathEscapeError as error:
+        return None, short(str(error))
+    except (OSError, ValueError) as error:
+        return None, short(f"{written}: {error}")
 
 
-def _from_path(name: str | None, path: Path, found: ReferenceSet) -> None:
-    def add(benchmark: str, images: list[ReferenceImage], missing: Sequence[str] = ()) -> None:
-        found.images.extend(images)
-        found.benchmarks.append(benchmark)
-        if missing:
-            found.missing.setdefault(benchmark, []).extend(missing)
-            logger.warning("%s: %d pictures named by its questions were not found", benchmark, len(missing))
+def _hub_id(value: object) -> str | None:
+    """The Hub dataset id `value` names (`hf://datasets/owner/name`, or `owner/name` that is not a path here)."""
+    if not isinstance(value, str):
+        return None
+    if value.startswith(HUB_PREFIX):
+        return value[len(HUB_PREFIX) :]
+    return value if HUB_ID.fullmatch(value) and ".." not in value and not exists(Path(value)) else None
 
-    if path.is_file() and path.suffix == QUESTION_SUFFIX:
-        add(name or path.parent.name, *question_files(name or path.parent.name, path.parent, [path]))
-    elif path.is_file() and path.suffix == TSV_SUFFIX:
-        add(name or path.parent.name, *tsv_images(name or path.parent.name, path))
-    elif path.is_dir() and any((path / marker).is_file() for marker in SAVED_MARKERS):
-        add(name or path.name, dataset_images(name or path.name, datasets.load_from_disk(str(path))))
-    elif path.is_dir() and any(_benchmark_files(path)):
-        add(name or path.name, *benchmark_folder(name or path.name, path))
-    elif path.is_dir() and _is_eval_root(path):
-        for sub in sorted(item for item in path.iterdir() if item.is_dir()):
-            prefix = f"{name}/" if name else ""
-            if any(_benchmark_files(sub)):
-                add(prefix + sub.name, *benchmark_folder(prefix + sub.name, sub))
-            else:
-                add(prefix + sub.name, image_folder(prefix + sub.name, sub))
-    elif path.is_dir():
-        add(name or path.name, image_folder(name or path.name, path))
-    else:
-        raise ConfigError(f"reference {str(path)!r} is not allowed; give a folder, a .jsonl question file or a .tsv")
+
+def _hub_images(name: str, repo: str) -> tuple[list[ReferenceImage], list[str]]:
+    try:
+        dataset = datasets.load_dataset(repo)
+    except (OSError, ValueError, *NETWORK_ERRORS) as error:
+        raise ConfigError(
+            f"reference {repo!r} not found: no such file or folder (relative paths are read from {os.getcwd()}), "
+            f"and no Hub dataset {repo!r} could be loaded ({type(error).__name__}: {short(str(error))})"
+        ) from None
+    roots = [Path(datasets.config.HF_DATASETS_CACHE), Path(huggingface_hub.constants.HF_HUB_CACHE)]
+    return dataset_images(name, dataset, [root for root in roots if root.is_dir()])
 
 
 def _split(reference: Any) -> tuple[str | None, Any]:
     if isinstance(reference, tuple):
         if len(reference) != 2 or not isinstance(reference[0], str):
-            raise ConfigError(f"reference {reference!r} is not allowed; a pair must be (name, reference)")
+            raise ConfigError(f"reference {short(repr(reference))} is not allowed; a pair must be (name, reference)")
         return reference
     return None, reference
 
 
-def load_references(references: Sequence[Reference]) -> ReferenceSet:
-    """Every reference image of `references` (see the module docstring), in the order given."""
+def _as_list(references: Sequence[Reference] | Reference) -> list[Reference]:
     if isinstance(references, (str, os.PathLike, datasets.Dataset, datasets.DatasetDict)):
-        references = [references]
+        return [references]
+    return list(references)
+
+
+def _is_path(value: object) -> bool:
+    return isinstance(value, (str, os.PathLike)) and exists(Path(value))
+
+
+def _add(found: ReferenceSet, benchmark: str, images: list[ReferenceImage], missing: list[str]) -> None:
+    found.images.extend(images)
+    found.benchmarks.append(benchmark)
+    if missing:
+        found.missing.setdefault(benchmark, []).extend(missing)
+        shown = "; ".join(missing[:_SHOWN]) + (f"; and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")
+        logger.warning("%s: %d pictures not read (counted as not found): %s", benchmark, len(missing), shown)
+
+
+def load_references(references: Sequence[Reference] | Reference) -> ReferenceSet:
+    """Every reference image of `references` (see the module docstring), in the order given."""
+    references = _as_list(references)
     if not references:
         raise ConfigError("references=[] is not allowed; give at least one benchmark (a folder, file or dataset)")
     found = ReferenceSet([], {}, [])
@@ -264,42 +243,51 @@ def load_references(references: Sequence[Reference]) -> ReferenceSet:
         name, value = _split(reference)
         if isinstance(value, (datasets.Dataset, datasets.DatasetDict)):
             benchmark = name or (value.info.dataset_name if isinstance(value, datasets.Dataset) else None) or "dataset"
-            found.images.extend(dataset_images(benchmark, value))
-            found.benchmarks.append(benchmark)
-        elif isinstance(value, (str, os.PathLike)) and Path(value).exists():
-            _from_path(name, Path(value), found)
-        elif isinstance(value, str) and value.count("/") == 1:
-            found.images.extend(dataset_images(name or value, datasets.load_dataset(value)))
-            found.benchmarks.append(name or value)
+            _add(found, benchmark, *dataset_images(benchmark, value))
+        elif _is_path(value) and not str(value).startswith(HUB_PREFIX):
+            for plan in plan_path(name, Path(value)):
+                _add(found, plan.name, *_read(plan))
+        elif (repo := _hub_id(value)) is not None:
+            _add(found, name or repo, *_hub_images(name or repo, repo))
         else:
             raise ConfigError(
-                f"reference {value!r} is not allowed; give an existing folder or file, a datasets.Dataset with an "
-                "Image column, a Hub dataset id (owner/name) or a (name, reference) pair"
+                f"reference {short(repr(value))} not found: give an existing folder or file (relative paths are read "
+                f"from {os.getcwd()}), a datasets.Dataset with an Image column, a Hub dataset id (owner/name) or a "
+                "(name, reference) pair"
             )
     return found
 
 
-def references_fingerprint(references: Sequence[Reference]) -> str:
-    """A digest that changes when a reference's files change (path, size and modification time of every file
-    under a reference path), or a Hub id or an in-memory dataset's fingerprint does."""
-    if isinstance(references, (str, os.PathLike, datasets.Dataset, datasets.DatasetDict)):
-        references = [references]
+def _stat_key(path: Path) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return f"unreadable {error.errno}"
+    return f"{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}"
+
+
+def references_fingerprint(references: Sequence[Reference] | Reference) -> str:
+    """A digest of what loading `references` reads: for a path, per benchmark every file read (question files,
+    TSVs, the pictures the questions name, every picture of an image folder, every file of a saved dataset) by its
+    path, size, modification and change times and inode (a change time cannot be set back), and what was left
+    out; a dataset's fingerprint; a Hub id."""
     digest = hashlib.sha256()
-    for reference in references:
+    for reference in _as_list(references):
         name, value = _split(reference)
         digest.update(f"name={name}\n".encode())
         if isinstance(value, datasets.Dataset):
             digest.update(f"dataset={value._fingerprint}\n".encode())
         elif isinstance(value, datasets.DatasetDict):
             digest.update(f"dataset={[part._fingerprint for part in value.values()]}\n".encode())
-        elif isinstance(value, (str, os.PathLike)) and Path(value).exists():
-            root = Path(value)
-            files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-            for path in files:
-                stat = path.stat()
-                digest.update(f"{path.relative_to(root.parent)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        elif _is_path(value) and not str(value).startswith(HUB_PREFIX):
+            for plan in plan_path(name, Path(value)):
+                digest.update(f"benchmark={plan.name}\t{plan.root}\n".encode())
+                for path in plan.inputs:
+                    digest.update(f"{path}\t{_stat_key(path)}\n".encode(errors="surrogateescape"))
+                for note in plan.missing:
+                    digest.update(f"missing\t{note}\n".encode(errors="surrogateescape"))
         else:
-            digest.update(f"id={value}\n".encode())
+            digest.update(f"id={value}\n".encode(errors="surrogateescape"))
     return digest.hexdigest()
 
 

@@ -3,7 +3,6 @@ cache identity, `llava-mixes build --decontaminate`; and the exact duplicate row
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -77,10 +76,10 @@ def test_bad_decontamination_kwargs_name_the_value(playground: Playground, tmp_p
 
 
 def test_build_prints_the_benchmark_table(
-    playground: Playground, tmp_path: Path, capsys: pytest.CaptureFixture
+    playground: Playground, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     evals = write_eval_playground(playground.root)
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     code = main(
         [
             "build",

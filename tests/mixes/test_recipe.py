@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import datasets
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llava_mixes import schema
 from llava_mixes.build_report import RECIPE_COUNTS, load_report, recipe_accounted
@@ -17,8 +21,8 @@ from llava_mixes.builder import Built, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import CONTAMINATED_SPLIT
-from llava_mixes.errors import ConfigError
-from llava_mixes.mixes.recipe import RecipeSource, parse_recipe, shipped_recipes
+from llava_mixes.errors import ConfigError, LlavaMixesError
+from llava_mixes.mixes.recipe import TOP_KEYS, Recipe, RecipeSource, load_recipe, parse_recipe, shipped_recipes
 from llava_mixes.mixing import DUPLICATE_SPLIT
 from llava_mixes.playground import Playground
 from llava_mixes.playground.eval import write_eval_playground
@@ -210,3 +214,111 @@ def test_a_recipe_refuses_data_files_which_would_give_every_source_the_same_file
     argv = ["build", "--recipe", str(recipe), "--data-dir", str(playground.root), "--data-files", annotation]
     assert main([*argv, *caches]) == 2
     assert not (tmp_path / "hf").exists()
+
+
+# Property tests of the recipe reader: generated, random and mutated YAML gives the right recipe or one
+# `LlavaMixesError` with a short message, in bounded time.
+
+SECONDS = 5.0
+yaml_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20), st.sampled_from(PLAIN)
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from([*TOP_KEYS, "config", "sample", "x"]), inner)
+    ),
+    max_leaves=20,
+)
+samples = st.one_of(st.just("all"), st.integers(1, 10**6), st.floats(0.0, 1.0, exclude_min=True))
+
+
+@st.composite
+def valid_recipes(draw: st.DrawFn) -> dict:
+    sources = draw(st.lists(st.sampled_from(PLAIN), min_size=1, max_size=4, unique=True))
+    data: dict = {"sources": [{"config": config, "sample": draw(samples)} for config in sources]}
+    data["seed"] = draw(st.integers(0, 2**63 - 1))
+    data["name"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_+=-]{0,20}", fullmatch=True))
+    if draw(st.booleans()):
+        data["dedup"] = {"threshold": draw(st.floats(0.0, 1.0, exclude_min=True)), "scope": "group"}
+    data["duplicate_rows"] = draw(st.sampled_from(["remove", "keep"]))
+    return data
+
+
+@st.composite
+def perturbed_recipes(draw: st.DrawFn) -> dict:
+    """A valid recipe with some of its values (top level, a source's, dedup's) replaced by any YAML value or
+    removed: wrong types and missing keys everywhere."""
+    data = draw(valid_recipes())
+    mappings = [data, *data["sources"], *([data["dedup"]] if "dedup" in data else [])]
+    for _ in range(draw(st.integers(1, 3))):
+        mapping = draw(st.sampled_from(mappings))
+        key = draw(st.sampled_from(sorted(mapping)))
+        if draw(st.booleans()):
+            mapping.pop(key)
+        else:
+            mapping[key] = draw(yaml_values)
+        if not mapping:
+            break
+    return data
+
+
+def read(text: str | bytes, folder: Path) -> object:
+    path = folder / "recipe.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+    started = time.monotonic()
+    try:
+        return load_recipe(path, PLAIN)
+    except LlavaMixesError as error:
+        assert len(str(error)) < 1500, str(error)[:300]
+        return error
+    finally:
+        assert time.monotonic() - started < SECONDS
+
+
+@given(valid_recipes())
+def test_a_generated_recipe_reads_back_as_written(tmp_path_factory: pytest.TempPathFactory, data: dict) -> None:
+    recipe = read(yaml.safe_dump(data), tmp_path_factory.mktemp("r"))
+    assert isinstance(recipe, Recipe), recipe
+    assert recipe.name == data["name"] and recipe.seed == data["seed"]
+    assert [(source.config, source.sample) for source in recipe.sources] == [
+        (source["config"], source["sample"]) for source in data["sources"]
+    ]
+    assert (recipe.dedup is None) == ("dedup" not in data) and recipe.duplicate_rows == data["duplicate_rows"]
+
+
+@given(yaml_values)
+def test_any_yaml_data_gives_a_recipe_or_one_error(tmp_path_factory: pytest.TempPathFactory, data: object) -> None:
+    read(yaml.safe_dump(data), tmp_path_factory.mktemp("r"))
+
+
+@given(perturbed_recipes())
+def test_a_recipe_with_wrong_values_gives_a_recipe_or_one_error(
+    tmp_path_factory: pytest.TempPathFactory, data: dict
+) -> None:
+    read(yaml.safe_dump(data), tmp_path_factory.mktemp("r"))
+
+
+@given(st.text(max_size=400))
+def test_any_text_gives_a_recipe_or_one_error(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    read(text, tmp_path_factory.mktemp("r"))
+
+
+@given(valid_recipes(), st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=3)), min_size=1, max_size=6))
+def test_a_mutated_recipe_gives_a_recipe_or_one_error(
+    tmp_path_factory: pytest.TempPathFactory, data: dict, edits: list
+) -> None:
+    text = bytearray(yaml.safe_dump(data).encode())
+    for position, replacement in edits:
+        at = position % (len(text) + 1)
+        text[at : at + len(replacement)] = replacement
+    read(bytes(text), tmp_path_factory.mktemp("r"))
+
+
+@given(
+    st.lists(
+        st.sampled_from(["&a ", "*a", "!!python/object ", "<<: ", "[", "{", "? ", "- ", ": ", "\n  "]), max_size=30
+    )
+)
+def test_yaml_syntax_soup_gives_a_recipe_or_one_error(tmp_path_factory: pytest.TempPathFactory, pieces: list) -> None:
+    read("sources: [mix665k]\n" + "".join(pieces), tmp_path_factory.mktemp("r"))
