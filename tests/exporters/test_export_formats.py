@@ -17,6 +17,7 @@ import pytest
 import llava_mixes  # noqa: F401 - registers the builder
 from llava_mixes import schema
 from llava_mixes.exporters import FORMATS, export
+from llava_mixes.outputs import TEMP_PREFIX
 from llava_mixes.playground import Playground
 
 CONFIG = "mix665k-dedup-0.8"
@@ -44,7 +45,8 @@ def picture_file(fmt: str, path: str, image_root: Path | None, out: Path) -> Pat
         assert os.path.isabs(path)
         return Path(path)
     assert not os.path.isabs(path)
-    return (image_root if fmt != "llamafactory" else out) / path
+    assert image_root is not None
+    return image_root / path
 
 
 def resolved(row: dict[str, Any]) -> str:
@@ -79,7 +81,7 @@ def test_every_kept_row_is_written_with_as_many_image_tags_as_pictures(
         file = picture_file(fmt, images[0], result.image_root, out)
         assert file.is_file() and os.path.realpath(file) == resolved(row)
         assert os.path.realpath(file) not in removed_files
-    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no temporary file left
+    assert not [name for name in os.listdir(out) if name.startswith(TEMP_PREFIX)]  # no temporary file left
 
 
 def test_llava_file_is_the_665k_shape(built: datasets.DatasetDict, playground: Playground, tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ def test_llamafactory_loads_the_export_with_its_own_loader(
     assert set(info) == {"other", CONFIG}  # the user's entries are kept
     [attr] = parser.get_dataset_list([CONFIG], str(out))
     assert (attr.load_from, attr.formatting, attr.images) == ("file", "sharegpt", "images")
-    data_args = DataArguments(dataset_dir=str(out), dataset=CONFIG)
+    data_args = DataArguments(dataset_dir=str(out), dataset=CONFIG, media_dir=str(result.image_root))
     training_args = types.SimpleNamespace(local_process_index=0, main_process_first=None, dataloader_num_workers=0)
     model_args = types.SimpleNamespace(cache_dir=None, hf_hub_token=None)  # the two fields the loader reads
     aligned = loader._load_single_dataset(attr, model_args, data_args, training_args)
