@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import types
 from importlib.machinery import ModuleSpec
@@ -209,3 +210,39 @@ def test_swift_loads_the_export_with_its_own_loader(
         assert sum(text.count("<image>") for text in texts) == len(images)
         if row[schema.IMAGE]:
             assert os.path.realpath(images[0]["path"]) == resolved(row)
+
+
+def test_llamafactory_paths_survive_moving_the_export(
+    built: datasets.DatasetDict, playground: Playground, tmp_path: Path
+) -> None:
+    """LLaMA-Factory joins a relative path to `media_dir` (default: `dataset_dir`): pictures referenced in the data
+    folder are written relative to it (its `media_dir`), pictures under the export relative to the export."""
+    referenced = export(built, "llamafactory", tmp_path / "a", image_folder=playground.root, progress=False)
+    assert referenced.image_root == playground.root and f"media_dir: {playground.root}" in referenced.usage()
+    copied = export(
+        built,
+        "llamafactory",
+        tmp_path / "b",
+        images_dir=tmp_path / "b" / "pics",
+        progress=False,
+        files_from=playground.root,
+    )
+    assert copied.image_root == (tmp_path / "b").resolve() and "media_dir" not in copied.usage()
+    for result, media_dir in ((referenced, playground.root), (copied, tmp_path / "moved_b")):
+        moved = tmp_path / f"moved_{result.data_file.parent.name}"
+        shutil.move(str(result.data_file.parent), moved)
+        paths = [path for record in read_records(moved / result.data_file.name) for path in record["images"]]
+        assert paths and not [path for path in paths if path.startswith("../") or os.path.isabs(path)]
+        assert all((Path(media_dir) / path).is_file() for path in paths)
+
+
+def test_export_always_prints_what_it_wrote_and_skipped(
+    playground: Playground, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llava_mixes.cli.main import main
+
+    argv = ["export", CONFIG, "--data-dir", str(playground.root), "--format", "jsonl", "--embedder", "thumbnail"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    train = build(playground)["train"]
+    assert f"{CONFIG}: wrote {len(train)} of {len(train)} rows" in printed and "skipped 0 rows\n" in printed
