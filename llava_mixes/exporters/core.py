@@ -19,6 +19,8 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,6 +46,10 @@ from llava_mixes.paths import check_file_name, is_inside
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 1000
+CHUNK_BYTES = 256 << 20
+"""Rows are placed in chunks of at most `BATCH_ROWS` rows and about this many bytes of pictures, whose pictures
+are decoded ahead on threads (see `Pictures.check_ahead`)."""
+DECODE_THREADS = min(8, os.cpu_count() or 1)
 DATASET_INFO = "dataset_info.json"
 REMOVED_BY_DEDUP = "removed_by_dedup"
 IMAGE_TAG_MISMATCH = "image_tag_mismatch"
@@ -312,15 +318,24 @@ def _skip(result: ExportResult, row: dict[str, Any], reason: str, detail: str) -
         examples.append(f"{row.get(schema.ID)}: {detail}")
 
 
-def _rows(batch: Any, columns: list[str]) -> Any:
-    """The batch's rows as dicts, each picture's bytes taken from Arrow only when its row is reached."""
+def _chunks(batch: Any, columns: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The batch's rows as dicts, in chunks holding about `CHUNK_BYTES` of pictures at most: each picture's bytes
+    are taken from Arrow only when its chunk is reached."""
     plain = [column for column in columns if column != schema.IMAGE]
     rows = batch.select(plain).to_pylist()
     images = batch.column(schema.IMAGE) if schema.IMAGE in columns else None
+    chunk: list[dict[str, Any]] = []
+    size = 0
     for index, row in enumerate(rows):
         if images is not None:
             row[schema.IMAGE] = images[index].as_py()
-        yield row
+            size += len((row[schema.IMAGE] or {}).get("bytes") or b"")
+        chunk.append(row)
+        if size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _write_rows(
@@ -338,29 +353,34 @@ def _write_rows(
     columns = [c for c in train.column_names if (c != schema.EMBEDDING if fmt.name == "jsonl" else c in needed)]
     folder = str(base) if base is not None else None
     bar = tqdm(total=len(train), unit=" rows", desc=f"Exporting {result.name} ({fmt.name})", disable=not progress)
-    with bar:
+    with bar, ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="llava_mixes-export") as pool:
         for batch in train.select_columns(columns).with_format("arrow").iter(batch_size=BATCH_ROWS):
-            records = []
-            for row in _rows(batch, columns):
-                result.rows_read += 1
-                reason = _skip_reason(row)
-                picture = pictures.place(row) if reason is None else None
-                if isinstance(picture, Missing):
-                    reason = (picture.reason, picture.detail)
-                if reason is not None:
-                    _skip(result, row, *reason)
-                    continue
-                path = fmt.image_path(picture, folder) if picture is not None else None
-                record = fmt.record(row, path)
-                tags, images = image_tags(record_texts(fmt, record)), len(record_images(fmt, record))
-                if tags != images:
-                    raise ExportError(f"row {row[schema.ID]!r} would have {tags} <image> tags and {images} pictures")
-                try:
-                    records.append(json.dumps(record, allow_nan=False))
-                except (TypeError, ValueError) as error:
-                    _skip(result, row, UNWRITABLE_VALUE, f"not writable as JSON: {error}")
-                    continue
-                result.image_rows += images > 0
-            writer.write(records)
-            result.rows += len(records)
+            for chunk in _chunks(batch, columns):
+                pictures.check_ahead(chunk, pool)
+                writer.write([record for row in chunk if (record := _record(row, fmt, pictures, result, folder))])
             bar.update(batch.num_rows)
+
+
+def _record(row: dict[str, Any], fmt: Format, pictures: Pictures, result: ExportResult, folder: str | None) -> str:
+    """The row's record, serialised, its picture placed; "" (counted under its reason) when the row is skipped."""
+    result.rows_read += 1
+    reason = _skip_reason(row)
+    picture = pictures.place(row) if reason is None else None
+    if isinstance(picture, Missing):
+        reason = (picture.reason, picture.detail)
+    if reason is not None:
+        _skip(result, row, *reason)
+        return ""
+    path = fmt.image_path(picture, folder) if picture is not None else None
+    record = fmt.record(row, path)
+    tags, images = image_tags(record_texts(fmt, record)), len(record_images(fmt, record))
+    if tags != images:
+        raise ExportError(f"row {row[schema.ID]!r} would have {tags} <image> tags and {images} pictures")
+    try:
+        serialised = json.dumps(record, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        _skip(result, row, UNWRITABLE_VALUE, f"not writable as JSON: {error}")
+        return ""
+    result.rows += 1
+    result.image_rows += images > 0
+    return serialised

@@ -28,6 +28,8 @@ import os
 import posixpath
 import re
 import tempfile
+from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,11 +144,27 @@ class Pictures:
         self.written = 0
         self._placed: dict[str, str] = {}  # relative path under images_dir -> sha256 of what is there
         self._folders: set[str] = set()  # folders under images_dir known to lie inside it
+        self._decoded: dict[str, str | None] = {}  # this chunk's sha256 -> why they do not decode (None: they do)
 
     @property
     def root(self) -> str:
         """The folder that relative picture paths are relative to: `image_folder`, else `images_dir`."""
         return self.image_folder if self.image_folder is not None else self.images_dir
+
+    def check_ahead(self, rows: Iterable[dict[str, Any]], pool: Executor) -> None:
+        """Decode, on `pool`'s threads, the pictures that `place` will check among `rows`' bytes (rows read from a
+        published copy), so that their answers are ready when it gets to them."""
+        if not self.untrusted:
+            return
+        datas = {}
+        for row in rows:
+            data = (row.get(schema.IMAGE) or {}).get("bytes")
+            if isinstance(data, bytes) and len(data) <= MAX_PICTURE_BYTES:
+                datas[id(data)] = data
+        for sha, error in pool.map(
+            lambda data: (hashlib.sha256(data).hexdigest(), decode_error(data)), datas.values()
+        ):
+            self._decoded[sha] = error
 
     def place(self, row: dict[str, Any]) -> str | Missing | None:
         """The absolute path of the row's picture (written first when needed); None for a text-only row."""
@@ -222,7 +240,7 @@ class Pictures:
         if expected != sha and (self.untrusted or expected is not None):
             return Missing(IMAGE_CHECKSUM_MISMATCH, f"the picture's SHA-256 is {sha}; the row says {expected!r}")
         if self.untrusted:
-            error = decode_error(data)
+            error = self._decoded[sha] if sha in self._decoded else decode_error(data)
             if error is not None:
                 return Missing(schema.UNDECODABLE_IMAGE, error)
         relative = clean_relative(row.get(schema.IMAGE_PATH))
