@@ -11,7 +11,7 @@ from llava_mixes.handover import run_export
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export the config, print how to point the training code at it, and what was skipped."""
+    """Export the config, print how to point the training code at it, and what was written and skipped."""
     if (args.data_dir is None) == (args.from_ is None):
         args.parser.error("give exactly one of --data-dir (build the config) and --from (a published copy)")
     kwargs = config_kwargs(args)
@@ -29,8 +29,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         config_kwargs=kwargs or None,
     )
     out(result.usage())
-    if result.skipped:
-        out("skipped rows: " + ", ".join(f"{reason}: {count}" for reason, count in sorted(result.skipped.items())))
+    out(result.summary())
     if hub_entry is not None:
         out("dataset_info.json entry that reads the published copy from the Hub:")
         out(json.dumps(hub_entry, indent=2, ensure_ascii=False))

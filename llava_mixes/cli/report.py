@@ -8,11 +8,12 @@ from llava_mixes.builder import configure, prepare
 from llava_mixes.cli.build import add_build_options, config_kwargs, out
 from llava_mixes.dedup import THRESHOLDS
 from llava_mixes.dedup.sweep import GRID, sweep_thresholds
-from llava_mixes.report.write import EVERY, PAIRS_PER_BAND, analyse_built, embedder_of, write_report
+from llava_mixes.report.write import EVERY, PAIRS_PER_BAND, analyse_built, embedder_of, report_folder, write_report
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report and print where it is and the kept images at the shown thresholds."""
+    report_folder(args.out, args.data_dir)  # before anything is built: a bad --out fails at once
     thresholds = tuple(args.thresholds)
     sweep_thresholds(thresholds)
     dataset_builder = configure(args.config, args.data_dir, args.cache_dir, **config_kwargs(args))

@@ -73,21 +73,22 @@ class Format:
     json_list: bool
     """True: one JSON list (`[` rows `]`); False: JSON Lines."""
     paths: str
-    """`root`: relative to the image root; `out`: relative to the output folder; `absolute`."""
+    """`root`: relative to the image root; `media`: relative to the output folder when the pictures lie there,
+    else to the image root (LLaMA-Factory's `dataset_dir` / `media_dir`); `absolute`."""
     image_key: str
     """The record key holding the picture path(s), for counting."""
 
-    def image_path(self, picture: str, root: str, out: str) -> str:
-        """How this format writes the path of `picture` (an absolute path)."""
-        if self.paths == "absolute":
+    def image_path(self, picture: str, base: str | None) -> str:
+        """How this format writes the path of `picture` (an absolute path): relative to `base` when it lies
+        inside it (as the consuming tool joins it), else absolute, so that moving the export keeps it valid."""
+        if base is None or not (picture == base or picture.startswith(base.rstrip(os.sep) + os.sep)):
             return picture
-        base = root if self.paths == "root" else out
         return os.path.relpath(picture, base).replace(os.sep, "/")
 
 
 FORMATS: dict[str, Format] = {
     "llava": Format("llava", llava_record, ".llava.json", True, "root", "image"),
-    "llamafactory": Format("llamafactory", messages_record, ".llamafactory.json", True, "out", "images"),
+    "llamafactory": Format("llamafactory", messages_record, ".llamafactory.json", True, "media", "images"),
     "swift": Format("swift", messages_record, ".swift.jsonl", False, "absolute", "images"),
     "jsonl": Format("jsonl", schema_record, ".jsonl", False, "root", "image"),
 }

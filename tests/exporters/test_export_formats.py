@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import types
 from importlib.machinery import ModuleSpec
@@ -17,6 +18,7 @@ import pytest
 import llava_mixes  # noqa: F401 - registers the builder
 from llava_mixes import schema
 from llava_mixes.exporters import FORMATS, export
+from llava_mixes.outputs import TEMP_PREFIX
 from llava_mixes.playground import Playground
 
 CONFIG = "mix665k-dedup-0.8"
@@ -44,7 +46,8 @@ def picture_file(fmt: str, path: str, image_root: Path | None, out: Path) -> Pat
         assert os.path.isabs(path)
         return Path(path)
     assert not os.path.isabs(path)
-    return (image_root if fmt != "llamafactory" else out) / path
+    assert image_root is not None
+    return image_root / path
 
 
 def resolved(row: dict[str, Any]) -> str:
@@ -79,7 +82,7 @@ def test_every_kept_row_is_written_with_as_many_image_tags_as_pictures(
         file = picture_file(fmt, images[0], result.image_root, out)
         assert file.is_file() and os.path.realpath(file) == resolved(row)
         assert os.path.realpath(file) not in removed_files
-    assert not [name for name in os.listdir(out) if name.startswith(".")]  # no temporary file left
+    assert not [name for name in os.listdir(out) if name.startswith(TEMP_PREFIX)]  # no temporary file left
 
 
 def test_llava_file_is_the_665k_shape(built: datasets.DatasetDict, playground: Playground, tmp_path: Path) -> None:
@@ -177,7 +180,7 @@ def test_llamafactory_loads_the_export_with_its_own_loader(
     assert set(info) == {"other", CONFIG}  # the user's entries are kept
     [attr] = parser.get_dataset_list([CONFIG], str(out))
     assert (attr.load_from, attr.formatting, attr.images) == ("file", "sharegpt", "images")
-    data_args = DataArguments(dataset_dir=str(out), dataset=CONFIG)
+    data_args = DataArguments(dataset_dir=str(out), dataset=CONFIG, media_dir=str(result.image_root))
     training_args = types.SimpleNamespace(local_process_index=0, main_process_first=None, dataloader_num_workers=0)
     model_args = types.SimpleNamespace(cache_dir=None, hf_hub_token=None)  # the two fields the loader reads
     aligned = loader._load_single_dataset(attr, model_args, data_args, training_args)
@@ -207,3 +210,39 @@ def test_swift_loads_the_export_with_its_own_loader(
         assert sum(text.count("<image>") for text in texts) == len(images)
         if row[schema.IMAGE]:
             assert os.path.realpath(images[0]["path"]) == resolved(row)
+
+
+def test_llamafactory_paths_survive_moving_the_export(
+    built: datasets.DatasetDict, playground: Playground, tmp_path: Path
+) -> None:
+    """LLaMA-Factory joins a relative path to `media_dir` (default: `dataset_dir`): pictures referenced in the data
+    folder are written relative to it (its `media_dir`), pictures under the export relative to the export."""
+    referenced = export(built, "llamafactory", tmp_path / "a", image_folder=playground.root, progress=False)
+    assert referenced.image_root == playground.root and f"media_dir: {playground.root}" in referenced.usage()
+    copied = export(
+        built,
+        "llamafactory",
+        tmp_path / "b",
+        images_dir=tmp_path / "b" / "pics",
+        progress=False,
+        files_from=playground.root,
+    )
+    assert copied.image_root == (tmp_path / "b").resolve() and "media_dir" not in copied.usage()
+    for result, media_dir in ((referenced, playground.root), (copied, tmp_path / "moved_b")):
+        moved = tmp_path / f"moved_{result.data_file.parent.name}"
+        shutil.move(str(result.data_file.parent), moved)
+        paths = [path for record in read_records(moved / result.data_file.name) for path in record["images"]]
+        assert paths and not [path for path in paths if path.startswith("../") or os.path.isabs(path)]
+        assert all((Path(media_dir) / path).is_file() for path in paths)
+
+
+def test_export_always_prints_what_it_wrote_and_skipped(
+    playground: Playground, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llava_mixes.cli.main import main
+
+    argv = ["export", CONFIG, "--data-dir", str(playground.root), "--format", "jsonl", "--embedder", "thumbnail"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    train = build(playground)["train"]
+    assert f"{CONFIG}: wrote {len(train)} of {len(train)} rows" in printed and "skipped 0 rows\n" in printed

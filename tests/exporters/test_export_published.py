@@ -19,6 +19,7 @@ from llava_mixes import schema
 from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.exporters import IMAGE_TAG_MISMATCH, REMOVED_BY_DEDUP, ExportError, export
 from llava_mixes.handover import run_export
+from llava_mixes.outputs import LOCK_FILE
 from llava_mixes.playground import Playground
 
 CONFIG = "mix665k-dedup-0.8"
@@ -101,7 +102,7 @@ def test_a_picture_outside_image_folder_is_refused_and_nothing_is_left(playgroun
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match="image_folder"):
         export(built, "llava", out, image_folder=playground.root / "coco", progress=False)
-    assert os.listdir(out) == []  # neither the file nor its temporary
+    assert os.listdir(out) == [LOCK_FILE]  # neither the file nor its temporary; the lock file stays
 
 
 def test_bad_arguments_name_the_allowed_values(playground: Playground, tmp_path: Path) -> None:
