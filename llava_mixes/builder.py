@@ -657,7 +657,9 @@ def configure(config: str, data_dir: str | None, cache_dir: str | None = None, *
     check_config_name(config)
     root = Path(cache_dir or datasets.config.HF_DATASETS_CACHE)
     if root.exists() and not root.is_dir():
-        raise ConfigError(f"cache_dir={str(root)!r} is not allowed: it is a file; give a folder for the datasets cache")
+        raise ConfigError(
+            f"cache_dir={str(root)!r} is not allowed: it is a file; give a folder for the datasets cache"
+        )
     register()
     return datasets.load_dataset_builder(DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs)
 

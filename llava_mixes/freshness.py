@@ -7,7 +7,8 @@ builds (a recipe has one per source), which must be fresh themselves and the one
 weight files of the embedders it used, and with the benchmark pictures it was checked against.
 
 Every build also writes a build record (`BUILD_RECORD`, last, before `datasets` writes `dataset_info.json`): the
-size and SHA-256 of every file it wrote (its Arrow files, its report, its records) and each split's row counts.
+size and SHA-256 of every file it wrote (its Arrow files, its report, its records) and each split's row counts,
+with a SHA-256 of its own content (a record edited by hand reads as no record).
 - `damage_reason` is the check made on every load. It costs a few `stat` calls and reads only the small JSON
   files: a recorded file that is gone, not a regular file or of another size, a JSON file whose SHA-256 moved, or
   split sizes in `dataset_info.json` that are not the build's. It does not read the Arrow files, so it misses an
@@ -34,6 +35,7 @@ from typing import Any
 
 import datasets
 
+from llava_mixes.build_report import REPORT_FILE
 from llava_mixes.decontam.references import references_changed
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.paths import check_file_name
@@ -121,10 +123,17 @@ def _split_table(splits: Any) -> dict[str, tuple[int, tuple[int, ...] | None]]:
     return {str(name): _split_entry(value) for name, value in splits.items()}
 
 
+def _checksum(files: Any, splits: Any) -> str:
+    """The SHA-256 a build record carries of its own content (its files and splits, as JSON)."""
+    return hashlib.sha256(json.dumps([files, splits], sort_keys=True).encode()).hexdigest()
+
+
 def parse_build_record(data: Any) -> BuildRecord:
-    """A build record from its JSON value; ValueError when it is not one (of this format)."""
+    """A build record from its JSON value; ValueError when it is not one (of this format, with its checksum)."""
     if not isinstance(data, dict) or data.get("format") != BUILD_RECORD_FORMAT:
         raise ValueError(f"not a build record of format {BUILD_RECORD_FORMAT}")
+    if data.get("sha256") != _checksum(data.get("files"), data.get("splits")):
+        raise ValueError("the record does not match its own checksum")
     files = data.get("files")
     if not isinstance(files, dict):
         raise ValueError("files is not an object")
@@ -182,11 +191,8 @@ def write_build_record(folder: Path, dataset_name: str, splits: datasets.SplitDi
     table = {
         name: {"num_examples": info.num_examples, "shard_lengths": info.shard_lengths} for name, info in splits.items()
     }
-    data = {
-        "format": BUILD_RECORD_FORMAT,
-        "files": {name: {"size": entry.size, "sha256": entry.sha256} for name, entry in files.items()},
-        "splits": table,
-    }
+    listed = {name: {"size": entry.size, "sha256": entry.sha256} for name, entry in files.items()}
+    data = {"format": BUILD_RECORD_FORMAT, "files": listed, "splits": table, "sha256": _checksum(listed, table)}
     write_atomic(folder / BUILD_RECORD, json.dumps(data, indent=1, sort_keys=True).encode())
     return BuildRecord(files, _split_table(table))
 
@@ -224,6 +230,18 @@ def _info_problem(folder: Path, record: BuildRecord) -> str | None:
     return None
 
 
+def _incomplete(record: BuildRecord) -> str | None:
+    """Why `record` cannot describe a whole build (no report, or fewer Arrow files than a split's rows need)."""
+    if REPORT_FILE not in record.files:
+        return f"its build record lists no {REPORT_FILE}"
+    for split, (rows, shards) in sorted(record.splits.items()):
+        matches = [_SHARD.fullmatch(name.partition("-")[2]) for name in record.files if "-" in name]
+        found = sum(1 for match in matches if match and match.group("split") == split)
+        if found < (len(shards) if shards else 1 if rows else 0):
+            return f"its build record lists {found} Arrow file(s) for the split {split}"
+    return None
+
+
 def folder_problems(folder: Path, full: bool = False) -> list[str]:
     """What is wrong with the build in `folder`, one line per file: sizes and the JSON files' content against the
     build record, and the split sizes in `dataset_info.json`; with `full`, every recorded file's SHA-256 too."""
@@ -231,7 +249,8 @@ def folder_problems(folder: Path, full: bool = False) -> list[str]:
     if record is None:
         state = "is damaged" if (folder / BUILD_RECORD).exists() else "is missing"
         return [f"its build record {BUILD_RECORD} {state}"]
-    problems = [_file_problem(folder, name, entry, full) for name, entry in sorted(record.files.items())]
+    problems = [_incomplete(record)]
+    problems += [_file_problem(folder, name, entry, full) for name, entry in sorted(record.files.items())]
     problems.append(_info_problem(folder, record))
     return [problem for problem in problems if problem is not None]
 

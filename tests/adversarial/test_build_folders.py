@@ -8,6 +8,7 @@ build killed with SIGKILL, and the cache locations from the environment.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -223,11 +224,21 @@ def test_a_replaced_report_is_rebuilt_and_load_report_gives_the_build_s(
     assert llava_mixes.load_report(load(playground)).rows_in == playground.rows
 
 
+def _signed(files: dict[str, Any], splits: dict[str, Any]) -> str:
+    """A build record with the checksum a build gives it (so that only its content is wrong)."""
+    checksum = hashlib.sha256(json.dumps([files, splits], sort_keys=True).encode()).hexdigest()
+    return json.dumps({"format": 1, "files": files, "splits": splits, "sha256": checksum})
+
+
+OUTSIDE = {"../../../../../etc/hostname": {"size": 1, "sha256": "0" * 64}}
+SPLITS = {"train": {"num_examples": 49, "shard_lengths": None}}
+
+
 @pytest.mark.adversarial("repaired")
 @pytest.mark.parametrize(
     "record",
-    ["garbage {", '{"format": 1, "files": {"../../escape": {"size": 1, "sha256": "00"}}, "splits": {}}', "[1, 2]"],
-    ids=["garbage", "a path that leaves the folder", "a list"],
+    ["garbage {", "[1, 2]", _signed(OUTSIDE, SPLITS), _signed({}, SPLITS)],
+    ids=["garbage", "a list", "a file outside the folder", "no files, signed"],
 )
 def test_a_damaged_build_record_is_rebuilt(
     playground: Playground, record: str, caplog: pytest.LogCaptureFixture
@@ -235,6 +246,15 @@ def test_a_damaged_build_record_is_rebuilt(
     before, folder = first_build(playground)
     (folder / BUILD_RECORD).write_text(record)
     assert_rebuilt_the_same(playground, before, caplog)
+
+
+@pytest.mark.adversarial("correct")
+def test_an_edited_build_record_fails_its_own_checksum(playground: Playground) -> None:
+    _, folder = first_build(playground)
+    record = json.loads((folder / BUILD_RECORD).read_text())
+    del record["files"][TRAIN_FILE]
+    (folder / BUILD_RECORD).write_text(json.dumps(record))
+    assert verify_plain(playground) == [f"its build record {BUILD_RECORD} is damaged"]
 
 
 @pytest.mark.adversarial("repaired")
