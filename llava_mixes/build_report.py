@@ -9,6 +9,7 @@ kept) plus kept rows and rejected rows, so that for every group and in total
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -27,6 +28,8 @@ from llava_mixes.errors import BadRecordError, ConfigError, LlavaMixesError
 from llava_mixes.paths import check_file_name
 from llava_mixes.plugin import DEDUP_MARK, dedup_config_name
 from llava_mixes.store import CacheRepair, write_atomic
+
+logger = logging.getLogger(__name__)
 
 REPORT_FILE = "llava_mixes_report.json"
 PART_REPORTS = "reports"
@@ -351,14 +354,26 @@ def missing_image_folders(
     return {folder: rows for folder, rows in sorted(lost.items()) if rows >= LOST_FOLDER_ROWS}
 
 
-def check_lost_rows(report: BuildReport, missing: Mapping[str, int], max_rejected: float, data_dir: Path) -> None:
-    """Raise `RowsLostError` when the rows lost with the missing image folders `missing` (from
-    `missing_image_folders`) are more than `max_rejected` of the build's rows in; the error names every folder."""
+def check_lost_rows(
+    report: BuildReport, data_dir: Path, prefixes: Mapping[str, Sequence[str]], max_rejected: float
+) -> None:
+    """Raise `RowsLostError` when the rows of `report` lost with missing image folders (`missing_image_folders`) are
+    more than `max_rejected` of its rows in, naming every folder; log them as a WARNING when they are allowed."""
+    missing = missing_image_folders(report.rejected, data_dir, prefixes)
     lost = sum(missing.values())
-    if not lost or lost <= max_rejected * report.rows_in:
+    if not lost:
         return
     rows_in = max(report.rows_in, 1)
     folders = ", ".join(f"{folder}/ ({rows:,} rows)" for folder, rows in missing.items())
+    if lost <= max_rejected * report.rows_in:
+        logger.warning(
+            "%s: image folders missing under %s (allowed by max_rejected=%g): %s",
+            report.config_name,
+            data_dir,
+            max_rejected,
+            folders,
+        )
+        return
     allowed = math.ceil(lost / rows_in * 1000) / 1000
     raise RowsLostError(
         f"{report.config_name}: image folders missing under {data_dir}: {folders}. They take {lost:,} of "

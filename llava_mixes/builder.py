@@ -41,7 +41,6 @@ from llava_mixes.build_report import (
     check_max_rejected,
     dedup_group_stats,
     group_stats,
-    missing_image_folders,
     plain_report,
     reject_unembeddable,
 )
@@ -359,23 +358,10 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         return Hasher.hash((super()._get_dataset_fingerprint(split), build_digest(Path(self._output_dir))))
 
     def _check_lost_rows(self, folder: Path) -> None:
-        """Raise `RowsLostError` when the build in `folder` lost more rows with missing image folders than
-        `max_rejected` allows; log them as a WARNING when it allows them."""
-        report = BuildReport.load(folder / REPORT_FILE)
-        data_dir = self._data_dir()
+        """`build_report.check_lost_rows` for the build in `folder`, under this config's `max_rejected`."""
         prefixes = {SOURCES[name].name: SOURCES[name].image_prefixes for name in self.config.sources}
-        missing = missing_image_folders(report.rejected, data_dir, prefixes)
-        check_lost_rows(report, missing, self.config.max_rejected, data_dir)
-        if missing:
-            logger.warning(
-                "%s: image folders missing under %s take %d of %d rows (allowed by max_rejected=%g): %s",
-                self.config.name,
-                data_dir,
-                sum(missing.values()),
-                report.rows_in,
-                self.config.max_rejected,
-                ", ".join(f"{folder}/" for folder in missing),
-            )
+        report = BuildReport.load(folder / REPORT_FILE)
+        check_lost_rows(report, self._data_dir(), prefixes, self.config.max_rejected)
 
     def _annotation_files(self, data_dir: Path) -> dict[str, list[Path]]:
         """Each source's annotation files: those `data_files` names, else those the source finds or fetches."""

@@ -153,6 +153,8 @@ class HFVisionEmbedder(Embedder):
             raise _unavailable(self.model_name, f"it is not in the local HF cache and {where}") from error
         except HfHubHTTPError as error:
             raise _unavailable(self.model_name, f"the Hub refused it ({error})") from error
+        except OSError as error:  # HF_HOME or the HF cache is not a usable folder
+            raise _unavailable(self.model_name, f"the local HF cache cannot be used ({error})") from error
 
     @staticmethod
     def _dim_from_config(path: Path) -> int:

@@ -388,3 +388,48 @@ def test_a_checkpoint_folder_whose_weights_were_renamed_is_one_clear_error(
     assert main([*argv, "--cache-dir", str(tmp_path / "hf"), "--stats-json", str(tmp_path / "s.json")]) == 2
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and str(folder) in errors[0], errors
+
+
+@pytest.mark.adversarial("correct")
+def test_a_shard_of_another_embedder_dropped_into_this_ones_folder_is_ignored(
+    playground: Playground, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = decisions(build(playground, tmp_path / "hf_before"))
+    gradients = datasets.load_dataset(
+        "llava_mixes", DEDUP, data_dir=str(playground.root), embedder="gradients", cache_dir=str(tmp_path / "hf_g")
+    )
+    assert decisions(gradients) != before
+    folders = {path.name.split("-")[0]: path for path in (tmp_path / "content_cache" / "embeddings").iterdir()}
+    for shard in folders["gradients"].glob("*.arrow"):
+        shutil.copy(shard, folders["thumbnail"] / f"zz-{shard.name}")
+    with caplog.at_level(logging.WARNING):
+        after = build(playground, tmp_path / "hf_after")
+    assert decisions(after) == before
+    assert any("schema differs" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.adversarial("correct")
+def test_a_deleted_content_cache_still_serves_the_build_and_rebuilds_the_same(
+    playground: Playground, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = decisions(build(playground, tmp_path / "hf"))
+    shutil.rmtree(tmp_path / "content_cache")
+    with caplog.at_level(logging.INFO, logger="llava_mixes"):
+        assert decisions(build(playground, tmp_path / "hf")) == before
+    assert _rebuilt(caplog) == []
+    assert decisions(build(playground, tmp_path / "hf_other")) == before
+
+
+@pytest.mark.adversarial("error")
+def test_an_hf_home_that_is_a_file_is_one_clear_error_for_a_hub_embedder(
+    playground: Playground, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "hf_home_file"
+    a_file.write_text("not a folder")
+    args = ["--log-level", "error", "build", DEDUP, "--data-dir", str(playground.root)]
+    args += ["--embedder", "openai/clip-vit-base-patch32", "--stats-json", str(tmp_path / "s.json")]
+    env = {**os.environ, "HF_HOME": str(a_file), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env["HF_DATASETS_CACHE"] = str(tmp_path / "hf")
+    command = [sys.executable, "-m", "llava_mixes.cli.main", *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    _assert_one_clear_line(result, "openai/clip-vit-base-patch32")
