@@ -317,22 +317,27 @@ def test_a_build_folder_reached_through_a_symbolic_link_is_rebuilt_where_it_lead
     assert verify_plain(playground) == []
 
 
-def _cli_build(playground: Playground, tmp_path: Path, name: str) -> subprocess.Popen[str]:
+def _cli_build(playground: Playground, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+    """`llava-mixes build` in another process, into a datasets cache shared by every call; its log goes to a file
+    (`<name>.log`), which never fills up and blocks it as a pipe would."""
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf_shared"), "HF_HUB_OFFLINE": "1"}
-    env["HF_DATASETS_OFFLINE"] = "1"
+    env.update(HF_DATASETS_OFFLINE="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     argv = [sys.executable, "-m", "llava_mixes.cli.main", "--log-level", "info", "build", PLAIN]
     argv += ["--data-dir", str(playground.root), "--stats-json", str(tmp_path / f"{name}.json")]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=log)
 
 
 @pytest.mark.adversarial("correct")
-def test_two_builds_of_one_config_at_once_build_it_once(playground: Playground, tmp_path: Path) -> None:
+def test_two_builds_of_one_stale_config_at_once_rebuild_it_once(playground: Playground, tmp_path: Path) -> None:
+    datasets.load_dataset("llava_mixes", PLAIN, data_dir=str(playground.root), cache_dir=str(tmp_path / "hf_shared"))
     records = json.loads((playground.root / ANNOTATION_FILE).read_text())
-    (playground.root / ANNOTATION_FILE).write_text(json.dumps(records * 40))  # long enough to overlap
+    (playground.root / ANNOTATION_FILE).write_text(json.dumps(records * 40))  # stale, and long enough to overlap
     runs = [_cli_build(playground, tmp_path, name) for name in ("first", "second")]
-    outputs = [run.communicate(timeout=300) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    assert sum(err.count("Generating dataset llava_mixes") for _, err in outputs) == 1
+    codes = [run.wait(timeout=300) for run in runs]
+    logs = [(tmp_path / f"{name}.log").read_text() for name in ("first", "second")]
+    assert codes == [0, 0], logs
+    assert sum(log.count("Generating dataset llava_mixes") for log in logs) == 1, logs
     first, second = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("first", "second"))
     assert first == second and first["rows_in"] == 40 * playground.rows
 
@@ -345,7 +350,7 @@ def test_a_build_killed_with_sigkill_leaves_nothing_that_the_next_build_serves(
     (playground.root / ANNOTATION_FILE).write_text(json.dumps(records * 200))
     run = _cli_build(playground, tmp_path, "killed")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((tmp_path / "hf_shared").rglob("*.incomplete/*.arrow")):
+    while time.monotonic() < deadline and not list((tmp_path / "hf_shared").rglob("*.incomplete")):
         time.sleep(0.02)
     run.send_signal(signal.SIGKILL)
     run.wait()
