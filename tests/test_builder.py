@@ -320,3 +320,25 @@ def test_a_remembered_digest_that_is_damaged_is_read_again(content: bytes, tmp_p
     record.write_bytes(content)
     weights._remembered.clear()
     assert weights.file_digest(model) == true
+
+
+def test_a_build_record_of_sharded_splits_names_every_shard(tmp_path: Path) -> None:
+    for name in ("llava_mixes-train-00000-of-00002.arrow", "llava_mixes-train-00001-of-00002.arrow"):
+        (tmp_path / name).write_bytes(b"rows")
+    (tmp_path / "llava_mixes-removed.arrow").write_bytes(b"")
+    (tmp_path / "llava_mixes_report.json").write_text("{}")
+    (tmp_path / "cache-0123.arrow").write_bytes(b"a map's result")
+    splits = datasets.SplitDict()
+    splits.add(datasets.SplitInfo("train", num_examples=3, shard_lengths=[2, 1]))
+    splits.add(datasets.SplitInfo("removed", num_examples=0))
+    record = write_build_record(tmp_path, "llava_mixes", splits)
+    assert sorted(record.files) == [
+        "llava_mixes-removed.arrow",
+        "llava_mixes-train-00000-of-00002.arrow",
+        "llava_mixes-train-00001-of-00002.arrow",
+        "llava_mixes_report.json",
+    ]
+    datasets.DatasetInfo(splits=splits).write_to_directory(str(tmp_path))
+    assert folder_problems(tmp_path, full=True) == []
+    (tmp_path / "llava_mixes-train-00001-of-00002.arrow").unlink()
+    assert folder_problems(tmp_path) == ["llava_mixes-train-00001-of-00002.arrow is gone (No such file or directory)"]
