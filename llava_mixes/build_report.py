@@ -9,8 +9,11 @@ kept) plus kept rows and rejected rows, so that for every group and in total
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,12 @@ import pyarrow.compute as pc
 from datasets.fingerprint import Hasher
 
 from llava_mixes import schema
-from llava_mixes.errors import BadRecordError
+from llava_mixes.errors import BadRecordError, ConfigError, LlavaMixesError
+from llava_mixes.paths import check_file_name
+from llava_mixes.plugin import DEDUP_MARK, dedup_config_name
 from llava_mixes.store import CacheRepair, write_atomic
+
+logger = logging.getLogger(__name__)
 
 REPORT_FILE = "llava_mixes_report.json"
 PART_REPORTS = "reports"
@@ -40,6 +47,38 @@ RECIPE_COUNTS = (
 """Where a recipe source's rows went: `rows_in` is the sum of the others."""
 TEXT_ONLY_GROUP = "(text only)"
 NO_GROUP = "(no image group)"
+
+
+class ReportError(LlavaMixesError, ValueError):
+    """A build report file cannot be read as one; the message names the file."""
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _checked(report: BuildReport) -> BuildReport:
+    """`report` when every field read from a file has its type (counts are whole numbers >= 0); else TypeError."""
+    texts = [report.config_name, report.version, *report.sources]
+    texts += [value for item in report.rejected for value in (item.source, item.reason, item.detail)]
+    optional = [value for item in report.rejected for value in (item.source_id, item.image_group, item.image_path)]
+    counts = [report.rows_in, *(item.row_index for item in report.rejected)]
+    counts += [
+        getattr(group, name)
+        for group in report.groups
+        for name in GroupStats.__dataclass_fields__
+        if name != "image_group"
+    ]
+    objects = (report.dedup, report.embedding, report.decontamination, report.recipe)
+    if not (
+        all(isinstance(value, str) for value in texts + [group.image_group for group in report.groups])
+        and all(value is None or isinstance(value, str) for value in optional)
+        and all(_is_count(value) for value in counts)
+        and all(value is None or isinstance(value, dict) for value in objects)
+        and (report.duplicate_rows is None or _is_count(report.duplicate_rows))
+    ):
+        raise TypeError("a field does not have its type")
+    return report
 
 
 @dataclass(frozen=True)
@@ -139,7 +178,11 @@ class BuildReport:
 
     @classmethod
     def load(cls, path: Path) -> BuildReport:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """The report saved at `path`; `ReportError` naming the file when it cannot be read as one."""
+        try:
+            return _checked(cls.from_json(json.loads(Path(path).read_bytes())))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ReportError(f"the build report {path} cannot be read ({type(error).__name__}: {error})") from error
 
 
 def _group_counts(dataset: datasets.Dataset | None) -> dict[str, tuple[int, int]]:
@@ -259,6 +302,87 @@ def _has_vector(hashes: list[str | None], unusable: set[str]) -> list[bool]:
     return [sha is None or sha not in unusable for sha in hashes]
 
 
+DEFAULT_MAX_REJECTED = 0.0
+"""The share of a build's rows in that may be lost with missing image folders, unless the user allows more: none,
+so that a build missing a whole image folder fails. Rows rejected for other reasons (a missing or broken image in a
+folder that is there, a malformed record) never fail a build; the report lists them."""
+LOST_FOLDER_ROWS = 2
+"""A missing folder counts as lost when at least this many rows point into it: a folder that one row points into is
+that row's missing image, which the report lists like any other."""
+
+
+class RowsLostError(LlavaMixesError, ValueError):
+    """Image folders that rows point into are missing, and they take more rows than `max_rejected` allows."""
+
+
+def check_max_rejected(value: object) -> float:
+    """`value` as a share in [0, 1]; `ConfigError` naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"max_rejected={value!r} is not allowed; give a share of the rows in, from 0 to 1")
+    return float(value)
+
+
+def _lost_folder(data_dir: Path, prefixes: Sequence[str], path: str) -> str | None:
+    """The missing folder, relative to `data_dir`, that takes the image at `path` (as written) with it, or None.
+    Image roots are `data_dir` joined with each prefix; where no root is there, the first is missing; else the
+    path's top folder is missing when it is under none of the roots that are there."""
+    roots = [prefix for prefix in prefixes if (data_dir / prefix).is_dir()]
+    parts = Path(path).parts
+    if not roots:
+        return Path(prefixes[0]).as_posix()
+    if len(parts) < 2 or any((data_dir / root / parts[0]).is_dir() for root in roots):
+        return None
+    return Path(roots[0], parts[0]).as_posix()
+
+
+def missing_image_folders(
+    rejected: Iterable[Rejection], data_dir: Path, prefixes: Mapping[str, Sequence[str]]
+) -> dict[str, int]:
+    """The image folders under `data_dir` that rows point into and that are missing (see `_lost_folder`; `prefixes`:
+    each source name's image prefixes), each with the rows it takes, where at least `LOST_FOLDER_ROWS` do."""
+    lost: Counter[str] = Counter()
+    seen: dict[tuple[str, str], str | None] = {}
+    for rejection in rejected:
+        path = rejection.image_path
+        if rejection.reason != schema.MISSING_IMAGE or not path or os.path.isabs(path) or ".." in Path(path).parts:
+            continue
+        key = (rejection.source, Path(path).parts[0])
+        if key not in seen:
+            seen[key] = _lost_folder(data_dir, tuple(prefixes.get(rejection.source, ())) or ("",), path)
+        if seen[key] is not None:
+            lost[seen[key]] += 1
+    return {folder: rows for folder, rows in sorted(lost.items()) if rows >= LOST_FOLDER_ROWS}
+
+
+def check_lost_rows(
+    report: BuildReport, data_dir: Path, prefixes: Mapping[str, Sequence[str]], max_rejected: float
+) -> None:
+    """Raise `RowsLostError` when the rows of `report` lost with missing image folders (`missing_image_folders`) are
+    more than `max_rejected` of its rows in, naming every folder; log them as a WARNING when they are allowed."""
+    missing = missing_image_folders(report.rejected, data_dir, prefixes)
+    lost = sum(missing.values())
+    if not lost:
+        return
+    rows_in = max(report.rows_in, 1)
+    folders = ", ".join(f"{folder}/ ({rows:,} rows)" for folder, rows in missing.items())
+    if lost <= max_rejected * report.rows_in:
+        logger.warning(
+            "%s: image folders missing under %s (allowed by max_rejected=%g): %s",
+            report.config_name,
+            data_dir,
+            max_rejected,
+            folders,
+        )
+        return
+    allowed = math.ceil(lost / rows_in * 1000) / 1000
+    raise RowsLostError(
+        f"{report.config_name}: image folders missing under {data_dir}: {folders}. They take {lost:,} of "
+        f"{report.rows_in:,} rows ({lost / rows_in:.1%}) with them ({report.rejected_rows:,} rows, "
+        f"{report.rejected_rows / rows_in:.1%}, rejected in all). Put the folders there, or allow the loss with "
+        f"max_rejected={allowed:g} (--max-rejected {allowed:g}); max_rejected is {max_rejected:g} now"
+    )
+
+
 def plain_report(
     name: str, version: str, sources: tuple[str, ...], part_dir: Path, rows: datasets.Dataset
 ) -> BuildReport:
@@ -285,6 +409,24 @@ def load_report(dataset: datasets.Dataset | datasets.DatasetDict) -> BuildReport
     if not path.exists():
         raise FileNotFoundError(f"no {REPORT_FILE} in {folder}: was it built by llava_mixes' builder?")
     return BuildReport.load(path)
+
+
+STATS_SUFFIX = ".stats.json"
+
+
+def stats_file_name(report: BuildReport) -> str:
+    """The one name of a build's statistics file, from what the build did: `recipe-<recipe name>` for a recipe,
+    else the plain config's name, with `-dedup-<threshold>` where it removed near-duplicates and `-decontaminated`
+    where it took benchmark pictures out; `PathEscapeError` when the name is no plain file name."""
+    if report.recipe:
+        name = f"recipe-{report.recipe.get('name')}"
+    else:
+        name = report.config_name.split(DEDUP_MARK)[0]
+        if report.dedup:
+            name = dedup_config_name(name, float(report.dedup["threshold"]))
+        if report.decontamination:
+            name += "-decontaminated"
+    return check_file_name(f"{name}{STATS_SUFFIX}", "the statistics file name")
 
 
 def recipe_accounted(report: BuildReport) -> bool:

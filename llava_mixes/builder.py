@@ -27,13 +27,18 @@ import numpy as np
 import pyarrow as pa
 from datasets.builder import Key
 from datasets.download.download_manager import DownloadMode
+from datasets.fingerprint import Hasher
 from datasets.table import InMemoryTable, MemoryMappedTable
+from filelock import FileLock
 
 from llava_mixes import schema
 from llava_mixes.build_report import (
+    DEFAULT_MAX_REJECTED,
     PART_REPORTS,
     REPORT_FILE,
     BuildReport,
+    check_lost_rows,
+    check_max_rejected,
     dedup_group_stats,
     group_stats,
     plain_report,
@@ -48,11 +53,22 @@ from llava_mixes.dedup.deduplicate import KEEP_RULE, SCOPES, SEARCHES, THRESHOLD
 from llava_mixes.dedup.rows import duplicate_rows
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
-from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS, resolve_embedder
+from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS, embedder_fingerprint, resolve_embedder
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import ConfigError, LlavaMixesError
-from llava_mixes.freshness import bases_digest, is_built, stale_reason
+from llava_mixes.freshness import (
+    BUILD_LOCK_SUFFIX,
+    bases_digest,
+    build_digest,
+    clear_unfinished,
+    damage_reason,
+    is_built,
+    set_aside_unreadable_info,
+    stale_reason,
+    verify_build,
+    write_build_record,
+)
 from llava_mixes.mixes.recipe import Recipe
 from llava_mixes.mixing import NOT_FOR_RECIPES, Embedding, SourceBuild, config_recipe, mix_recipe, recipe_base
 from llava_mixes.plugin import DATASET_NAME, dedup_config_name, register
@@ -67,6 +83,8 @@ logger = logging.getLogger(__name__)
 VERSION = datasets.Version("1.0.0")
 RECIPE_CONFIG = "recipe"
 SPEED_FIELDS = ("batch_size", "num_workers", "engine", "content_cache_dir")
+CHECK_FIELDS = ("max_rejected",)
+"""Fields that decide whether a build may be served, never what it holds."""
 DEDUP_FIELDS = (
     "dedup_scope",
     "dedup_search",
@@ -119,6 +137,8 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         recipe: for the config `recipe` only: a recipe YAML file or a shipped recipe's name; its sources, dedup
             and decontamination come from the recipe, so the fields above that it does not use are refused
             (`mixing.NOT_FOR_RECIPES`).
+        max_rejected: the share of the rows in that may be lost with missing image folders (0 to 1; default 0: a
+            build that misses an image folder fails, naming it; see `build_report.missing_image_folders`).
     """
 
     sources: tuple[str, ...] = ()
@@ -139,6 +159,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
     decontaminate_threshold: float | None = None
     decontaminate_embedder: str = DECONTAM_EMBEDDER
     recipe: str | None = None
+    max_rejected: float = DEFAULT_MAX_REJECTED
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -172,6 +193,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             )
         _positive_int("batch_size", self.batch_size)
         _positive_int("num_workers", self.num_workers, allow_none=True)
+        self.max_rejected = check_max_rejected(self.max_rejected)
         self.decontaminate, self.decontaminate_threshold = check_decontamination(
             self.decontaminate, self.decontaminate_threshold, self.decontaminate_embedder
         )
@@ -191,7 +213,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         """The cache id, from the kwargs that can change this config's rows only: speed settings never do,
         and embedding and dedup settings do not for a plain config (nor for a recipe, whose own are in its
         content). A recipe counts by its content's digest, not its file name. So the same rows are built once."""
-        ignored = set(SPEED_FIELDS) | (set() if self.is_dedup else set(DEDUP_FIELDS))
+        ignored = set(SPEED_FIELDS) | set(CHECK_FIELDS) | (set() if self.is_dedup else set(DEDUP_FIELDS))
         relevant = {key: value for key, value in config_kwargs.items() if key not in ignored}
         if self.is_recipe:
             relevant["recipe"] = self.recipe_spec().digest()
@@ -217,6 +239,17 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         """Whether this config is made from plain configs' rows (deduplicated, decontaminated or a recipe)."""
         return self.is_dedup or self.is_decontaminated or self.is_recipe
 
+    def embedders(self) -> dict[str, str]:
+        """The embedders this config's rows depend on, by role: `dedup` and `decontaminate`, where used."""
+        if self.is_recipe:
+            spec = self.recipe_spec()
+            used = {"dedup": spec.dedup.embedder if spec.dedup else None}
+            used["decontaminate"] = spec.decontaminate.embedder if spec.decontaminate else None
+        else:
+            used = {"dedup": self.embedder if self.is_dedup else None}
+            used["decontaminate"] = self.decontaminate_embedder if self.is_decontaminated else None
+        return {role: name for role, name in used.items() if name is not None}
+
     def references(self) -> list[str]:
         """The benchmarks this config's rows are checked against: its own, or its recipe's."""
         if self.is_recipe:
@@ -241,7 +274,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         defaults = {field.name: field.default for field in fields(LlavaMixesConfig)}
         return {
             name: getattr(self, name)
-            for name in ("on_bad_records", "content_cache_dir")
+            for name in ("on_bad_records", "content_cache_dir", "max_rejected")
             if getattr(self, name) != defaults[name]
         }
 
@@ -305,6 +338,30 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
 
     def _data_dir(self) -> Path:
         return check_data_dir(self.config.sources, self.config.data_dir)
+
+    def embedder_fingerprints(self) -> dict[str, str | None]:
+        """Each embedder this config uses, by role, as `embedder_fingerprint` identifies it (`freshness` compares
+        them with those the build recorded)."""
+        return {role: embedder_fingerprint(name) for role, name in self.config.embedders().items()}
+
+    def _build_cache_dir(self) -> str:
+        """As in `datasets`, except that a `dataset_info.json` there that cannot be read is set aside first (see
+        `freshness.set_aside_unreadable_info`): the folder is then built again instead of failing every load."""
+        folder = super()._build_cache_dir()
+        set_aside_unreadable_info(Path(folder))
+        return folder
+
+    def _get_dataset_fingerprint(self, split: Any) -> str:
+        """As in `datasets` (the build folder's relative path and the split), and the digest of the build's content
+        (`freshness.build_digest`): the results `datasets` caches beside a build (`cache-*.arrow`) are keyed by
+        this fingerprint, so that none computed from an earlier build of the folder is reused after a rebuild."""
+        return Hasher.hash((super()._get_dataset_fingerprint(split), build_digest(Path(self._output_dir))))
+
+    def _check_lost_rows(self, folder: Path) -> None:
+        """`build_report.check_lost_rows` for the build in `folder`, under this config's `max_rejected`."""
+        prefixes = {SOURCES[name].name: SOURCES[name].image_prefixes for name in self.config.sources}
+        report = BuildReport.load(folder / REPORT_FILE)
+        check_lost_rows(report, self._data_dir(), prefixes, self.config.max_rejected)
 
     def _annotation_files(self, data_dir: Path) -> dict[str, list[Path]]:
         """Each source's annotation files: those `data_files` names, else those the source finds or fetches."""
@@ -459,6 +516,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         return datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in files])
 
     def _download_and_prepare(self, dl_manager: Any, verification_mode: Any, **prepare_split_kwargs: Any) -> None:
+        clear_unfinished(Path(self._output_dir))
         self._part_report_dir = str(Path(self._output_dir) / PART_REPORTS)
         self._pending_report = None
         self._base_digest = None
@@ -479,14 +537,15 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             report.duplicate_rows = len(duplicate_rows(self._rows()))
         report.save(Path(self._output_dir) / REPORT_FILE)
         if self.config.is_derived:
-            build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest)
+            build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest, self.embedder_fingerprints())
             if self.config.references():
                 record_references(Path(self._output_dir), self.config.references())
-            return
-        parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
-        build_inputs.write_record(Path(self._output_dir), parts)
-        for part in parts:
-            part.unlink()
+        else:
+            parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
+            build_inputs.write_record(Path(self._output_dir), parts)
+            for part in parts:
+                part.unlink()
+        write_build_record(Path(self._output_dir), self.dataset_name, self.info.splits)
 
     def download_and_prepare(
         self,
@@ -495,16 +554,27 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         download_mode: DownloadMode | str | None = None,
         **kwargs: Any,
     ) -> None:
-        """As in `datasets`, except that a cached build whose inputs changed since it was built (see
-        `freshness`) is built again, as a forced rebuild of this config only, with one INFO line saying why."""
+        """As in `datasets`, except that a cached build is built again, as a forced rebuild of this config only,
+        when its folder is damaged (one WARNING line) or its inputs changed since it was built (one INFO line; see
+        `freshness`); that one process at a time checks and builds a folder (a lock beside it); that a build folder
+        reached through a symbolic link is rebuilt where the link leads; and that a build which lost more rows with
+        missing image folders than `max_rejected` allows raises `RowsLostError`."""
         folder = Path(output_dir if output_dir is not None else self._cache_dir)
-        reusing = DownloadMode(download_mode or DownloadMode.REUSE_DATASET_IF_EXISTS)
-        if reusing == DownloadMode.REUSE_DATASET_IF_EXISTS and is_built(folder):
-            reason = stale_reason(self, folder)
-            if reason is not None:
-                logger.info("rebuilding %s in %s: %s", self.config.name, folder, reason)
-                download_mode = DownloadMode.REUSE_CACHE_IF_EXISTS
-        super().download_and_prepare(output_dir, download_config, download_mode, **kwargs)
+        if folder.is_symlink():
+            folder = folder.resolve()
+            output_dir = str(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{folder}{BUILD_LOCK_SUFFIX}"):
+            reusing = DownloadMode(download_mode or DownloadMode.REUSE_DATASET_IF_EXISTS)
+            if reusing == DownloadMode.REUSE_DATASET_IF_EXISTS and is_built(folder):
+                damage = damage_reason(folder)
+                reason = damage or stale_reason(self, folder)
+                if reason is not None:
+                    log = logger.warning if damage else logger.info
+                    log("rebuilding %s in %s: %s", self.config.name, folder, reason)
+                    download_mode = DownloadMode.REUSE_CACHE_IF_EXISTS
+            super().download_and_prepare(output_dir, download_config, download_mode, **kwargs)
+        self._check_lost_rows(folder)
 
     def _as_dataset(self, split: Any = datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
         """As in `datasets`, except that an empty split (an empty source, a dedup that removed nothing) loads
@@ -571,6 +641,11 @@ def check_config_name(config: str) -> None:
 def configure(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> LlavaMixes:
     """The builder of one named config with `config_kwargs` applied and validated, not yet built."""
     check_config_name(config)
+    root = Path(cache_dir or datasets.config.HF_DATASETS_CACHE)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(
+            f"cache_dir={str(root)!r} is not allowed: it is a file; give a folder for the datasets cache"
+        )
     register()
     return datasets.load_dataset_builder(DATASET_NAME, config, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs)
 
@@ -585,7 +660,8 @@ def prepare(dataset_builder: LlavaMixes) -> Built:
         base_builder = dataset_builder._base_builder() if dataset_builder.config.is_derived else dataset_builder
         # A derived build that was reused has just checked its base's inputs, and one that was rebuilt built its
         # base: preparing the base again would only repeat that check (one stat per image file).
-        if base_builder is not dataset_builder and not is_built(Path(base_builder.cache_dir)):
+        base_folder = Path(base_builder.cache_dir)
+        if base_builder is not dataset_builder and (not is_built(base_folder) or damage_reason(base_folder)):
             base_builder.download_and_prepare()
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
     folder = Path(dataset_builder.cache_dir)
@@ -595,3 +671,14 @@ def prepare(dataset_builder: LlavaMixes) -> Built:
 def build(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> Built:
     """The one build entry: config name + kwargs -> `Built` (splits, report, plain rows), built or reused."""
     return prepare(configure(config, data_dir, cache_dir, **config_kwargs))
+
+
+def verify(
+    config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any
+) -> dict[Path, list[str]]:
+    """Check every file of the cached build of `config` (with `config_kwargs`), and of the plain builds a derived
+    config is made from, against their build records, each file hashed in full (`freshness.verify_build`); builds
+    nothing. The problems found, per build folder: all empty when every build is whole."""
+    dataset_builder = configure(config, data_dir, cache_dir, **config_kwargs)
+    bases = dataset_builder._base_builders() if dataset_builder.config.is_derived else []
+    return {Path(each.cache_dir): verify_build(Path(each.cache_dir)) for each in [dataset_builder, *bases]}

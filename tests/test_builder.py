@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -7,13 +8,26 @@ import datasets
 import datasets.data_files
 import pytest
 from helpers import assert_schema_invariants
+from hypothesis import given
+from hypothesis import strategies as st
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport
+from llava_mixes.build_report import BuildReport, GroupStats, Rejection, ReportError, format_table
+from llava_mixes.embedding import weights
 from llava_mixes.embedding.embedders import ThumbnailEmbedder
 from llava_mixes.errors import BadRecordError, ConfigError, MalformedSourceError, MissingDataError
+from llava_mixes.freshness import (
+    BUILD_RECORD,
+    BuildRecord,
+    damage_reason,
+    folder_problems,
+    parse_build_record,
+    read_build_record,
+    write_build_record,
+)
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
+from llava_mixes.sources import inputs as build_inputs
 
 
 def load(playground: Playground, config: str, **kwargs: object) -> datasets.DatasetDict:
@@ -193,3 +207,138 @@ def test_speed_and_dedup_settings_do_not_rebuild_a_plain_config(playground: Play
         dedup.cache_dir
         != datasets.load_dataset_builder("llava_mixes", "mix665k-dedup-0.8", data_dir=str(playground.root)).cache_dir
     )
+
+
+# Readers of what a build wrote (the build record, the report, the derived build's record, the remembered digests):
+# random and mutated input gives the right answer or the project's own error, never a crash.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 1 << 40) | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12,
+)
+
+
+def _paths(value: object, prefix: tuple = ()) -> list[tuple]:
+    """Every key path into a JSON value, the value itself included."""
+    found = [prefix]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, child in items:
+        found += _paths(child, (*prefix, key))
+    return found
+
+
+def _mutated(value: object, path: tuple, replacement: object) -> object:
+    if not path:
+        return replacement
+    copy = json.loads(json.dumps(value))
+    parent = copy
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = replacement
+    return copy
+
+
+def _whole_folder(folder: Path) -> dict:
+    """A build folder of two files, their record and `dataset_info.json`; returns the record's JSON."""
+    folder.mkdir(exist_ok=True)
+    (folder / "llava_mixes-train.arrow").write_bytes(b"rows" * 100)
+    (folder / "llava_mixes_report.json").write_text('{"rows_in": 3}')
+    splits = datasets.SplitDict()
+    splits.add(datasets.SplitInfo("train", num_bytes=400, num_examples=3))
+    write_build_record(folder, "llava_mixes", splits)
+    datasets.DatasetInfo(splits=splits).write_to_directory(str(folder))
+    return json.loads((folder / BUILD_RECORD).read_text())
+
+
+@given(data=st.data())
+def test_a_mutated_build_record_is_read_or_refused_and_the_folder_check_never_crashes(
+    data: st.DataObject, tmp_path: Path
+) -> None:
+    folder = tmp_path / "build"
+    record = _whole_folder(folder)
+    assert folder_problems(folder, full=True) == []
+    path = data.draw(st.sampled_from(_paths(record)))
+    mutated = _mutated(record, path, data.draw(JSON))
+    (folder / BUILD_RECORD).write_text(json.dumps(mutated))
+    read = read_build_record(folder)
+    assert read is None or isinstance(read, BuildRecord)
+    problems = folder_problems(folder, full=True)
+    assert all(isinstance(problem, str) for problem in problems)
+    assert (problems == []) == (read is not None and read == parse_build_record(record))
+
+
+@given(content=st.binary(max_size=200) | JSON.map(lambda value: json.dumps(value).encode()))
+def test_random_bytes_as_a_build_record_or_dataset_info_are_a_damaged_folder(content: bytes, tmp_path: Path) -> None:
+    folder = tmp_path / "build"
+    _whole_folder(folder)
+    for name in (BUILD_RECORD, "dataset_info.json"):
+        original = (folder / name).read_bytes()
+        (folder / name).write_bytes(content)
+        assert (damage_reason(folder) is None) == (content == original)
+        (folder / name).write_bytes(original)
+
+
+def _sample_report() -> dict:
+    report = BuildReport("mix665k", "1.0.0", ["mix665k"], rows_in=3)
+    report.rejected = [Rejection("llava_v1_5_mix665k", 2, "x", "coco", "coco/a.jpg", "missing_image", "no file")]
+    report.groups = [GroupStats("coco", rows=2, images=2, kept_images=2, kept_rows=2, rejected_rows=1)]
+    report.dedup = {"threshold": 0.8}
+    return report.to_json()
+
+
+@given(data=st.data())
+def test_a_mutated_build_report_loads_whole_or_is_a_report_error(data: st.DataObject, tmp_path: Path) -> None:
+    original = _sample_report()
+    path = data.draw(st.sampled_from(_paths(original)))
+    (tmp_path / "report.json").write_text(json.dumps(_mutated(original, path, data.draw(JSON))))
+    try:
+        report = BuildReport.load(tmp_path / "report.json")
+    except ReportError as error:
+        assert "report.json" in str(error)
+        return
+    format_table(report)
+    assert report.to_json()["rows_in"] == report.rows_in
+
+
+@given(meta=JSON, now=st.dictionaries(st.sampled_from(["dedup", "decontaminate"]), st.none() | st.text(max_size=4)))
+def test_a_derived_builds_record_of_its_base_and_embedders_is_read_or_counts_as_changed(
+    meta: object, now: dict, tmp_path: Path
+) -> None:
+    (tmp_path / build_inputs.INPUTS_META).write_text(json.dumps(meta))
+    for reason in (build_inputs.embedders_changed(tmp_path, now), build_inputs.base_changed(tmp_path, tmp_path)):
+        assert reason is None or isinstance(reason, str)
+    assert build_inputs.read_meta(tmp_path) is None or isinstance(build_inputs.read_meta(tmp_path), dict)
+
+
+@given(content=st.binary(max_size=120) | JSON.map(lambda value: json.dumps(value).encode()))
+def test_a_remembered_digest_that_is_damaged_is_read_again(content: bytes, tmp_path: Path) -> None:
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights" * 50)
+    true = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert weights.file_digest(model) == true
+    (record,) = (tmp_path / "content_cache" / weights.DIGESTS_DIR).iterdir()
+    record.write_bytes(content)
+    weights._remembered.clear()
+    assert weights.file_digest(model) == true
+
+
+def test_a_build_record_of_sharded_splits_names_every_shard(tmp_path: Path) -> None:
+    for name in ("llava_mixes-train-00000-of-00002.arrow", "llava_mixes-train-00001-of-00002.arrow"):
+        (tmp_path / name).write_bytes(b"rows")
+    (tmp_path / "llava_mixes-removed.arrow").write_bytes(b"")
+    (tmp_path / "llava_mixes_report.json").write_text("{}")
+    (tmp_path / "cache-0123.arrow").write_bytes(b"a map's result")
+    splits = datasets.SplitDict()
+    splits.add(datasets.SplitInfo("train", num_examples=3, shard_lengths=[2, 1]))
+    splits.add(datasets.SplitInfo("removed", num_examples=0))
+    record = write_build_record(tmp_path, "llava_mixes", splits)
+    assert sorted(record.files) == [
+        "llava_mixes-removed.arrow",
+        "llava_mixes-train-00000-of-00002.arrow",
+        "llava_mixes-train-00001-of-00002.arrow",
+        "llava_mixes_report.json",
+    ]
+    datasets.DatasetInfo(splits=splits).write_to_directory(str(tmp_path))
+    assert folder_problems(tmp_path, full=True) == []
+    (tmp_path / "llava_mixes-train-00001-of-00002.arrow").unlink()
+    assert folder_problems(tmp_path) == ["llava_mixes-train-00001-of-00002.arrow is gone (No such file or directory)"]

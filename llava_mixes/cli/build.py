@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_recipe_table, format_table
+from llava_mixes.build_report import BuildReport, format_recipe_table, format_table, stats_file_name
 from llava_mixes.builder import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixes, LlavaMixesConfig, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.decontam import format_benchmark_table
@@ -40,6 +40,7 @@ CONFIG_KWARGS = {
     "decontaminate": "decontaminate",
     "decontaminate_threshold": "decontaminate_threshold",
     "data_files": "data_files",
+    "max_rejected": "max_rejected",
 }
 """Each build flag's destination and the config field it sets."""
 
@@ -167,6 +168,18 @@ def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool 
         "repeatable",
     )
     parser.add_argument("--decontaminate-threshold", type=float, help="copy cosine (default: the embedder's)")
+    parser.add_argument(
+        "--max-rejected",
+        type=float,
+        metavar="SHARE",
+        help="the share of rows (0 to 1) that may be lost with missing image folders; a build that loses more fails, "
+        f"naming the folders (default: {_default('max_rejected'):g})",
+    )
+
+
+def add_recipe_option(parser: argparse.ArgumentParser) -> None:
+    """`--recipe`, which names a recipe instead of CONFIG."""
+    parser.add_argument("--recipe", help="a recipe YAML file or a shipped recipe's name, instead of CONFIG")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -212,22 +225,26 @@ def print_report(report: BuildReport) -> None:
         out(f"cache repaired: {repair.file}: {repair.reason}; {repair.action}")
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    """Build a config (or `--recipe`) from local downloads, print its statistics table and write it as JSON."""
+def chosen_config(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
+    """The config that CONFIG or `--recipe` names, and its kwargs from the flags; refuses flags that do not apply."""
     if (args.recipe is None) == (args.config is None or args.config == RECIPE_CONFIG):
         raise ConfigError("give exactly one of CONFIG and --recipe")
     kwargs = config_kwargs(args)
-    if args.recipe is not None:
-        check_recipe_flags(args)
-        args.config, kwargs["recipe"] = RECIPE_CONFIG, args.recipe
-    else:
+    if args.recipe is None:
         check_flags_apply(args, [args.config])
-    built = build(args.config, args.data_dir, args.cache_dir, **kwargs)
+        return args.config, kwargs
+    check_recipe_flags(args)
+    return RECIPE_CONFIG, {**kwargs, "recipe": args.recipe}
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build a config (or `--recipe`) from local downloads, print its statistics table and write it as JSON."""
+    config, kwargs = chosen_config(args)
+    built = build(config, args.data_dir, args.cache_dir, **kwargs)
     print_report(built.report)
     splits = ", ".join(f"{name}: {len(rows):,}" for name, rows in built.dataset.items())
     out(f"splits: {splits}")
-    name = f"recipe-{built.report.recipe['name']}" if built.report.recipe else args.config
-    stats_path = Path(args.stats_json or f"{name}.stats.json")
+    stats_path = Path(args.stats_json or stats_file_name(built.report))
     built.report.save(stats_path)
     out(f"statistics written to {stats_path}")
     return 0
@@ -248,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for config in [plain[0], DEMO_DEDUP_CONFIGS[0], *plain[1:], *DEMO_DEDUP_CONFIGS[1:]]:
         report = build(config, str(folder / "playground"), str(folder / "hf_cache"), **kwargs).report
         print_report(report)
-        report.save(folder / f"{config}.stats.json")
+        report.save(folder / stats_file_name(report))
     evals = write_eval_playground(folder / "playground")
     config = DEMO_DEDUP_CONFIGS[0]
     report = build(
@@ -256,7 +273,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     out(f"\n{config}, decontaminated against the playground's benchmarks in {evals.root}:")
     print_report(report.report)
-    report.report.save(folder / f"{config}-decontaminated.stats.json")
+    report.report.save(folder / stats_file_name(report.report))
     recipe = write_demo_recipe(folder, evals.root)
     out(f"\nrecipe {recipe}, decontaminated against the same benchmarks:")
     built = build(
@@ -267,7 +284,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         content_cache_dir=kwargs["content_cache_dir"],
     )
     print_report(built.report)
-    built.report.save(folder / f"recipe-{built.report.recipe['name']}.stats.json")
+    built.report.save(folder / stats_file_name(built.report))
     out(f"\nstatistics written to {folder}/*.stats.json")
     return 0
 
@@ -292,8 +309,12 @@ def add_options(commands: argparse._SubParsersAction) -> None:
     sub.set_defaults(run=cmd_list)
     sub = commands.add_parser("build", help="build a config (or a recipe) and print its statistics")
     add_build_options(sub, config_optional=True)
-    sub.add_argument("--recipe", help="a recipe YAML file or a shipped recipe's name, instead of CONFIG")
-    sub.add_argument("--stats-json", help="where to write the statistics (default: CONFIG.stats.json)")
+    add_recipe_option(sub)
+    sub.add_argument(
+        "--stats-json",
+        help="where to write the statistics (default: CONFIG.stats.json, with -dedup-T where --threshold is given, "
+        "-decontaminated with --decontaminate; recipe-NAME.stats.json for a recipe)",
+    )
     sub.set_defaults(run=cmd_build)
     sub = commands.add_parser(
         "demo", help="build the bundled playground (every source) offline and print its statistics"

@@ -12,7 +12,7 @@ import os
 
 import datasets
 
-from llava_mixes.cli import build, conventions, export, overlap, publish, report
+from llava_mixes.cli import build, conventions, export, overlap, publish, report, verify
 from llava_mixes.errors import LlavaMixesError
 
 logger = logging.getLogger("llava_mixes")
@@ -21,8 +21,8 @@ LIBRARY_LOGGERS = ("datasets", "huggingface_hub")
 """Libraries whose log records reach the user through our one handler."""
 DESCRIPTION = (
     "LLaVA-style instruction sets as clean, deduplicated, versioned `datasets` configs: list the configs, build "
-    "one and print its statistics, run the offline demo, report what dedup removes, publish a release, check a "
-    "repo tree, export for training code."
+    "one and print its statistics, verify a cached build's files, run the offline demo, report what dedup removes, "
+    "publish a release, check a repo tree, export for training code."
 )
 
 
@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS)
     commands = root.add_subparsers(dest="command", required=True)
     build.add_options(commands)
+    verify.add_options(commands)
     publish.add_options(commands)
     report.add_options(commands)
     export.add_options(commands)

@@ -18,7 +18,6 @@ vectors are normalised again so that any model's can be compared by cosine.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import warnings
@@ -30,6 +29,7 @@ from PIL import Image
 
 from llava_mixes.embedding.base import Embedder
 from llava_mixes.embedding.preprocess import PIXELS_VERSION, to_8bit
+from llava_mixes.embedding.weights import file_digest
 from llava_mixes.errors import BadEmbeddingError, ConfigError, EmbedderUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -130,11 +130,8 @@ class GradientsEmbedder(Embedder):
 
 
 def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
+    """The model file's SHA-256 (20 hex digits), read only when its stat moved (see `weights.file_digest`)."""
+    return file_digest(path)[:20]
 
 
 def checked_unit_vectors(vectors: np.ndarray, rows: int, source: str) -> np.ndarray:

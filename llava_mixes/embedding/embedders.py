@@ -11,12 +11,10 @@ heavily cropped copies, nor two photos of the same scene: that takes a ViT.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +28,7 @@ from llava_mixes.devices import cuda_available
 from llava_mixes.embedding.base import Embedder
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES, GradientsEmbedder, TorchScriptEmbedder
 from llava_mixes.embedding.preprocess import PIXELS_VERSION, ProcessorSteps, to_8bit
+from llava_mixes.embedding.weights import file_digest, folder_digest
 from llava_mixes.errors import EmbedderUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -94,22 +93,6 @@ def _unavailable(model: str, cause: str) -> EmbedderUnavailableError:
     )
 
 
-def _local_digest(folder: Path) -> str:
-    """A digest of a local checkpoint: its small files' contents and its weight files' sizes and times."""
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(folder)):
-        path = folder / name
-        if not path.is_file():
-            continue
-        digest.update(name.encode())
-        if path.suffix == ".json":
-            digest.update(path.read_bytes())
-        else:
-            stat = path.stat()
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:20]
-
-
 def _resolve_device(device: str | None) -> str:
     return device or ("cuda" if cuda_available() else "cpu")
 
@@ -134,7 +117,7 @@ class HFVisionEmbedder(Embedder):
         self.model_ref = model
         local = Path(model).expanduser()
         if local.is_dir():
-            self.location, self.revision = local.resolve(), _local_digest(local.resolve())
+            self.location, self.revision = local.resolve(), folder_digest(local.resolve())[:20]
             self.model_ref = str(self.location)
             self.dim = self._dim_from_config(self.location / "config.json")
         elif revision is not None and COMMIT_RE.match(revision) and not self._cached_config(revision):
@@ -170,6 +153,8 @@ class HFVisionEmbedder(Embedder):
             raise _unavailable(self.model_name, f"it is not in the local HF cache and {where}") from error
         except HfHubHTTPError as error:
             raise _unavailable(self.model_name, f"the Hub refused it ({error})") from error
+        except OSError as error:  # HF_HOME or the HF cache is not a usable folder
+            raise _unavailable(self.model_name, f"the local HF cache cannot be used ({error})") from error
 
     @staticmethod
     def _dim_from_config(path: Path) -> int:
@@ -306,6 +291,20 @@ class HFVisionEmbedder(Embedder):
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.submit(batch)()
+
+
+def embedder_fingerprint(embedder: str) -> str | None:
+    """What identifies the embedder named `embedder` without loading it or asking the Hub: the content digest of a
+    TorchScript file or a local checkpoint folder (see `weights`), the cache key of a weight-free embedder; None for
+    a Hub model id (pin `embedder_revision` to a commit to fix its weights) or a local file or folder that is gone."""
+    if embedder == THUMBNAIL:
+        return ThumbnailEmbedder().key()
+    if embedder == GRADIENTS:
+        return GradientsEmbedder().key()
+    local = Path(embedder).expanduser()
+    if embedder.endswith(TORCHSCRIPT_SUFFIXES):
+        return file_digest(local) if local.is_file() else None
+    return folder_digest(local) if local.is_dir() else None
 
 
 def resolve_embedder(

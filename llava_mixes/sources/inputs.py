@@ -151,9 +151,10 @@ def write_record(folder: Path, parts: Iterable[Path]) -> str:
     return digest
 
 
-def write_dedup_record(folder: Path, base_digest: str | None) -> None:
-    """The record of a deduplicated build: the digest of the base build's record it was made from."""
-    _write_meta(folder, {"base_sha256": base_digest})
+def write_dedup_record(folder: Path, base_digest: str | None, embedders: dict[str, str | None] | None = None) -> None:
+    """The record of a derived build: the digest of the base build's record it was made from, and the fingerprint
+    of each embedder it used, by role (`dedup`, `decontaminate`; see `embedding.embedders.embedder_fingerprint`)."""
+    _write_meta(folder, {"base_sha256": base_digest, "embedders": dict(embedders or {})})
 
 
 def _write_meta(folder: Path, fields: dict[str, Any]) -> None:
@@ -186,6 +187,19 @@ def base_changed(folder: Path, base_folder: Path) -> str | None:
         return "it has no record of the base build it was made from"
     if meta["base_sha256"] != record_digest(base_folder):
         return "its base build was rebuilt since"
+    return None
+
+
+def embedders_changed(folder: Path, now: dict[str, str | None]) -> str | None:
+    """Why the embedders a derived build under `folder` used are not those it would use now, or None. A fingerprint
+    of None (a Hub model, a file that is gone) cannot tell, and counts as unchanged."""
+    meta = read_meta(folder)
+    recorded = None if meta is None else meta.get("embedders")
+    if not isinstance(recorded, dict) or set(recorded) != set(now):
+        return "it has no record of the embedders it used"
+    for role, fingerprint in sorted(now.items()):
+        if fingerprint is not None and recorded[role] is not None and recorded[role] != fingerprint:
+            return f"its {role} embedder changed since (its weights or its code)"
     return None
 
 

@@ -261,3 +261,33 @@ def test_a_damaged_record_of_inputs_rebuilds_the_same_rows(
         again = load(playground, PLAIN)["train"]
     assert [record.getMessage() for record in caplog.records if "rebuilding" in record.getMessage()]
     assert dataset_rows(again) == rows
+
+
+def mix(playground: Playground, recipe: Path, **kwargs: Any) -> datasets.DatasetDict:
+    return datasets.load_dataset("llava_mixes", "recipe", data_dir=str(playground.root), recipe=str(recipe), **kwargs)
+
+
+@pytest.mark.adversarial("reflected")
+def test_an_edited_source_of_a_recipe_reaches_its_splits_past_datasets_cached_maps(
+    playground: Playground, tmp_path: Path
+) -> None:
+    """Issue 21, 3: the recipe's maps over its rebuilt base (`cache-*.arrow`) were reused, keyed by a fingerprint
+    that named the build folder only."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("sources: [mix665k, svit-mix665k]\ndedup: {threshold: 0.8}\n")
+    mix(playground, recipe)
+    svit = playground.root / "SVIT_mix_665K.json"
+    rows = json.loads(svit.read_text())
+    edited = next(row for row in rows if str(row["id"]).startswith("svit_"))
+    edited["conversations"][1]["value"] += " EDITED"
+    svit.write_text(json.dumps(rows))
+    again = mix(playground, recipe)
+    fresh = mix(playground, recipe, cache_dir=str(tmp_path / "fresh"))
+    where = {
+        split: [row[schema.SOURCE_ID] for row in dataset_rows(rows) if "EDITED" in str(row)]
+        for split, rows in again.items()
+    }
+    assert where == {split: [edited["id"]] if split == "train" else [] for split in again}
+    assert {split: dataset_rows(rows) for split, rows in again.items()} == {
+        split: dataset_rows(rows) for split, rows in fresh.items()
+    }
