@@ -159,7 +159,7 @@ def _check_unfinished(root: Path, problems: list[str]) -> None:
                 f"{name}: a publish was interrupted while it committed; the tree is a mix of two releases until "
                 "the next publish into this folder finishes it"
             )
-        elif STAGING_NAME.match(name):
+        elif STAGING_NAME.fullmatch(name):
             problems.append(f"{name}: left by an interrupted (or running) publish; the next publish removes it")
 
 

@@ -126,7 +126,7 @@ class LocalRepo:
         try:
             names = os.listdir(base)
             for name in names:
-                if JOURNAL_TEMP.match(name) and _is_regular(base / name):
+                if JOURNAL_TEMP.fullmatch(name) and _is_regular(base / name):
                     (base / name).unlink()
             if JOURNAL_FILE in names:
                 journal = self._read_journal(base)
@@ -134,7 +134,7 @@ class LocalRepo:
                 self._apply(base, journal, verify=True)
             for name in os.listdir(base):
                 folder = base / name
-                if STAGING_NAME.match(name) and folder.is_dir() and not folder.is_symlink():
+                if STAGING_NAME.fullmatch(name) and folder.is_dir() and not folder.is_symlink():
                     logger.info("%s: removing %s, left by an interrupted publish", base, name)
                     shutil.rmtree(folder)
         except OSError as error:
@@ -216,15 +216,15 @@ class LocalRepo:
         logger.info("%s: release %s recorded in the manifest", self.root, name)
 
     def _apply(self, base: Path, journal: dict[str, Any], verify: bool) -> None:
+        """Move every file of `journal` into place and delete its stale ones; with `verify` (a journal found on
+        disk), every staged file must lie inside the staging folder and have the recorded SHA-256 first."""
         staging = base / journal["staging"]
+        if verify and staging.is_symlink():
+            raise PublishError(f"{staging} is a link, not the staging folder llava-mixes made; remove it and "
+                               f"{JOURNAL_FILE}, then publish again")  # fmt: skip
         for path, digest in journal["place"]:
-            source, target = staging / path, self._target(base, path)
-            if _is_regular(source):
-                if verify and sha256_file(source) != digest:
-                    raise PublishError(
-                        f"{source} is not the file the interrupted publish staged (its SHA-256 differs); remove "
-                        f"{base / JOURNAL_FILE} and {staging}, then publish again"
-                    )
+            source, target = self._staged(staging, path, digest, verify), self._target(base, path)
+            if source is not None:
                 os.replace(source, target)
             elif not (_is_regular(target) and sha256_file(target) == digest):
                 raise PublishError(
@@ -249,6 +249,22 @@ class LocalRepo:
         if not resolved.is_dir():
             raise PublishError(f"{candidate} is a file where the release needs a folder: move it away")
         return resolved
+
+    @staticmethod
+    def _staged(staging: Path, path: str, digest: str, verify: bool) -> Path | None:
+        """The staged file `path` (None if it is not there), checked with `verify` to lie inside `staging` and to
+        have the SHA-256 `digest`."""
+        source = staging / path
+        if not os.path.lexists(source):
+            return None
+        if verify:
+            source = contained(staging, path, what=f"the staged file {path}")
+            if not _is_regular(source) or sha256_file(source) != digest:
+                raise PublishError(
+                    f"{source} is not the file the interrupted publish staged (its SHA-256 differs); remove "
+                    f"{JOURNAL_FILE} and {staging.name}, then publish again"
+                )
+        return source if _is_regular(source) else None
 
     def _find_folder(self, base: Path, parts: list[str]) -> Path | None:
         """The folder `parts` below `base`, every step kept inside it; None if a step is absent."""
@@ -283,8 +299,8 @@ class LocalRepo:
             return
         if not _is_regular(target) or sha256_file(target) != digest:
             raise PublishError(
-                f"{target} is recorded in the manifest, but it is not the file llava-mixes wrote there (its bytes "
-                "changed, or it is a link), so it is not deleted; move it out of the folder, then publish again"
+                f"{target} is not the file llava-mixes wrote there (its bytes differ from the recorded ones, or it is "
+                "a link), so it is not deleted; move it out of the folder, then publish again"
             )
 
     def _delete(self, base: Path, path: str) -> None:
@@ -315,7 +331,7 @@ class LocalRepo:
 def _check_journal(journal: Any) -> None:
     if not isinstance(journal, dict) or journal.get("format") != JOURNAL_FORMAT:
         raise ValueError(f"it is not a format-{JOURNAL_FORMAT} journal")
-    if not isinstance(journal.get("staging"), str) or not STAGING_NAME.match(journal["staging"]):
+    if not isinstance(journal.get("staging"), str) or not STAGING_NAME.fullmatch(journal["staging"]):
         raise ValueError("it names no staging folder")
     if not isinstance(journal.get("message"), str):
         raise ValueError("it has no message")
@@ -326,5 +342,5 @@ def _check_journal(journal: Any) -> None:
             if not isinstance(item, list) or len(item) != 2:
                 raise ValueError(f"its {field} holds {str(item)[:80]!r}")
             repo_path(item[0], f"a file to {field}")
-            if not isinstance(item[1], str) or not SHA256_PATTERN.match(item[1]):
+            if not isinstance(item[1], str) or not SHA256_PATTERN.fullmatch(item[1]):
                 raise ValueError(f"its {field} has no SHA-256 for {item[0]!r}")

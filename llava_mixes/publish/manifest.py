@@ -106,7 +106,7 @@ def _count(value: object, what: str) -> int:
 
 
 def _digest(value: object, what: str) -> str:
-    if not isinstance(value, str) or not SHA256_PATTERN.match(value):
+    if not isinstance(value, str) or not SHA256_PATTERN.fullmatch(value):
         raise _Fault(f"has {what} {str(value)[:80]!r}, where it must be a SHA-256 (64 lowercase hex digits)")
     return value
 
@@ -186,7 +186,7 @@ def _file_records(name: str, records: object, field: str) -> dict[str, Any]:
 def _check_release(release: object) -> tuple[int, ...]:
     release = _expect(release, dict, "a release")
     version = release.get("version")
-    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise _Fault(f"has a release version {str(version)[:40]!r}, where it must be X.Y.Z")
     for field in ("date", "package_version"):
         _expect(release.get(field), str, f"release {version}'s {field}")

@@ -59,7 +59,7 @@ def published_name(config: LlavaMixesConfig) -> str:
 def recipe_config_name(recipe: str) -> str:
     """The repo config name of a recipe build, `recipe-<recipe>` (so two recipes never share one), refusing a
     recipe name that cannot name a repo folder and its `data_files` pattern."""
-    if not RECIPE_NAME.match(recipe):
+    if not RECIPE_NAME.fullmatch(recipe):
         raise ConfigError(
             f"recipe name {recipe!r} is not allowed as a published config name; use letters, digits, '.', '_', '-' "
             "and '+', starting with a letter or digit (set `name:` in the recipe)"
@@ -70,7 +70,7 @@ def recipe_config_name(recipe: str) -> str:
 def parse_shard_size(value: object) -> int:
     """The bytes per shard that `value` (a whole number of bytes, or a size such as '500MB' or '1GiB') asks for;
     `ConfigError` naming it unless it is at least `MIN_SHARD_BYTES`."""
-    match = SHARD_SIZE.match(value) if isinstance(value, str) else None
+    match = SHARD_SIZE.fullmatch(value) if isinstance(value, str) else None
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
     elif match:

@@ -100,9 +100,9 @@ def check_arguments(
     repo_id: str, version: str, images: str, max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE
 ) -> None:
     """Refuse a repo id, version, image mode or shard size that is not allowed, naming it and what is."""
-    if not REPO_PATTERN.match(repo_id):
+    if not REPO_PATTERN.fullmatch(repo_id):
         raise ConfigError(f"--repo {repo_id!r} is not allowed; it must be ORG/NAME, e.g. my-org/llava_mixes")
-    if not VERSION_PATTERN.match(version):
+    if not VERSION_PATTERN.fullmatch(version):
         raise ConfigError(f"--version {version!r} is not allowed; it must be X.Y.Z, e.g. 1.0.0")
     if images not in IMAGE_MODES:
         raise ConfigError(f"--images {images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
@@ -117,7 +117,7 @@ def check_target(local_dir: str | Path | None, branch: str | None, create_pr: bo
             f"{flags} apply to a Hub repo only; --local-dir {str(local_dir)!r} is a folder, which has no branches "
             "or pull requests: leave them out, or publish to the Hub"
         )
-    if branch is not None and not BRANCH_PATTERN.match(branch):
+    if branch is not None and not BRANCH_PATTERN.fullmatch(branch):
         raise ConfigError(
             f"--branch {branch!r} is not allowed; it must be a branch name such as main or dev "
             "(letters, digits, '.', '_', '-', '/'; not refs/..., no '..')"
@@ -195,7 +195,7 @@ def check_version(manifest: dict[str, Any], tags: set[str], version: str) -> Non
             raise PublishError(
                 f"version {version} is not higher than the latest release, {latest}; versions only go up"
             )
-    tagged = sorted(version_key(match[1]) for match in map(TAG_PATTERN.match, tags) if match)
+    tagged = sorted(version_key(match[1]) for match in map(TAG_PATTERN.fullmatch, tags) if match)
     if tagged and version_key(version) <= tagged[-1]:
         highest = ".".join(map(str, tagged[-1]))
         raise PublishError(
@@ -338,9 +338,10 @@ def _publish(
                 result.revision, result.tagged = target.head(), True
             return result
         updated = merge(manifest, entries, version, set_default)
-        deletions = _stale(manifest, entries)
+        files = target.files()
+        deletions = {path: digest for path, digest in _stale(manifest, entries).items() if path in files}
         additions = {path: record["sha256"] for path, record in recorded_files({"configs": entries}).items()}
-        _check_unrecorded(target, sorted({*target.files(), *additions} - set(deletions)), updated)
+        _check_unrecorded(target, sorted({*files, *additions} - set(deletions)), updated)
         for name, data in (
             (CARD_FILE, render_card(updated, repo_id).encode()),
             (MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode()),

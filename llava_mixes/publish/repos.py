@@ -214,7 +214,7 @@ class HubRepo:
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(staging / path)) for path in additions
         ]
-        operations += [CommitOperationDelete(path_in_repo=path) for path in deletions if path in self.files()]
+        operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
         with self._calling("committing"):
             info = self.api.create_commit(
                 self.repo_id,
