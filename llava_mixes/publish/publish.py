@@ -1,10 +1,9 @@
 """Publish built configs as a versioned, viewer-ready Hub dataset repo, or the identical tree in a local folder.
 
-A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call),
-writes their Parquet shards (`parquet`), merges
-them into the repo's manifest (`llava_mixes_manifest.json`: every config with its files' SHA-256s, and
-every release with each config's content digest), renders the card from the manifest (`card`), and
-commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
+A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call), writes
+their Parquet shards (`parquet`), merges them into the repo's manifest (`manifest`: every config with its files'
+SHA-256s, and every release with each config's content digest), renders the card from the manifest (`card`),
+and commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
 
 The repo is untrusted: its manifest is checked before use (`manifest.parse_manifest`) and must render the card;
 a publish deletes only files the manifest records for the configs it republishes, and refuses to leave in a
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from llava_mixes.errors import CacheWriteError, ConfigError, PublishError
 from llava_mixes.publish.card import render_card
@@ -100,13 +101,25 @@ def check_arguments(
     repo_id: str, version: str, images: str, max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE
 ) -> None:
     """Refuse a repo id, version, image mode or shard size that is not allowed, naming it and what is."""
-    if not REPO_PATTERN.fullmatch(repo_id):
-        raise ConfigError(f"--repo {repo_id!r} is not allowed; it must be ORG/NAME, e.g. my-org/llava_mixes")
+    if not REPO_PATTERN.fullmatch(repo_id) or not _hub_takes(repo_id):
+        raise ConfigError(
+            f"--repo {repo_id!r} is not allowed; it must be ORG/NAME as the Hub takes it (letters, digits, '-', '_', "
+            "'.'; no '--' or '..'), e.g. my-org/llava_mixes"
+        )
     if not VERSION_PATTERN.fullmatch(version):
         raise ConfigError(f"--version {version!r} is not allowed; it must be X.Y.Z, e.g. 1.0.0")
     if images not in IMAGE_MODES:
         raise ConfigError(f"--images {images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
     parse_shard_size(max_shard_size)
+
+
+def _hub_takes(repo_id: str) -> bool:
+    """Whether the Hub's own rules ('--', '..', '.git', length) allow `repo_id`."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
 
 
 def check_target(local_dir: str | Path | None, branch: str | None, create_pr: bool) -> None:

@@ -25,6 +25,7 @@ import fsspec.implementations.local
 import pytest
 from fake_hub import EMPTY_SHA, RecordingHubApi
 from huggingface_hub import CommitOperationDelete
+from huggingface_hub.utils import validate_repo_id
 from hypothesis import given
 from hypothesis import strategies as st
 from permissions import mode_bits_bind
@@ -39,7 +40,7 @@ from llava_mixes.publish.front_matter import read_front_matter
 from llava_mixes.publish.local import JOURNAL_FILE, LOCK_FILE, LocalRepo
 from llava_mixes.publish.manifest import MANIFEST_FILE, VERSION_PATTERN, parse_manifest, version_key
 from llava_mixes.publish.parquet import MIN_SHARD_BYTES, parse_shard_size
-from llava_mixes.publish.publish import CARD_FILE, PublishResult, publish, read_manifest
+from llava_mixes.publish.publish import CARD_FILE, PublishResult, check_arguments, publish, read_manifest
 from llava_mixes.publish.repos import STAGING_PREFIX, HubRepo
 
 FEATURE = "publish"
@@ -827,3 +828,18 @@ def test_property_a_shard_size_is_a_size_of_at_least_the_minimum_or_refused(valu
         return
     assert isinstance(size, int) and size >= MIN_SHARD_BYTES
     assert not isinstance(value, bool | float) and value is not None
+
+
+@pytest.mark.adversarial("correct")
+@given(
+    repo=st.text(max_size=30) | st.sampled_from([REPO, "a..b/c", "a/b.git", "a--b/c", "a/b.", "a/" + "b" * 100]),
+    version=st.text(max_size=12) | st.just("1.2.3"),
+)
+def test_property_a_repo_and_version_are_accepted_only_whole(repo: str, version: str) -> None:
+    try:
+        check_arguments(repo, version, "bytes")
+    except ConfigError as error:
+        assert "is not allowed" in str(error) and str(error).count("\n") == 0
+        return
+    assert VERSION_PATTERN.fullmatch(version) and repo.count("/") == 1
+    validate_repo_id(repo)  # the Hub takes it
