@@ -59,7 +59,9 @@ def release(
     for name in configs:
         check_config_name(name)
     check_recipes(recipes, config_kwargs or {})
-    check_arguments(repo_id, version, images)
+    check_arguments(repo_id, version, images, max_shard_size)
+    if local_dir is not None:
+        check_apart(local_dir, data_dir)
     target = open_target(
         repo_id,
         version,
@@ -90,6 +92,18 @@ def release(
         token=token,
         commit_message=commit_message,
     )
+
+
+def check_apart(local_dir: str | Path, data_dir: str) -> None:
+    """Refuse a `local_dir` that is `data_dir`, holds it or lies inside it: a publish writes and deletes files in
+    its folder, which must never reach the sources it reads."""
+    local, data = Path(local_dir).resolve(), Path(data_dir).resolve()
+    if local == data or data.is_relative_to(local) or local.is_relative_to(data):
+        relation = "is" if local == data else "holds" if data.is_relative_to(local) else "lies inside"
+        raise ConfigError(
+            f"--local-dir {str(local_dir)!r} {relation} the --data-dir {data_dir!r}; a publish writes and deletes "
+            "files in its folder, so choose one apart from the data"
+        )
 
 
 def check_recipes(recipes: Sequence[str], config_kwargs: dict[str, object]) -> None:

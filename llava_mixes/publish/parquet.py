@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import datasets
 from datasets.table import embed_table_storage
 from datasets.utils import tqdm as hf_tqdm
-from datasets.utils.py_utils import convert_file_size_to_int
 
 from llava_mixes import schema
 from llava_mixes.build_report import BuildReport
@@ -34,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 IMAGE_MODES = ("bytes", "paths")
 DEFAULT_MAX_SHARD_SIZE = "500MB"
+MIN_SHARD_BYTES = 1_000
+MAX_SHARDS_PER_SPLIT = 10_000
+"""The Hub's limit on files per folder."""
+SHARD_SIZE = re.compile(r"^\s*(\d{1,15})\s*([KMGT]I?)?B?\s*$", re.IGNORECASE)
 SPLIT_ORDER = (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT)
 """The splits a config publishes first; its other splits (a recipe's exact duplicate rows, a decontaminated
 config's or a recipe's contaminated rows) follow in the build's order."""
@@ -56,12 +59,32 @@ def published_name(config: LlavaMixesConfig) -> str:
 def recipe_config_name(recipe: str) -> str:
     """The repo config name of a recipe build, `recipe-<recipe>` (so two recipes never share one), refusing a
     recipe name that cannot name a repo folder and its `data_files` pattern."""
-    if not RECIPE_NAME.match(recipe):
+    if not RECIPE_NAME.fullmatch(recipe):
         raise ConfigError(
             f"recipe name {recipe!r} is not allowed as a published config name; use letters, digits, '.', '_', '-' "
             "and '+', starting with a letter or digit (set `name:` in the recipe)"
         )
     return f"{RECIPE_PREFIX}{recipe}"
+
+
+def parse_shard_size(value: object) -> int:
+    """The bytes per shard that `value` (a whole number of bytes, or a size such as '500MB' or '1GiB') asks for;
+    `ConfigError` naming it unless it is at least `MIN_SHARD_BYTES`."""
+    match = SHARD_SIZE.fullmatch(value) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif match:
+        unit = (match[2] or "").upper()
+        base = 1024 if unit.endswith("I") else 1000
+        size = int(match[1]) * base ** ("KMGT".index(unit[0]) + 1 if unit else 0)
+    else:
+        size = -1
+    if size < MIN_SHARD_BYTES:
+        raise ConfigError(
+            f"--max-shard-size {str(value)[:40]!r} is not allowed; give the uncompressed bytes per shard as a whole "
+            f"number of at least {MIN_SHARD_BYTES:,} or with a unit, e.g. '500MB', '1GB' or '512MiB'"
+        )
+    return size
 
 
 def sha256_file(path: Path) -> str:
@@ -99,7 +122,12 @@ def _write_split(
 
     # `_estimate_nbytes` (private, pinned by the datasets range) adds the external image files' sizes.
     nbytes = dataset._estimate_nbytes()
-    count = int(nbytes / max_shard_bytes) + 1 if len(dataset) else 1
+    count = min(int(nbytes / max_shard_bytes) + 1, len(dataset)) if len(dataset) else 1
+    if count > MAX_SHARDS_PER_SPLIT:
+        raise ConfigError(
+            f"--max-shard-size {max_shard_bytes:,} bytes would write {split} of {config_name} as {count:,} shards, "
+            f"over the Hub's {MAX_SHARDS_PER_SPLIT:,} files per folder; use larger shards"
+        )
     batch_size = get_writer_batch_size_from_features(dataset.features) or get_writer_batch_size_from_data_size(
         len(dataset), nbytes
     )
@@ -140,9 +168,7 @@ def export_config(
     build (its report has a `recipe`) is the config `recipe-<its name>`."""
     if images not in IMAGE_MODES:
         raise ConfigError(f"images={images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
-    max_shard_bytes = convert_file_size_to_int(max_shard_size)
-    if max_shard_bytes < 1:
-        raise ConfigError(f"max_shard_size={max_shard_size!r} is not allowed; it must be a size such as '500MB'")
+    max_shard_bytes = parse_shard_size(max_shard_size)
     recipe = report.recipe
     name = recipe_config_name(recipe["name"]) if recipe else published_name(config)
     order = [split for split in SPLIT_ORDER if split in dataset]

@@ -1,10 +1,14 @@
 """Publish built configs as a versioned, viewer-ready Hub dataset repo, or the identical tree in a local folder.
 
-A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call),
-writes their Parquet shards (`parquet`), merges
-them into the repo's manifest (`llava_mixes_manifest.json`: every config with its files' SHA-256s, and
-every release with each config's content digest), renders the card from the manifest (`card`), and
-commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
+A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call), writes
+their Parquet shards (`parquet`), merges them into the repo's manifest (`manifest`: every config with its files'
+SHA-256s, and every release with each config's content digest), renders the card from the manifest (`card`),
+and commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
+
+The repo is untrusted: its manifest is checked before use (`manifest.parse_manifest`) and must render the card;
+a publish deletes only files the manifest records for the configs it republishes, and refuses to leave in a
+config's folder a file the card's `data_files` would read that the new manifest does not record. A local folder
+is locked for the whole read-modify-commit and committed through a journal (`local`).
 
 Version rules, the same for a local folder (whose releases are those its manifest records) and the Hub:
 - a version not yet released must be higher than the latest one;
@@ -22,10 +26,13 @@ that release is still the branch's latest. A local folder has no branches, pull 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError
@@ -34,13 +41,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
-from llava_mixes.errors import ConfigError, PublishError
+from llava_mixes.errors import CacheWriteError, ConfigError, PublishError
 from llava_mixes.publish.card import render_card
 from llava_mixes.publish.card_views import dedup_views
-from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, export_config
-from llava_mixes.publish.repos import HubRepo, LocalRepo, Target, redact
-from llava_mixes.store import write_atomic
+from llava_mixes.publish.local import LocalRepo
+from llava_mixes.publish.manifest import (
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    VERSION_PATTERN,
+    empty_manifest,
+    parse_manifest,
+    recorded_files,
+    unrecorded_read,
+    version_key,
+)
+from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, export_config, parse_shard_size
+from llava_mixes.publish.repos import HubRepo, Target, redact
 
 if TYPE_CHECKING:
     from llava_mixes.builder import Built
@@ -48,10 +67,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FILE = "llava_mixes_manifest.json"
 CARD_FILE = "README.md"
-MANIFEST_FORMAT = 1
-VERSION_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+RENDER_FAULTS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError, OverflowError)
+"""What rendering the card raises on a manifest field of the wrong shape: the manifest is then damaged."""
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 BRANCH_PATTERN = re.compile(r"^(?!refs/)(?!.*\.\.)(?!.*//)[A-Za-z0-9][\w./-]*(?<![./])$")
 TAG_PATTERN = re.compile(r"^v((0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*))$")
@@ -72,10 +90,6 @@ class PublishResult:
     tagged: bool = False
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
 def _package_version() -> str:
     try:
         return package_version("llava_mixes")
@@ -83,14 +97,29 @@ def _package_version() -> str:
         return "unknown"
 
 
-def check_arguments(repo_id: str, version: str, images: str) -> None:
-    """Refuse a repo id, version or image mode that is not allowed, naming it and what is."""
-    if not REPO_PATTERN.match(repo_id):
-        raise ConfigError(f"--repo {repo_id!r} is not allowed; it must be ORG/NAME, e.g. my-org/llava_mixes")
-    if not VERSION_PATTERN.match(version):
+def check_arguments(
+    repo_id: str, version: str, images: str, max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE
+) -> None:
+    """Refuse a repo id, version, image mode or shard size that is not allowed, naming it and what is."""
+    if not REPO_PATTERN.fullmatch(repo_id) or not _hub_takes(repo_id):
+        raise ConfigError(
+            f"--repo {repo_id!r} is not allowed; it must be ORG/NAME as the Hub takes it (letters, digits, '-', '_', "
+            "'.'; no '--' or '..'), e.g. my-org/llava_mixes"
+        )
+    if not VERSION_PATTERN.fullmatch(version):
         raise ConfigError(f"--version {version!r} is not allowed; it must be X.Y.Z, e.g. 1.0.0")
     if images not in IMAGE_MODES:
         raise ConfigError(f"--images {images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
+    parse_shard_size(max_shard_size)
+
+
+def _hub_takes(repo_id: str) -> bool:
+    """Whether the Hub's own rules ('--', '..', '.git', length) allow `repo_id`."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
 
 
 def check_target(local_dir: str | Path | None, branch: str | None, create_pr: bool) -> None:
@@ -101,7 +130,7 @@ def check_target(local_dir: str | Path | None, branch: str | None, create_pr: bo
             f"{flags} apply to a Hub repo only; --local-dir {str(local_dir)!r} is a folder, which has no branches "
             "or pull requests: leave them out, or publish to the Hub"
         )
-    if branch is not None and not BRANCH_PATTERN.match(branch):
+    if branch is not None and not BRANCH_PATTERN.fullmatch(branch):
         raise ConfigError(
             f"--branch {branch!r} is not allowed; it must be a branch name such as main or dev "
             "(letters, digits, '.', '_', '-', '/'; not refs/..., no '..')"
@@ -129,14 +158,16 @@ def open_target(
     )
     try:
         target.open()
-        check_version(read_manifest(target), target.tags(), version)
+        with target.lock():
+            check_version(read_manifest(target), target.tags(), version)
     except PublishError as error:
         raise PublishError(redact(str(error), token)) from None
     return target
 
 
 def read_manifest(target: Target) -> dict[str, Any]:
-    """The target's manifest, or an empty one for a new repo; refuses a repo llava-mixes did not publish."""
+    """The target's manifest (checked: `manifest.parse_manifest`, and the card renders from it), or an empty one
+    for a new repo; refuses a repo llava-mixes did not publish."""
     data = target.read(MANIFEST_FILE)
     if data is None:
         if CARD_FILE in target.files():
@@ -144,13 +175,18 @@ def read_manifest(target: Target) -> dict[str, Any]:
                 f"{target.describe()} has a {CARD_FILE} but no {MANIFEST_FILE}, so llava-mixes did not publish it; "
                 "publish to a new repo or folder"
             )
-        return {"format": MANIFEST_FORMAT, "default": None, "configs": {}, "versions": []}
-    manifest = json.loads(data)
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise PublishError(
-            f"{target.describe()}: {MANIFEST_FILE} has format {manifest.get('format')!r}; this llava_mixes "
-            f"writes format {MANIFEST_FORMAT}: upgrade llava_mixes"
-        )
+        return empty_manifest()
+    manifest = parse_manifest(data, target.describe())
+    if manifest["versions"]:
+        try:
+            render_card(manifest, "org/name")
+        except RENDER_FAULTS as error:
+            detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+            raise PublishError(
+                f"{target.describe()}: {MANIFEST_FILE} does not render the card ({detail}); it was not written by "
+                "llava-mixes as it is (damaged or edited). Restore it from a good copy, or publish to a new folder "
+                "or repo"
+            ) from None
     return manifest
 
 
@@ -168,12 +204,12 @@ def check_version(manifest: dict[str, Any], tags: set[str], version: str) -> Non
         )
     if manifest["versions"]:
         latest = manifest["versions"][-1]["version"]
-        if _version_key(version) <= _version_key(latest):
+        if version_key(version) <= version_key(latest):
             raise PublishError(
                 f"version {version} is not higher than the latest release, {latest}; versions only go up"
             )
-    tagged = sorted(_version_key(match[1]) for match in map(TAG_PATTERN.match, tags) if match)
-    if tagged and _version_key(version) <= tagged[-1]:
+    tagged = sorted(version_key(match[1]) for match in map(TAG_PATTERN.fullmatch, tags) if match)
+    if tagged and version_key(version) <= tagged[-1]:
         highest = ".".join(map(str, tagged[-1]))
         raise PublishError(
             f"version {version} is not higher than v{highest}, the highest release tag of the repo (tags are "
@@ -209,15 +245,39 @@ def _differences(release: dict[str, Any], entries: dict[str, dict[str, Any]]) ->
     return [name for name, entry in entries.items() if release["configs"].get(name) != entry["content"]]
 
 
-def _repo_files(entries: dict[str, dict[str, Any]]) -> list[str]:
-    """Every file the entries put in the repo: data shards and the card's thumbnails."""
-    return sorted(path for entry in entries.values() for path in [*entry["files"], *entry.get("card_files", {})])
+def _stale(manifest: dict[str, Any], entries: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """`{path: recorded sha256}` of the files the manifest records for the republished configs that the new release
+    does not have (e.g. after a shard count change): the only files a publish deletes."""
+    old = recorded_files(manifest, entries)
+    new = recorded_files({"configs": entries})
+    return {path: record["sha256"] for path, record in sorted(old.items()) if path not in new}
 
 
-def _stale(files: list[str], entries: dict[str, dict[str, Any]]) -> list[str]:
-    """Files of the republished configs that the new release does not have (e.g. after a shard count change)."""
-    keep = set(_repo_files(entries))
-    return [path for path in files if path.split("/")[0] in entries and path not in keep]
+def _check_unrecorded(target: Target, files: list[str], manifest: dict[str, Any]) -> None:
+    """Refuse a release whose card would read a file its manifest does not record (a file someone put in a config's
+    folder, or one a killed publish left): it is not deleted, since llava-mixes did not write it."""
+    found = unrecorded_read(files, manifest)
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise PublishError(
+            f"{target.describe()} holds {shown}, which the card's data_files would load as part of the release but "
+            "which llava-mixes did not write; move it out of the config's folder, then publish again"
+        )
+
+
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """Turn a failed write of the release into `folder` (a full disk, a read-only folder) into one `PublishError`."""
+    try:
+        yield
+    except CacheWriteError as error:
+        raise PublishError(f"writing the release into {folder} failed: {error.__cause__ or error}") from None
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        where = f"{error.filename}: " if error.filename else ""
+        raise PublishError(
+            f"writing the release into {folder} failed ({where}{reason}); free some space or make it writable"
+        ) from None
 
 
 def publish(
@@ -242,11 +302,12 @@ def publish(
     """
     if not built:
         raise ConfigError("name at least one config to publish")
-    check_arguments(repo_id, version, images)
+    check_arguments(repo_id, version, images, max_shard_size)
     try:
-        return _publish(
-            target, built, repo_id, version, images, max_shard_size, set_default, views or {}, commit_message
-        )
+        with target.lock():
+            return _publish(
+                target, built, repo_id, version, images, max_shard_size, set_default, views or {}, commit_message
+            )
     except PublishError as error:
         raise PublishError(redact(str(error), token)) from None
 
@@ -268,10 +329,11 @@ def _publish(
         entries: dict[str, dict[str, Any]] = {}
         for config in built:
             dataset, report = config.dataset, config.report
-            entry = export_config(dataset, report, config.config, staging, images, max_shard_size)
-            analysis = views.get(config.config.name)
-            if config.config.is_dedup and analysis is not None:
-                entry["views"], entry["card_files"] = dedup_views(analysis, config.base, entry["name"], staging)
+            with _writing(staging):
+                entry = export_config(dataset, report, config.config, staging, images, max_shard_size)
+                analysis = views.get(config.config.name)
+                if config.config.is_dedup and analysis is not None:
+                    entry["views"], entry["card_files"] = dedup_views(analysis, config.base, entry["name"], staging)
             entries[entry["name"]] = entry
         release = _release(manifest, version)
         if release is not None:
@@ -289,10 +351,17 @@ def _publish(
                 result.revision, result.tagged = target.head(), True
             return result
         updated = merge(manifest, entries, version, set_default)
-        write_atomic(staging / CARD_FILE, render_card(updated, repo_id).encode())
-        write_atomic(staging / MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode())
-        additions = [*_repo_files(entries), CARD_FILE, MANIFEST_FILE]
-        deletions = _stale(target.files(), entries)
+        files = target.files()
+        deletions = {path: digest for path, digest in _stale(manifest, entries).items() if path in files}
+        additions = {path: record["sha256"] for path, record in recorded_files({"configs": entries}).items()}
+        _check_unrecorded(target, sorted({*files, *additions} - set(deletions)), updated)
+        for name, data in (
+            (CARD_FILE, render_card(updated, repo_id).encode()),
+            (MANIFEST_FILE, json.dumps(updated, indent=1, ensure_ascii=False).encode()),
+        ):
+            with _writing(staging):
+                (staging / name).write_bytes(data)
+            additions[name] = hashlib.sha256(data).hexdigest()
         message = commit_message or f"Publish v{version}: {', '.join(entries)}"
         commit = target.commit(staging, additions, deletions, message)
         if not target.create_pr:
@@ -303,8 +372,8 @@ def _publish(
         list(entries),
         True,
         commit.revision,
-        additions,
-        deletions,
+        list(additions),
+        list(deletions),
         commit.pr_url,
         tagged=not target.create_pr,
     )
@@ -331,5 +400,5 @@ def _tag_merged(target: Target, manifest: dict[str, Any], version: str, message:
 
 
 def _next_patch(version: str) -> str:
-    major, minor, patch = _version_key(version)
+    major, minor, patch = version_key(version)
     return f"{major}.{minor}.{patch + 1}"

@@ -1,11 +1,12 @@
-"""Where a publish writes: a Hub dataset repo (through an injected `HfApi`) or the same tree in a local folder.
+"""Where a publish writes: a Hub dataset repo (through an injected `HfApi`), or the same tree in a local folder
+(`publish.local.LocalRepo`).
 
-Both targets offer the same few operations: read a file of the current tree, list the tree, list the
-release tags, commit a staged set of additions and deletions at once, and tag a commit. A local folder
-has no git: its releases are the ones its manifest records, and a commit moves staged files into place
-(data first, then `README.md`, then the manifest, each by an atomic rename). A Hub repo may be written on a
-branch other than `main` (created from `main` when absent, as `hf upload --revision` does), or through a pull
-request against that branch (`create_pr`), which leaves the branch as it is until someone merges it.
+Both targets offer the same few operations: hold the target while a publish reads and commits it, read a file of
+the current tree, list the tree, list the release tags, commit a staged set of additions and deletions at once,
+and tag a commit. A Hub repo may be written on a branch other than `main` (created from `main` when absent, as
+`hf upload --revision` does), or through a pull request against that branch (`create_pr`), which leaves the
+branch as it is until someone merges it. Its commits name the commit they follow (`parent_commit`), so a publish
+that raced another one is refused by the Hub instead of losing it: the Hub needs no lock.
 
 Hub errors, and a connection that fails, are re-raised as `PublishError` with every token in use scrubbed
 from the message (see `redact`).
@@ -16,10 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +29,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalToken
 
 from llava_mixes.errors import PublishError
 from llava_mixes.network import NETWORK_ERRORS
+from llava_mixes.publish.manifest import MAX_MANIFEST_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -74,85 +75,25 @@ class Target(Protocol):
 
     def open(self) -> None: ...
 
+    def lock(self) -> AbstractContextManager[None]: ...
+
     def files(self) -> list[str]: ...
 
-    def read(self, path: str) -> bytes | None: ...
+    def read(self, path: str) -> bytes | None:
+        """The bytes of the repo file `path` (None if absent); a file over `MAX_MANIFEST_BYTES` is refused."""
+        ...
 
     def tags(self) -> set[str]: ...
 
     def staging(self) -> AbstractContextManager[Path]: ...
 
-    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> Commit: ...
+    def commit(
+        self, staging: Path, additions: Mapping[str, str], deletions: Mapping[str, str], message: str
+    ) -> Commit: ...
 
     def head(self) -> str: ...
 
     def tag(self, name: str, revision: str, message: str) -> None: ...
-
-
-class LocalRepo:
-    """A repo tree in a local folder (see the module docstring)."""
-
-    keeps_tags = False
-    create_pr = False
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def describe(self) -> str:
-        return str(self.root)
-
-    def open(self) -> None:
-        if self.root.exists() and not self.root.is_dir():
-            raise PublishError(f"--local-dir {str(self.root)!r} is a file, not a folder")
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def files(self) -> list[str]:
-        found = []
-        for path in self.root.rglob("*"):
-            relative = path.relative_to(self.root)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                found.append(relative.as_posix())
-        return sorted(found)
-
-    def read(self, path: str) -> bytes | None:
-        file = self.root / path
-        return file.read_bytes() if file.is_file() else None
-
-    def tags(self) -> set[str]:
-        return set()
-
-    @contextmanager
-    def staging(self) -> Iterator[Path]:
-        """A scratch folder inside the repo folder, so that a commit is a set of renames."""
-        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
-        try:
-            yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> Commit:
-        """Move data files into place, remove stale ones, then move the root files (card, manifest) last."""
-        data = [path for path in additions if "/" in path]
-        for path in data:
-            target = self.root / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / path, target)
-        for path in deletions:
-            (self.root / path).unlink(missing_ok=True)
-            parent = (self.root / path).parent
-            if parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-        for path in additions:
-            if path not in data:
-                os.replace(staging / path, self.root / path)
-        logger.info("%s: %s (%d files written, %d removed)", self.root, message, len(additions), len(deletions))
-        return Commit("local")
-
-    def head(self) -> str:
-        return "local"
-
-    def tag(self, name: str, revision: str, message: str) -> None:
-        logger.info("%s: release %s recorded in the manifest", self.root, name)
 
 
 class HubRepo:
@@ -221,6 +162,10 @@ class HubRepo:
             self.api.create_branch(self.repo_id, branch=str(self.branch), repo_type=REPO_TYPE, exist_ok=True)
             self._head = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=self.branch).sha
 
+    def lock(self) -> AbstractContextManager[None]:
+        """Nothing to hold: the commit's `parent_commit` refuses a publish that raced another one."""
+        return nullcontext()
+
     def head(self) -> str:
         """The commit whose tree this publish reads (the head of the branch when it was opened)."""
         if self._head is None:
@@ -234,13 +179,17 @@ class HubRepo:
         return self._files
 
     def read(self, path: str) -> bytes | None:
+        """The bytes of `path` at the head (None if absent), refused past `MAX_MANIFEST_BYTES`."""
         if path not in self.files():
             return None
         with self._calling(f"downloading {path}"), tempfile.TemporaryDirectory() as folder:
-            local = self.api.hf_hub_download(
-                self.repo_id, path, repo_type=REPO_TYPE, revision=self.head(), local_dir=folder
+            revision = self.head()
+            local = Path(
+                self.api.hf_hub_download(self.repo_id, path, repo_type=REPO_TYPE, revision=revision, local_dir=folder)
             )
-            return Path(local).read_bytes()
+            if local.stat().st_size > MAX_MANIFEST_BYTES:
+                raise PublishError(f"{path} of {self.describe()} is over {MAX_MANIFEST_BYTES:,} bytes; it is not read")
+            return local.read_bytes()
 
     def tags(self) -> set[str]:
         with self._calling("listing the repo's tags"):
@@ -248,12 +197,20 @@ class HubRepo:
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
-        with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX) as folder:
+        """A scratch folder in the system's temporary folder, removed afterwards."""
+        try:
+            scratch = tempfile.TemporaryDirectory(prefix=STAGING_PREFIX)
+        except OSError as error:
+            raise PublishError(f"creating a staging folder in {tempfile.gettempdir()} failed: {error}") from None
+        with scratch as folder:
             yield Path(folder)
 
-    def commit(self, staging: Path, additions: list[str], deletions: list[str], message: str) -> Commit:
+    def commit(
+        self, staging: Path, additions: Mapping[str, str], deletions: Mapping[str, str], message: str
+    ) -> Commit:
         """One commit on the branch, refused if the branch moved since `open`; with `create_pr`, a pull request
-        from that same commit instead (`parent_commit`, as `HfApi.create_commit` documents)."""
+        from that same commit instead (`parent_commit`, as `HfApi.create_commit` documents). `additions` and
+        `deletions` map repo paths to SHA-256s (the Hub checks its own)."""
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(staging / path)) for path in additions
         ]

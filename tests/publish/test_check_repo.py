@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -9,7 +11,7 @@ import pytest
 from llava_mixes.cli.main import main
 from llava_mixes.playground.layout import Playground
 from llava_mixes.publish.check_repo import ViewerLimits, check_repo
-from llava_mixes.publish.publish import CARD_FILE
+from llava_mixes.publish.publish import CARD_FILE, MANIFEST_FILE
 from llava_mixes.release import release
 
 DEDUP = "mix665k-dedup-0.8"
@@ -31,6 +33,22 @@ def repo(playground: Playground, tmp_path: Path) -> Path:
     return out
 
 
+def rerecord(repo: Path) -> None:
+    """Record the tree's files as they are now in its manifest (dropping those gone), so that only the viewer's
+    checks, not the checksums, see an edit."""
+    manifest = json.loads((repo / MANIFEST_FILE).read_text())
+    for entry in manifest["configs"].values():
+        for path in list(entry["files"]):
+            if (repo / path).is_file():
+                data = (repo / path).read_bytes()
+                entry["files"][path] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            else:
+                del entry["files"][path]
+                for split in entry["splits"].values():
+                    split["files"] = [name for name in split["files"] if name != path]
+    (repo / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
 def one(problems: list[str], *words: str) -> str:
     """The single problem found, checked to contain every word."""
     assert len(problems) == 1, problems
@@ -47,6 +65,7 @@ def test_a_published_tree_passes_and_the_cli_says_ok(repo: Path, capsys: pytest.
 def test_split_schemas_that_differ_fail(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = pq.read_table(repo / REMOVED)
     pq.write_table(table.append_column("extra", pa.array(["x"] * table.num_rows)), repo / REMOVED)
+    rerecord(repo)
     one(check_repo(repo), f"config {DEDUP}", REMOVED, "(split removed) has a schema that differs", "extra ['extra']")
     assert main(["check-repo", str(repo)]) == 1
     out = capsys.readouterr().out
@@ -56,6 +75,7 @@ def test_split_schemas_that_differ_fail(repo: Path, capsys: pytest.CaptureFixtur
 def test_files_without_feature_metadata_fail(repo: Path) -> None:
     table = pq.read_table(repo / TRAIN)
     pq.write_table(table.replace_schema_metadata(None), repo / TRAIN)
+    rerecord(repo)
     problems = check_repo(repo)
     assert any(TRAIN in problem and "no `huggingface` feature metadata" in problem for problem in problems)
 
@@ -88,12 +108,15 @@ def test_card_yaml_that_datasets_cannot_use_fails(repo: Path, yaml_text: str, wo
 
 def test_data_files_that_match_nothing_fail(repo: Path) -> None:
     (repo / REMOVED).unlink()
+    rerecord(repo)
     one(check_repo(repo), f"config {DEDUP}, split removed", "match no file")
 
 
 def test_files_that_are_not_parquet_fail(repo: Path) -> None:
     (repo / DEDUP / "removed-notes.json").write_text("{}")
-    one(check_repo(repo), "removed-notes.json is not Parquet")
+    problems = check_repo(repo)
+    assert len(problems) == 2 and "removed-notes.json is not Parquet" in problems[1], problems
+    assert problems[0].startswith(f"{DEDUP}/removed-notes.json: not recorded in the manifest, yet the card's data")
 
 
 def test_the_viewers_count_limits_are_checked(repo: Path) -> None:
@@ -111,4 +134,6 @@ def test_the_viewers_count_limits_are_checked(repo: Path) -> None:
 
 def test_a_missing_folder_or_card_fails(tmp_path: Path) -> None:
     one(check_repo(tmp_path / "nowhere"), "not a folder")
-    one(check_repo(tmp_path), "README.md: missing")
+    manifest, card = check_repo(tmp_path)
+    assert manifest.startswith(f"{MANIFEST_FILE}: missing, so no file's checksum can be verified")
+    assert card.startswith(f"{CARD_FILE}: missing")
