@@ -134,6 +134,10 @@ def test_llava_loader_logic_reads_every_row(
     result = export(built, "llava", tmp_path / "out", image_folder=playground.root, progress=False)
     with open(result.data_file) as handle:  # as train.py opens it: default encoding
         list_data_dict = json.load(handle)
+    # Every kept row, and the pictures among them: the checks below run on each record.
+    assert len(list_data_dict) == result.rows == len(built["train"]) > 0
+    image_rows = sum(1 for row in built["train"] if row[schema.IMAGE])
+    assert sum("image" in sample for sample in list_data_dict) == result.image_rows == image_rows > 0
     for sample in list_data_dict:
         source = sample["conversations"]
         if "image" in sample:
