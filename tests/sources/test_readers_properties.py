@@ -188,6 +188,47 @@ def test_records_over_the_size_limit_are_rejected_and_the_rest_read(
             assert same(got, record)
 
 
+TRICKY_TEXT = st.text(st.sampled_from('"\\[]{},a'), max_size=10)  # quotes, backslashes, brackets inside strings
+
+
+@given(
+    value=st.recursive(
+        TRICKY_TEXT | SCALARS,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TRICKY_TEXT, inner, max_size=3),
+        max_leaves=12,
+    )
+)
+def test_the_guards_depth_is_the_parsed_depth(value: Any) -> None:
+    assert json_guard.max_depth(json.dumps(value).encode()) == depth(value)
+
+
+def _lone(text: str) -> list[int]:
+    """Indices of the surrogates in `text` that are not half of a high-low pair."""
+    lone, at = [], 0
+    while at < len(text):
+        code = ord(text[at])
+        if 0xD800 <= code < 0xDC00 and at + 1 < len(text) and 0xDC00 <= ord(text[at + 1]) <= 0xDFFF:
+            at += 2
+            continue
+        if 0xD800 <= code <= 0xDFFF:
+            lone.append(at)
+        at += 1
+    return lone
+
+
+@given(text=TEXT, backslashes=st.integers(0, 3), lookalike=st.sampled_from(["", "ud800", "uDC00x"]))
+def test_lone_surrogate_escapes_are_found_and_patched_in_place(text: str, backslashes: int, lookalike: str) -> None:
+    """Backslashes and text that look like an escape (`\\\\ud800` is a backslash, then letters) are no surrogate."""
+    data = "\\" * backslashes + lookalike + text
+    data = data.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")  # pairs become characters
+    encoded = json.dumps(data).encode()  # every surrogate as a \u escape
+    assert len(json_guard.lone_surrogates(encoded)) == len(_lone(data))
+    patched = json_guard.patch_lone_surrogates(encoded)
+    assert len(patched) == len(encoded)
+    expected = "".join("\ufffd" if at in set(_lone(data)) else char for at, char in enumerate(data))
+    assert json.loads(patched) == expected
+
+
 def mutate(data: bytes, kind: str, at: int, payload: bytes) -> bytes:
     """One careless edit of a file: a byte flipped or replaced, a cut, bytes inserted, a span deleted or doubled."""
     at = at % (len(data) + 1)
