@@ -22,9 +22,10 @@ $(BIN)/llava-mixes: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,ray,ann,report]"
 	touch $@
 
+# Where PyPI cannot give them, the build goes on and their two tests skip, saying so in the summary.
 $(VENV)/consumer-loaders.stamp: Makefile $(BIN)/llava-mixes
-	$(BIN)/python -m pip install -q --no-deps $(CONSUMER_LOADERS)
-	touch $@
+	if $(BIN)/python -m pip install -q --no-deps $(CONSUMER_LOADERS); then touch $@; else \
+	  echo "LLaMA-Factory and ms-swift could not be installed: their loaders' round-trip tests will skip" >&2; fi
 
 install: $(BIN)/llava-mixes $(VENV)/consumer-loaders.stamp
 
