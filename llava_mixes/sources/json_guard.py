@@ -7,9 +7,10 @@ array's records only once each is complete. A record nested deeper than `MAX_DEP
 `MAX_RECORD_BYTES` is never handed over: ijson gets `null` in its place and the record is listed in
 `rejected` with the limit it broke, so the reader rejects that one row and goes on with the next.
 
-Before a record is dropped, its bytes up to the limit are checked to be valid JSON; if they are not, the
-scan may have been misled by a syntax error, so the stream is handed over unchanged from there and the
-parser reports the error at its place.
+Before a record is dropped, its bytes up to the limit are checked to be valid JSON (the limit may cut a
+character, an escape, a literal or a number short: that is no error); if they are not, the scan may have been
+misled by a syntax error, so the stream is handed over unchanged from there and the parser reports the error at
+its place.
 
 yajl turns a lone surrogate escape (`"\\ud800"`) into `?`. A record whose bytes hold one is parsed again
 with Python's `json`, which keeps the surrogate, so that the row check can reject it by name.
@@ -40,6 +41,10 @@ _KINDS[[ord("]"), ord("}")]] = _CLOSE
 _KINDS[ord(",")] = _COMMA
 _KIND_TABLE = _KINDS.tobytes()
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# The tokens a text cut at any byte can end in without being wrong: part of an escape, a literal or a number.
+_CUT_TOKEN = re.compile(
+    rb"(?:\\u[0-9a-fA-F]{0,3}|\\|t|tr|tru|f|fa|fal|fals|n|nu|nul|-|-?[0-9]+\.|-?[0-9]+(?:\.[0-9]+)?[eE][-+]?)\Z"
+)
 _LOW_SURROGATE = 0xDC00
 _BACKSLASH = 0x5C
 
@@ -125,8 +130,27 @@ def patch_lone_surrogates(data: bytes) -> bytes:
     return bytes(patched)
 
 
+def _without_cut_token(data: bytes) -> bytes:
+    """`data` less what its end cuts short: a UTF-8 character, then an escape, a literal or a number."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            break
+        if byte >= 0xC0:  # the lead byte of the last character: cut short if it wants more bytes than follow
+            wanted = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            data = data[:-back] if wanted > back else data
+            break
+    cut = _CUT_TOKEN.search(data)
+    return data[: cut.start()] if cut else data
+
+
 def valid_prefix(data: bytes) -> bool:
-    """Whether `data` is the start of a valid JSON text (yajl finds nothing wrong before its end)."""
+    """Whether `data` is the start of a valid JSON text: yajl finds nothing wrong before its end, where a
+    character, an escape, a literal or a number may be cut short (a size limit falls anywhere)."""
+    return _parses_to_its_end(data) or _parses_to_its_end(_without_cut_token(data))
+
+
+def _parses_to_its_end(data: bytes) -> bool:
     try:
         for _ in ijson.basic_parse(io.BytesIO(data)):
             pass

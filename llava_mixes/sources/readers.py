@@ -127,15 +127,20 @@ def iter_json_array(path: Path, on_bytes: Callable[[int], None] | None = None) -
                     yield index, _reparsed(reader.reparse.pop(index), record)
                 else:
                     yield index, record
-        except ijson.JSONError as error:
-            argument = error.args[0] if error.args else b""
-            message = argument if isinstance(argument, bytes) else str(argument).encode("utf-8", "replace")
+        except (ijson.JSONError, UnicodeDecodeError) as error:
+            if isinstance(error, UnicodeDecodeError):  # yajl passes encoded surrogates that Python refuses
+                message = b"invalid bytes in UTF8 string: " + str(error).encode()
+            else:
+                argument = error.args[0] if error.args else b""
+                message = argument if isinstance(argument, bytes) else str(argument).encode("utf-8", "replace")
             offset = _error_offset(message, reader)
             line, column = _line_and_column(path, offset)
             reason = message.split(b"\n", 1)[0].decode("utf-8", "replace")
-            hint = (
-                " (the file is not UTF-8: convert it, e.g. with iconv, and build again)" if b"UTF8" in message else ""
-            )
+            hint = ""
+            if b"UTF8" in message:
+                hint = " (the file is not UTF-8: convert it, e.g. with iconv, and build again)"
+            elif b"overflow" in message:
+                hint = " (a number beyond 64-bit range, which the streaming parser cannot hold: write it as a string)"
             raise MalformedSourceError(
                 f"{path}: malformed JSON at line {line}, column {column} (byte {offset}), "
                 f"after {index + 1} complete records: {reason}{hint}"
@@ -151,18 +156,22 @@ def _json_line(line: bytes, number: int, path: Path) -> Any | BadLine:
             f"{path}: line {number} nests {depth} levels deep; records are read up to {json_guard.MAX_DEPTH} levels",
         )
     try:
-        return json.loads(line)
+        # UTF-8 only, as in a JSON array: json.loads would take bytes as UTF-16 or with encoded surrogates.
+        return json.loads(line.decode("utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return ("malformed", f"{path}: line {number} is not JSON: {error}")
 
 
 def iter_json_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any | BadLine]]:
-    """Yield `(line_index, record)`; a line that does not parse, nests deeper than `json_guard.MAX_DEPTH` or
-    is longer than `json_guard.MAX_RECORD_BYTES` yields a `("malformed", detail)` tuple."""
+    """Yield `(line_index, record)` (blank lines are not counted); a line that does not parse, nests deeper than
+    `json_guard.MAX_DEPTH` or is longer than `json_guard.MAX_RECORD_BYTES` yields a `("malformed", detail)`
+    tuple, whose detail names the line's number in the file."""
     limit = json_guard.MAX_RECORD_BYTES
     with path.open("rb") as handle:
         index = 0
+        number = 0
         while raw_line := handle.readline(limit + 1):
+            number += 1
             if on_bytes is not None:
                 on_bytes(len(raw_line))
             if len(raw_line) > limit and not raw_line.endswith(b"\n"):
@@ -171,12 +180,12 @@ def iter_json_lines(path: Path, on_bytes: Callable[[int], None] | None = None) -
                         on_bytes(len(rest))
                 if on_bytes is not None and rest:
                     on_bytes(len(rest))
-                yield index, ("malformed", f"{path}: line {index + 1} is longer than the {limit:,}-byte limit")
+                yield index, ("malformed", f"{path}: line {number} is longer than the {limit:,}-byte limit")
                 index += 1
                 continue
             if not raw_line.strip():
                 continue
-            yield index, _json_line(raw_line, index + 1, path)
+            yield index, _json_line(raw_line, number, path)
             index += 1
 
 
@@ -184,7 +193,7 @@ def iter_parquet(path: Path, on_bytes: Callable[[int], None] | None = None) -> I
     """Yield `(row_index, record)` for each row of a Parquet file; a struct column comes as a dict."""
     try:
         parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as error:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
         raise MalformedSourceError(f"{path}: not a readable Parquet file: {error}") from error
     total_rows = max(parquet.metadata.num_rows, 1)
     size = path.stat().st_size
@@ -196,7 +205,7 @@ def iter_parquet(path: Path, on_bytes: Callable[[int], None] | None = None) -> I
                 index += 1
             if on_bytes is not None:
                 on_bytes(size * batch.num_rows // total_rows)
-    except (pa.ArrowException, OSError) as error:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # text that is not UTF-8: a damaged file
         raise MalformedSourceError(f"{path}: Parquet read failed after {index} rows: {error}") from error
 
 

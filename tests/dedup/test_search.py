@@ -76,6 +76,40 @@ def test_torch_bfloat16_scoring_gives_the_same_result(threshold: float) -> None:
     assert_same(greedy_keep_first(vectors, threshold, block_size=64, tile_size=100, device="cpu"), expected)
 
 
+def pairs_a_hair_from(threshold: float, count: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` random unit vectors (float64), each followed by a partner at cosine `threshold` plus or minus
+    up to 1e-7 (float32 rounding moves a score by about that much), and which partners are at or above it."""
+    rng = np.random.default_rng(seed)
+    anchors = rng.standard_normal((count, dim))
+    anchors /= np.linalg.norm(anchors, axis=1, keepdims=True)
+    offsets = rng.uniform(1e-9, 1e-7, count) * rng.choice([-1.0, 1.0], count)
+    vectors = np.empty((2 * count, dim))
+    for item, (anchor, offset) in enumerate(zip(anchors, offsets, strict=True)):
+        side = rng.standard_normal(dim)
+        side -= (side @ anchor) * anchor
+        angle = np.arccos(threshold + offset)
+        vectors[2 * item] = anchor
+        vectors[2 * item + 1] = np.cos(angle) * anchor + np.sin(angle) * side / np.linalg.norm(side)
+    return vectors, offsets > 0
+
+
+@pytest.mark.parametrize(("threshold", "dim"), [(0.8, 64), (0.95, 256)])
+@pytest.mark.parametrize(("block_size", "tile_size"), [(1, 50), (7, 13), (1024, 16384)])
+def test_scores_a_hair_from_the_threshold_are_decided_exactly(
+    threshold: float, dim: int, block_size: int, tile_size: int
+) -> None:
+    """float32 scores of pairs within 1e-7 of the threshold fall on either side of it; the search must pass
+    every one of them to the float64 check (its tolerance), or it keeps copies that are duplicates."""
+    vectors, above = pairs_a_hair_from(threshold, 200, dim, seed=dim)
+    units = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    scores = np.einsum("ij,ij->i", units[0::2], units[1::2])
+    assert np.count_nonzero(above & (scores < np.float32(threshold))) > 0  # float32 alone would miss some
+    result = greedy_keep_first(vectors, threshold, block_size=block_size, tile_size=tile_size)
+    assert result.kept[1::2].tolist() == (~above).tolist()
+    assert result.duplicate_of[1::2][above].tolist() == (2 * np.flatnonzero(above)).tolist()
+    assert_same(result, brute_force_keep_first(vectors, threshold))
+
+
 def test_low_rank_bound_is_an_upper_bound_for_any_basis() -> None:
     rng = np.random.default_rng(11)
     vectors = clustered(600, 256, 50, 0.5, 3).astype(np.float32)

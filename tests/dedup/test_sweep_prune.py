@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llava_mixes.dedup import sweep
 from llava_mixes.dedup.search import LowRankBound, greedy_keep_first
@@ -108,3 +110,56 @@ def test_crowded_columns_and_gathered_pairs_score_alike(monkeypatch: pytest.Monk
         full = sweep_pass(vectors, thresholds, prune=False, **settings)
         pruned = sweep_pass(vectors, thresholds, floor=floor, bound=bound, workers=2, **settings)
         assert_same(pruned, full, vectors, floor)
+
+
+def _units(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_best_bound_pairs_floor_lies_under_its_cosine(seed: int) -> None:
+    """Random unit vectors in 16-d and a random rank-4 basis (residuals near 0.87): each row's pair with the
+    highest bound scores at least `_best_floor` (with `1 * r * widest` about a third of the rows fall below)."""
+    rng = np.random.default_rng(seed)
+    rows, columns = _units(rng, 4000, 16), _units(rng, 200, 16)
+    bound = LowRankBound(np.linalg.qr(rng.standard_normal((16, 4)))[0])
+    row_low, column_low = (np.concatenate([p, r[:, None]], axis=1) for p, r in map(bound.project, (rows, columns)))
+    upper = row_low @ column_low.T
+    best = upper.argmax(axis=1)
+    cosines = np.einsum("ij,ij->i", rows, columns[best])
+    floor = sweep._best_floor(upper.max(axis=1), row_low[:, -1], column_low[:, -1])
+    assert np.count_nonzero(cosines < floor) == 0
+    # The other side: each column's best row, as `bounded` uses it for nearest neighbours.
+    best_rows = upper.argmax(axis=0)
+    cosines = np.einsum("ij,ij->i", columns, rows[best_rows])
+    assert (cosines >= sweep._best_floor(upper.max(axis=0), column_low[:, -1], row_low[:, -1])).all()
+
+
+def misleading_trio(inside: tuple[int, int], outside: int) -> list[np.ndarray]:
+    """Four unit vectors in 16-d against the basis e0..e3: a decoy whose residual points against the query's
+    (bound 1.0, cosine 0.28), the query's real nearest neighbour inside the basis (bound = cosine = 0.45), a
+    near copy of it (so that its own nearest neighbour is high), and the query, with a 0.6 residual."""
+    first, second = np.eye(16)[list(inside)]
+    residual = np.eye(16)[outside]
+    near = 0.5625 * first + np.sqrt(1 - 0.5625**2) * second
+    copy = 0.995 * near + np.sqrt(1 - 0.995**2) * second
+    return [0.8 * first - 0.6 * residual, near, copy / np.linalg.norm(copy), 0.8 * first + 0.6 * residual]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nearest_neighbours_behind_a_bound_with_large_residuals(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """The decoy's bound is the tile's highest, but its cosine is 0.72 below it (2 x 0.6 x 0.6): a floor that
+    left out the factor 2 would rule out the real nearest neighbour, whose bound is 0.45."""
+    rotation = np.linalg.qr(np.random.default_rng(seed).standard_normal((16, 16)))[0]
+    vectors = (np.array(misleading_trio((0, 1), 4) + misleading_trio((2, 3), 5)) @ rotation).astype(np.float32)
+    bound = LowRankBound(rotation[:4].T)
+    monkeypatch.setattr(sweep, "DENSE_FRACTION", 1e9)  # every tile through the bound
+    options = {"want_nearest": True, "block_size": 1, "tile_size": 4, "workers": 1}
+    full = sweep_pass(vectors, sweep.GRID, prune=False, **options)
+    pruned = sweep_pass(vectors, sweep.GRID, bound=bound, **options)
+    queries = [3, 7]
+    assert np.allclose(full.nearest[queries], 0.45, atol=1e-6) and full.match[queries].tolist() == [1, 5]
+    assert_same(pruned, full, vectors, -np.inf)
+    assert pruned.match[queries].tolist() == [1, 5]

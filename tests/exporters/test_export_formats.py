@@ -3,6 +3,8 @@ builder, and the file read by the consuming tool's own loader where it is instal
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -137,6 +139,10 @@ def test_llava_loader_logic_reads_every_row(
     result = export(built, "llava", tmp_path / "out", image_folder=playground.root, progress=False)
     with open(result.data_file) as handle:  # as train.py opens it: default encoding
         list_data_dict = json.load(handle)
+    # Every kept row, and the pictures among them: the checks below run on each record.
+    assert len(list_data_dict) == result.rows == len(built["train"]) > 0
+    image_rows = sum(1 for row in built["train"] if row[schema.IMAGE])
+    assert sum("image" in sample for sample in list_data_dict) == result.image_rows == image_rows > 0
     for sample in list_data_dict:
         source = sample["conversations"]
         if "image" in sample:
@@ -150,9 +156,18 @@ def test_llava_loader_logic_reads_every_row(
         assert sum(len(turn["value"].split()) for turn in source) > 0  # modality_lengths
 
 
+def _installed_or_skip(distribution: str) -> None:
+    """Skip where `distribution` is not installed (`make install` installs it); where it is, its loader must
+    import, so that a broken install fails instead of skipping."""
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{distribution} is not installed (`make install` installs it: see CONSUMER_LOADERS in Makefile)")
+
+
 def _llamafactory() -> Any:
     """LLaMA-Factory's data package; its audio import is stubbed (torchaudio wheels lag torch here)."""
-    pytest.importorskip("llamafactory", reason="llamafactory is not installed (pip install --no-deps llamafactory)")
+    _installed_or_skip("llamafactory")
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
     try:
         import torchaudio  # noqa: F401
@@ -160,11 +175,9 @@ def _llamafactory() -> Any:
         stub = types.ModuleType("torchaudio")
         stub.__spec__ = ModuleSpec("torchaudio", None)
         sys.modules["torchaudio"] = stub
-    try:
-        from llamafactory.data import loader, parser
-        from llamafactory.hparams import DataArguments
-    except ImportError as error:
-        pytest.skip(f"llamafactory's data loader does not import here: {error}")
+    from llamafactory.data import loader, parser
+    from llamafactory.hparams import DataArguments
+
     return loader, parser, DataArguments
 
 
@@ -199,7 +212,8 @@ def test_llamafactory_loads_the_export_with_its_own_loader(
 def test_swift_loads_the_export_with_its_own_loader(
     built: datasets.DatasetDict, playground: Playground, tmp_path: Path
 ) -> None:
-    swift_dataset = pytest.importorskip("swift.dataset", reason="ms-swift is not installed (pip install ms-swift)")
+    _installed_or_skip("ms-swift")
+    swift_dataset = importlib.import_module("swift.dataset")
     result = export(built, "swift", tmp_path / "swift", image_folder=playground.root, progress=False)
     train, _ = swift_dataset.load_dataset([str(result.data_file)], split_dataset_ratio=0.0, num_proc=1)
     assert len(train) == result.rows == len(built["train"])

@@ -36,6 +36,9 @@ def _shapes() -> list[Any]:
     shapes += [[{"from": "user", "value": "Q"}, {"from": "gpt", "value": "A"}] * repeat for repeat in (1, 2, 3)]
     shapes += [[{"from": "user", "value": "Q"}], [], "turns", [5, 6], [{"from": ["user"], "value": "Q"}, {}]]
     shapes += [[{"role": "user", "value": "Q"}, {"from": "gpt", "value": "A"}]]
+    # The token first, with no line break after it (the one-pass reading must leave these to the full pipeline).
+    starts = ("<image>Q", "<image> Q", "<image>\tQ", "<image>\rQ", "<image>\n")
+    shapes += [[{"from": "human", "value": value}, {"from": "gpt", "value": "A"}] for value in starts]
     return shapes
 
 

@@ -24,6 +24,12 @@ def turns(*values: str, roles: tuple[str, ...] = ("human", "gpt")) -> list[dict[
         ("<image>", "<image>"),
         ("  <image>  Describe.", "<image>\nDescribe."),
         ("Q <image>", "<image>\nQ"),
+        # At the start but with no line break after it: the break is put in, whatever joined the text.
+        ("<image>Describe.", "<image>\nDescribe."),
+        ("<image> Describe.", "<image>\nDescribe."),
+        ("<image>\tDescribe.", "<image>\nDescribe."),
+        ("<image> \n Describe.", "<image>\nDescribe."),
+        ("<image>Describe.\nThen more.", "<image>\nDescribe.\nThen more."),
     ],
 )
 def test_image_token_moves_to_the_start_and_text_stays_verbatim(first: str, expected: str) -> None:
