@@ -85,7 +85,7 @@ def test_a_pick_is_a_sorted_sample_of_the_promised_size(
     elif isinstance(sample, int):
         wanted = min(rows, sample)
     else:
-        wanted = min(rows, round(sample * rows))
+        wanted = min(rows, max(1, round(sample * rows)))  # a fraction keeps at least one row of a source with any
     assert picked.dtype == np.int64 and len(picked) == wanted
     assert (np.diff(picked) > 0).all() and (len(picked) == 0 or 0 <= picked[0] <= picked[-1] < rows)
     assert picked.tolist() == source.pick(rows, seed, position).tolist()
