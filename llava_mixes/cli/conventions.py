@@ -23,6 +23,7 @@ EXAMPLES = {
         "llava-mixes publish --recipe mix.yaml --repo my-org/llava_mixes --version 1.1.0 --data-dir playground/data",
     ],
     "check-repo": ["llava-mixes check-repo OUT"],
+    "verify": ["llava-mixes verify mix665k-dedup-0.8 --data-dir playground/data"],
     "export": ["llava-mixes export mix665k-dedup-0.8 --format llava --out exported --data-dir playground/data"],
 }
 """Lines shown under `llava-mixes COMMAND --help`, each one runnable as written (with your folders)."""
