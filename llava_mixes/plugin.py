@@ -18,7 +18,7 @@ from datasets.load import DatasetModule
 
 DATASET_NAME = "llava_mixes"
 DEDUP_MARK = "-dedup-"
-BUILDER_MODULE = "llava_mixes.builder"
+BUILDER_MODULE = "llava_mixes.building.builder"
 _PACKAGE_DIR = Path(__file__).parent
 
 

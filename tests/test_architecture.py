@@ -90,7 +90,7 @@ PREFIX = NAME + "."
 
 def test_the_graph_is_read() -> None:
     assert f"{PREFIX}dedup.search" in GRAPH[f"{PREFIX}dedup.deduplicate"]
-    assert f"{PREFIX}builder" in GRAPH[f"{PREFIX}cli.build"]
+    assert f"{PREFIX}building.entry" in GRAPH[f"{PREFIX}cli.build"]
 
 
 @pytest.mark.parametrize("module", ["schema", "errors"])
@@ -99,42 +99,43 @@ def test_foundations_import_nothing_of_ours(module: str) -> None:
 
 
 def test_sources_and_builders_know_their_raw_format_and_the_schema_only() -> None:
-    stages = ("embedding", "dedup", "report", "publish", "cli", "builder", "release", "playground")
+    stages = ("embedding", "dedup", "report", "publish", "cli", "building", "workflows", "playground")
     modules = _in(PREFIX + "sources") + _in(PREFIX + "builders")
     assert _violations(modules, tuple(PREFIX + stage for stage in stages)) == []
 
 
 def test_dedup_works_on_vectors_and_ids() -> None:
-    stages = ("embedding", "sources", "builders", "builder", "config", "report", "publish", "cli", "playground")
+    stages = ("embedding", "sources", "builders", "building", "report", "publish", "cli", "playground")
     assert _violations(_in(PREFIX + "dedup"), tuple(PREFIX + stage for stage in stages)) == []
 
 
 def test_embedding_knows_no_dedup_source_or_builder() -> None:
-    stages = ("dedup", "sources", "builders", "builder", "report", "publish", "cli", "playground")
+    stages = ("dedup", "sources", "builders", "building", "report", "publish", "cli", "playground")
     assert _violations(_in(PREFIX + "embedding"), tuple(PREFIX + stage for stage in stages)) == []
 
 
 def test_publish_takes_built_datasets_and_never_opens_a_raw_source() -> None:
     """Publish may read the source registry's metadata (licences, citations, languages for the card), never a
     source's reader or files, the builder, or an embedder."""
-    stages = ("sources", "builder", "embedding", "release", "cli", "playground")
+    building = tuple(f"building.{name}" for name in ("builder", "entry", "config", "mixing", "freshness", "losses"))
+    stages = ("sources", *building, "embedding", "workflows", "cli", "playground")
     assert _violations(_in(PREFIX + "publish"), tuple(PREFIX + stage for stage in stages)) == []
 
 
 def test_report_reads_built_rows_and_cached_vectors_only() -> None:
-    stages = ("sources", "builders", "builder", "publish", "release", "cli", "playground")
+    stages = ("sources", "builders", "building", "publish", "workflows", "cli", "playground")
     assert _violations(_in(PREFIX + "report"), tuple(PREFIX + stage for stage in stages)) == []
 
 
 def test_exporters_take_built_or_published_rows_only() -> None:
-    stages = ("sources", "builders", "builder", "embedding", "dedup", "report", "publish", "release", "cli")
+    stages = ("sources", "builders", "building", "embedding", "dedup", "report", "publish", "workflows", "cli")
     assert _violations(_in(PREFIX + "exporters"), tuple(PREFIX + stage for stage in stages)) == []
 
 
 def test_decontam_reads_benchmarks_and_vectors_only() -> None:
     """Decontamination reads benchmark pictures, embeds them through `embedding` and searches with vectors: it
     never opens a training source or the builder, and takes training rows as a `datasets.Dataset`."""
-    stages = ("sources", "builders", "builder", "report", "publish", "exporters", "release", "handover", "cli")
+    stages = ("sources", "builders", "building", "report", "publish", "exporters", "workflows", "cli")
     assert _violations(_in(PREFIX + "decontam"), tuple(PREFIX + stage for stage in stages)) == []
 
 
@@ -180,18 +181,19 @@ def test_there_are_no_import_loops() -> None:
 
 
 def test_one_build_entry() -> None:
-    """`builder.build` is the one place that prepares a config: no other module calls `download_and_prepare`
-    or `load_dataset_builder`."""
+    """The build stage is the one place that prepares a config (`building.entry.build`, and the builder for the
+    plain builds a derived config is made from): no other module calls `download_and_prepare` or
+    `load_dataset_builder`."""
     callers = []
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in ("download_and_prepare", "load_dataset_builder"):
                 callers.append(module)
-    assert sorted(set(callers)) == [PREFIX + "builder"]
+    assert sorted(set(callers)) == [PREFIX + "building.builder", PREFIX + "building.entry"]
 
 
-def test_mixes_take_built_rows_and_vectors_only() -> None:
+def test_recipes_take_built_rows_and_vectors_only() -> None:
     """Overlap between sources reads built rows (`datasets.Dataset`) and embeds through `embedding`: it never
     opens a raw source or the builder."""
-    stages = ("sources", "builders", "builder", "report", "publish", "exporters", "release", "handover", "cli")
-    assert _violations(_in(PREFIX + "mixes"), tuple(PREFIX + stage for stage in stages)) == []
+    stages = ("sources", "builders", "building", "report", "publish", "exporters", "workflows", "cli")
+    assert _violations(_in(PREFIX + "recipes"), tuple(PREFIX + stage for stage in stages)) == []

@@ -21,8 +21,9 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_benchmark_table, format_recipe_table, format_table
 from llava_mixes.builders import SOURCES
+from llava_mixes.building.report import BuildReport
+from llava_mixes.building.tables import format_benchmark_table, format_recipe_table, format_table
 
 PRETTY_NAME = "LLaVA mixes"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
@@ -327,7 +328,7 @@ def _recipes(manifest: dict[str, Any]) -> str:
     if not recipes:
         return ""
     intro = (
-        "A `recipe-<name>` config mixes several sources by a recipe (llava_mixes' `llava_mixes/mixes/recipe.py`): "
+        "A `recipe-<name>` config mixes several sources by a recipe (llava_mixes' `llava_mixes/recipes/recipe.py`): "
         "each source sampled, exact duplicate rows removed, benchmark pictures taken out and near-duplicate "
         "pictures removed across sources, as the recipe says. Its splits are `train` and, where a step applies, "
         "`removed` (near duplicates), `duplicate_row` (exact duplicate rows, with `duplicate_of`) and "

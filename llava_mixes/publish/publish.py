@@ -1,7 +1,7 @@
 """Publish built configs as a versioned, viewer-ready Hub dataset repo, or the identical tree in a local folder.
 
-A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call), writes
-their Parquet shards (`parquet`), merges them into the repo's manifest (`manifest`: every config with its files'
+A publish takes built configs (`building.Built`; `llava_mixes.workflows.release` builds and publishes in one call),
+writes their Parquet shards (`parquet`), merges them into the repo's manifest (`manifest`: every config with its files'
 SHA-256s, and every release with each config's content digest), renders the card from the manifest (`card`),
 and commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
 
@@ -62,7 +62,7 @@ from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, exp
 from llava_mixes.publish.repos import HubRepo, Target, redact
 
 if TYPE_CHECKING:
-    from llava_mixes.builder import Built
+    from llava_mixes.building.entry import Built
     from llava_mixes.report.analysis import DedupAnalysis
 
 logger = logging.getLogger(__name__)

@@ -23,12 +23,12 @@ import numpy as np
 from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
-from llava_mixes.build_report import NO_GROUP
 from llava_mixes.dedup.deduplicate import SCOPES
 from llava_mixes.dedup.sweep import GRID, PassResult, sweep_pass, sweep_thresholds
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError
 from llava_mixes.errors import ConfigError
 from llava_mixes.report.pairs import Band, Pair, sample_pairs, score_bands
+from llava_mixes.schema import NO_GROUP
 
 logger = logging.getLogger(__name__)
 

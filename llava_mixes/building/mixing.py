@@ -1,9 +1,9 @@
-"""The rows of a recipe (see `mixes.recipe`) from its sources' plain builds: each source sampled, the rows put
+"""The rows of a recipe (see `recipes.recipe`) from its sources' plain builds: each source sampled, the rows put
 together in recipe order, exact duplicate rows removed, benchmark pictures taken out, near-duplicate pictures
 removed across the recipe (earlier sources win), with one accounting line per source:
-`rows in = kept + removed + contaminated + duplicate rows + rejected + not sampled` (`build_report.RECIPE_COUNTS`).
+`rows in = kept + removed + contaminated + duplicate rows + rejected + not sampled` (`building.report.RECIPE_COUNTS`).
 
-The builder (`builder.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
+The builder (`building.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import datasets
 
 from llava_mixes import schema
-from llava_mixes.build_report import RECIPE_COUNTS, BuildReport, group_stats
 from llava_mixes.builders import SOURCES, extra_features
+from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats
 from llava_mixes.decontam import CONTAMINATED_SPLIT, find_contamination, split_contaminated
 from llava_mixes.dedup.deduplicate import KEEP_RULE, deduplicate
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
@@ -25,7 +25,7 @@ from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.embedding.transform import fill_cache
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
+from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def recipe_refusal(name: str, value: object) -> str:
         how = "each of the recipe's sources reads its own annotation files from data_dir"
     else:
         how = "a recipe build does not use it, and the recipe has no such setting"
-    return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/mixes/recipe.py)"
+    return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/recipes/recipe.py)"
 
 
 def check_recipe_kwargs(kwargs: dict[str, object]) -> None:

@@ -13,11 +13,7 @@ from hypothesis import strategies as st
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, GroupStats, Rejection, ReportError, format_table
-from llava_mixes.embedding import weights
-from llava_mixes.embedding.embedders import ThumbnailEmbedder
-from llava_mixes.errors import BadRecordError, ConfigError, MalformedSourceError, MissingDataError
-from llava_mixes.freshness import (
+from llava_mixes.building.freshness import (
     BUILD_RECORD,
     BuildRecord,
     damage_reason,
@@ -26,7 +22,13 @@ from llava_mixes.freshness import (
     read_build_record,
     write_build_record,
 )
+from llava_mixes.building.report import BuildReport, GroupStats, ReportError
+from llava_mixes.building.tables import format_table
+from llava_mixes.embedding import weights
+from llava_mixes.embedding.embedders import ThumbnailEmbedder
+from llava_mixes.errors import BadRecordError, ConfigError, MalformedSourceError, MissingDataError
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
+from llava_mixes.schema import Rejection
 from llava_mixes.sources import inputs as build_inputs
 
 

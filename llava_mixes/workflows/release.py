@@ -13,10 +13,11 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from llava_mixes.builder import RECIPE_CONFIG, build, check_config_name
+from llava_mixes.building.config import RECIPE_CONFIG, check_config_name
+from llava_mixes.building.entry import build
+from llava_mixes.building.mixing import check_recipe_kwargs, config_recipe
 from llava_mixes.dedup.deduplicate import THRESHOLDS
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixing import check_recipe_kwargs, config_recipe
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, recipe_config_name
 from llava_mixes.publish.publish import PublishResult, check_arguments, open_target, publish
 from llava_mixes.report.analysis import DedupAnalysis

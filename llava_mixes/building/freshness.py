@@ -35,7 +35,7 @@ from typing import Any
 
 import datasets
 
-from llava_mixes.build_report import REPORT_FILE
+from llava_mixes.building.report import REPORT_FILE
 from llava_mixes.decontam.references import references_changed
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.paths import check_file_name
@@ -281,8 +281,8 @@ def bases_digest(folders: list[Path]) -> str | None:
 
 
 def stale_reason(builder: Any, folder: Path) -> str | None:
-    """Why the build of `builder` (a `builder.LlavaMixes`) cached under `folder` no longer matches its inputs on
-    disk, or None when it does."""
+    """Why the build of `builder` (a `building.builder.LlavaMixes`) cached under `folder` no longer matches its inputs
+    on disk, or None when it does."""
     config = builder.config
     if config.is_derived:
         if config.references():
