@@ -187,6 +187,28 @@ class _Pass:
             self.low[start:stop, :-1] = projected
             self.low[start:stop, -1] = residual
 
+    def inner_products(
+        self, block: np.ndarray, start: int, parts: list[slice], run: Callable
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Each row's highest score against the other rows of the block, the block's scores against itself with
+        the diagonal and later items -inf, and each row's best earlier match in the block, computed a row part at a
+        time with `run` (the pool's `map`)."""
+        size = len(block)
+        row_groups = self.groups[start : start + size] if self.groups is not None else None
+
+        def part_products(part: slice) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+            scores = block[part] @ block.T
+            rows = np.arange(part.start, part.stop)
+            scores[rows - part.start, rows] = -np.inf
+            earlier = np.where(np.arange(size)[None, :] < rows[:, None], scores, -np.inf)
+            groups = row_groups[part] if row_groups is not None else None
+            return scores.max(axis=1), earlier, self.best_matches(earlier, groups, start)
+
+        results = list(run(part_products, parts))
+        best = tuple(np.concatenate([result[2][at] for result in results]) for at in (0, 1))
+        row_max = np.concatenate([result[0] for result in results])
+        return row_max, np.concatenate([result[1] for result in results]), best
+
     def exact_removals(self, item: int, others: np.ndarray) -> np.uint64:
         """The thresholds at which `others` (decided items) remove `item`, from exact cosines."""
         if not others.size:
@@ -387,17 +409,13 @@ class _Pass:
         list(run(lambda part: self.prepare_rows(start + part.start, start + part.stop), parts))
         block = self.units[start:stop]
         low = self.low[start:stop] if self.bound is not None else None
-        row_groups = self.groups[start:stop] if self.groups is not None else None
         sure = np.zeros(size, dtype=np.uint64)
         maybe = np.zeros(size, dtype=np.uint64)
         open_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
         open_columns: list[np.ndarray] = [np.zeros(0, np.int64)]
-        inner = np.concatenate(list(run(lambda part: block[part] @ block.T, parts)))
         self.block_floor = np.full(size, -np.inf, dtype=np.float32)
         if size > 1:
-            np.fill_diagonal(inner, -np.inf)
-            earlier_only = np.where(np.tri(size, k=-1, dtype=bool), inner, -np.inf)
-            block_best = self.best_matches(earlier_only, row_groups, start)
+            inner_max, earlier_only, block_best = self.inner_products(block, start, parts, run)
             # The block's own best earlier scores: a floor under each row's match before any tile is scored.
             self.block_floor = block_best[1]
         bounds_of_tiles = [(first, min(first + tile_size, start)) for first in range(0, start, tile_size)]
@@ -438,7 +456,7 @@ class _Pass:
         self.keep_need[start:stop] = self.lowest(self.keep_bits[start:stop])
         if size > 1:
             if self.want_nearest:
-                np.maximum(self.nearest[start:stop], inner.max(axis=1), out=self.nearest[start:stop])
+                np.maximum(self.nearest[start:stop], inner_max, out=self.nearest[start:stop])
             self.merge_matches(rows, *block_best)
 
 
@@ -471,12 +489,9 @@ def sweep_pass(
         bound = LowRankBound.fit(vectors, norms, PRUNE_PROBE - FLOAT32_TOLERANCE)
     state = _Pass(vectors, norms, tuple(thresholds), groups, want_nearest, floor, bound if prune else None)
     threads = workers or os.cpu_count() or 1
-    # The threads are the parallelism: NumPy's BLAS gets one thread in each (two pools of spinning threads on the
-    # same cores ran a 22K sweep at half the speed on a 2-core EPYC).
-    with (
-        ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool,
-        blas_threads(1) if threads > 1 else contextlib.nullcontext(),
-    ):
+    # The workers are the parallelism: NumPy's BLAS gets one thread in each (its own threads, spinning on the same
+    # cores, ran a 22K pass at half the speed on a busy 2-core EPYC, with one worker or two).
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool, blas_threads(1):
         for start in range(0, len(vectors), block_size):
             stop = min(start + block_size, len(vectors))
             state.block(start, stop, tile_size, pool, threads)
