@@ -164,11 +164,12 @@ def write_playground(root: Path, images: int) -> dict[str, int]:
         if picture.byte_copy_of >= 0:
             shutil.copyfile(root / pictures[picture.byte_copy_of].path, root / picture.path)
     rng = np.random.default_rng(1)
-    words = "the a man woman dog street red blue car table window tree sky building sign book cover two of on".split()
-    image_rows = int(round(images * ROWS_PER_PICTURE))
+    words = ["the", "a", "man", "woman", "dog", "street", "red", "blue", "car", "table", "window", "tree", "sky"]
+    words += ["building", "sign", "book", "cover", "two", "of", "on"]
+    image_rows = round(images * ROWS_PER_PICTURE)
     shown = np.concatenate([np.arange(images), rng.integers(0, images, image_rows - images)])
     rng.shuffle(shown)
-    text_rows = int(round(image_rows * TEXT_ROWS / (1 - TEXT_ROWS)))
+    text_rows = round(image_rows * TEXT_ROWS / (1 - TEXT_ROWS))
     slots = np.sort(rng.choice(image_rows + text_rows, text_rows, replace=False))
     is_text = np.zeros(image_rows + text_rows, dtype=bool)
     is_text[slots] = True
@@ -332,7 +333,8 @@ def run_stage(name: str, command: list[str], environment: dict[str, str]) -> Sta
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise RuntimeError(f"{name} failed ({child.returncode}):\n{output[-3000:]}")
-    sys.stdout.write(f"{name}: {seconds:.1f} s, peak {peak[0] / 2**30:.2f} GiB, wrote {usage.ru_oublock * 512 / 1e9:.2f} GB\n")
+    written = usage.ru_oublock * 512
+    sys.stdout.write(f"{name}: {seconds:.1f} s, peak {peak[0] / 2**30:.2f} GiB, wrote {written / 1e9:.2f} GB\n")
     sys.stdout.flush()
     return Stage(name, seconds, peak[0], usage.ru_maxrss * 1024, usage.ru_oublock * 512, output[-2000:])
 
@@ -410,7 +412,8 @@ def run_all(cli: list[str], root: Path, scratch: Path, floors: Floors) -> list[M
             parts += " (the plain build and its check reused)"
         measured.append(Measured(stage, floor, parts, output))
     report = scratch / "report"
-    stage = run_stage("report", [*cli, "report", CONFIG, *common, "--embedder", "gradients", "--out", str(report)], environment)
+    command = [*cli, "report", CONFIG, *common, "--embedder", "gradients", "--out", str(report)]
+    stage = run_stage("report", command, environment)
     products = report_flops(stats["gradients"], 128, True) / floors.product_rate[128]
     output = folder_bytes(report)
     floor = floors.start + products + output / floors.write_rate
@@ -433,7 +436,8 @@ def run_all(cli: list[str], root: Path, scratch: Path, floors: Floors) -> list[M
     stage = run_stage("export", command, environment)
     output = folder_bytes(exported)
     floor = floors.start + output / floors.write_rate
-    measured.append(Measured(stage, floor, f"start {floors.start:.1f} + write {output / floors.write_rate:.2f}", output))
+    parts = f"start {floors.start:.1f} + write {output / floors.write_rate:.2f}"
+    measured.append(Measured(stage, floor, parts, output))
     return measured
 
 
@@ -462,13 +466,16 @@ def results(args: argparse.Namespace, counts: dict[str, int], floors: Floors, st
         f"| {max(item.stage.peak_rss for item in stages) / 2**30:.2f} GiB | {written / 1e9:.2f} GB "
         f"({written / release:.2f}x the release's {release / 1e9:.2f} GB) |"
     )
-    scale = MIX_PICTURES / args.images
-    build = stages[0].stage.seconds
-    report = stages[2].stage.seconds
-    linear = sum(item.stage.seconds for item in stages if item.stage.name != "report")
-    mix = linear * scale + report * scale**1.72
-    node = GPU_NODE["pictures"] / args.images
-    gpu = (build * node + (linear - build) * node) / (GPU_NODE["cores"] / (os.cpu_count() or 1))
+    # Extrapolation: each stage's time past the CLI's start scales with the pictures, the report's as N^1.72.
+    work = {item.stage.name: max(0.0, item.stage.seconds - floors.start) for item in stages}
+
+    def projected(pictures: float, cores: float) -> float:
+        scale, speed = pictures / args.images, cores / (os.cpu_count() or 1)
+        linear = sum(value for name, value in work.items() if name != "report") * scale
+        return len(stages) * floors.start + (linear + work["report"] * scale**1.72) / speed
+
+    mix = projected(MIX_PICTURES, os.cpu_count() or 1)
+    gpu = projected(GPU_NODE["pictures"], GPU_NODE["cores"])
     return [
         f"\n### The whole run, {datetime.date.today()}: `python bench/bench_full_run.py --images {args.images}`",
         f"Machine: {host()}; load average after the run {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. Playground: "
@@ -483,11 +490,11 @@ def results(args: argparse.Namespace, counts: dict[str, int], floors: Floors, st
         "| --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
-        f"Extrapolated from these per-stage rates (build, publish and export linear in pictures; the report's sweep "
-        f"as N^1.72, its scaling from 200K to 665K in the runs above): the 665K mix ({MIX_PICTURES:,} distinct "
-        f"pictures) about {mix / 60:.0f} min on this machine; a {GPU_NODE['pictures']:,}-picture recipe on a "
-        f"{GPU_NODE['cores']}-core node, the linear stages spread over its cores, about {gpu / 60:.0f} min before "
-        "the report (whose sweep grows as N^1.72 and would dominate).",
+        f"Extrapolated from these per-stage rates (each stage's time past the CLI's start linear in the pictures, "
+        f"the report's as N^1.72, its scaling from 200K to 665K in `bench_report.py`'s runs; all on CPU cores): the "
+        f"665K mix ({MIX_PICTURES:,} distinct pictures) about {mix / 60:.0f} min on this machine; a "
+        f"{GPU_NODE['pictures']:,}-picture recipe on a {GPU_NODE['cores']}-core node, every stage spread over its "
+        f"cores, about {gpu / 3600:.1f} h.",
     ]
 
 

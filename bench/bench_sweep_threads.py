@@ -103,7 +103,8 @@ def main() -> None:
         *rows,
         "",
         f"Medians: sweep {medians['sweep 1']:.1f} s -> {medians['sweep 2']:.1f} s "
-        f"({medians['sweep 1'] / medians['sweep 2']:.2f}x); control {medians['control 1'] / medians['control 2']:.2f}x."
+        f"({medians['sweep 1'] / medians['sweep 2']:.2f}x); control "
+        f"{medians['control 1'] / medians['control 2']:.2f}x."
         f" In the quietest round (control {times['control 1'][best] / times['control 2'][best]:.2f}x) the sweep "
         f"gained {times['sweep 1'][best] / times['sweep 2'][best]:.2f}x.",
     ]

@@ -134,7 +134,7 @@ def test_help_states_each_modes_cost(capsys: pytest.CaptureFixture[str]) -> None
         main(["report", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--cross-group {exact,sample,skip}" in text
-    assert "2.3x the group pass" in text and "share squared" in text and "recall check" in text
+    assert "1.7x the group pass" in text and "share squared" in text and "recall check" in text
 
 
 def test_cli_refuses_a_bad_share_before_building(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
