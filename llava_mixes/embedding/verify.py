@@ -1,0 +1,387 @@
+"""Copy verification: the second stage of copy detection, which confirms a candidate pair only when the two
+pictures really match, pixel region by pixel region, once aligned.
+
+A global descriptor (`gradients`, SSCD) proposes candidate pairs; it cannot read text, so distinct pages, charts,
+screens and covers of one layout look alike to it. The verifier looks at the pixels, with no weights:
+
+1. Each picture becomes a grey square of `size` pixels (its aspect ratio set aside), with a pyramid of halves.
+2. Alignment: a copy may be cropped (up to about 10% per side) and resized. The central part of one picture is
+   matched (normalised cross-correlation over every offset, OpenCV's `matchTemplate`) inside the other at a
+   ladder of scales, coarse (64 px) to fine, keeping the `candidates` best coarse matches. Scales follow the two
+   pictures' aspect ratios (a crop then a uniform resize keeps them), and, for pictures squashed to another
+   shape, the same scale on both axes.
+3. Decision: at `size` pixels, after removing each picture's local mean (so brightness and contrast drop out),
+   the aligned pair is cut into windows of `window` pixels. A window is textured when either picture has
+   structure there; it agrees when the two correlate at `agree_ncc` or more. The pair is a copy when at least
+   `min_windows` windows are textured and at least `agree_share` of them agree. Shared furniture (a header
+   bar, axes, a sidebar) covers few windows; the text, values and pictures that differ cover the rest.
+
+Pictures with too little structure (blank pages, flat colours, a 1x1 pixel) are never confirmed as copies:
+nothing in them can tell a copy from a coincidence. Byte-identical pictures are matched by their SHA-256
+before this stage. Verification runs on candidate pairs only, decodes each picture once per call (an LRU of
+prepared pictures), checks that the bytes it reads still have the SHA-256 the vectors were made from, and is
+deterministic: the same two files and settings give the same verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from llava_mixes.embedding.preprocess import PIXELS_VERSION, to_8bit
+from llava_mixes.errors import ConfigError, LlavaMixesError
+
+logger = logging.getLogger(__name__)
+
+VERIFIER_VERSION = 1
+"""Bumped on every change to how a verdict is reached; part of `CopyVerifier.identity()`."""
+COARSE = 64
+TEMPLATE = (0.12, 0.88)
+"""The central part of one picture (as fractions of each side) looked for inside the other."""
+PAD = 0.2
+"""How far (as a fraction of the side) the template may stick out of the other picture."""
+
+
+class ChangedPictureError(LlavaMixesError, RuntimeError):
+    """A picture read for verification no longer has the SHA-256 its vectors were made from."""
+
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    """What the verifier compares and when it calls a pair a copy (see the module docstring)."""
+
+    size: int = 512
+    max_scale: float = 1.3
+    scales: int = 13
+    candidates: int = 3
+    window: int = 32
+    agree_ncc: float = 0.5
+    agree_share: float = 0.65
+    min_windows: int = 6
+    texture: float = 4.0
+    blur: float = 1.0
+    shifts: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size not in (256, 512, 1024):
+            raise ConfigError(f"size={self.size!r} is not allowed; choose one of [256, 512, 1024]")
+        if self.window not in (16, 32, 64) or self.window * 4 > self.size:
+            raise ConfigError(f"window={self.window!r} is not allowed; choose 16, 32 or 64, at most size / 4")
+        if not 1.0 < self.max_scale <= 2.0:
+            raise ConfigError(f"max_scale={self.max_scale!r} is not allowed; give a number in (1, 2]")
+        for name in ("scales", "candidates", "min_windows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is not allowed; give an integer of at least 1")
+        for name in ("agree_ncc", "agree_share"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+                raise ConfigError(f"{name}={value!r} is not allowed; give a number in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One picture as the verifier sees it: its size in pixels and grey squares by side (`size` down to 64)."""
+
+    width: int
+    height: int
+    levels: dict[int, np.ndarray]
+    padded: dict[int, np.ndarray]
+    """Each level with `PAD` of its side added around it (edge pixels repeated), where templates are sought."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verifier's answer for one pair: copy or not, the share of textured windows that agree, how many
+    windows were textured, the alignment's correlation, and why a pair could not be compared (else None)."""
+
+    copy: bool
+    agreement: float
+    windows: int
+    alignment: float
+    problem: str | None = None
+
+
+@dataclass
+class VerifyStats:
+    """What a verification pass did: pairs looked at, confirmed, and those that could not be compared (with
+    why, by reason); `pictures` decoded."""
+
+    pairs: int = 0
+    confirmed: int = 0
+    pictures: int = 0
+    unverified: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _resize(pixels: np.ndarray, side: int) -> np.ndarray:
+    cv2 = _cv2()
+    shrink = pixels.shape[0] >= side and pixels.shape[1] >= side
+    mode = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(pixels, (side, side), interpolation=mode)
+
+
+class CopyVerifier:
+    """Confirms or rejects candidate copy pairs by aligned local correlation (see the module docstring)."""
+
+    def __init__(self, settings: VerifierSettings | None = None) -> None:
+        self.settings = settings or VerifierSettings()
+        self.levels = [side for side in (1024, 512, 256, 128, COARSE) if side <= self.settings.size]
+        ratio = np.log(self.settings.max_scale)
+        self.scale_ladder = np.exp(np.linspace(-ratio, ratio, self.settings.scales))
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes a verdict: the version, the settings and the pixel conversion."""
+        return {"kind": "aligned-windows", "version": VERIFIER_VERSION, "pixels": PIXELS_VERSION, **asdict(self.settings)}
+
+    def key(self) -> str:
+        """A short digest of `identity()`."""
+        text = repr(sorted(self.identity().items())).encode()
+        return f"verify-{hashlib.sha256(text).hexdigest()[:20]}"
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode one picture into the grey pyramid; PIL's errors (not a picture, truncated) pass through."""
+        side = self.settings.size
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if image.format == "JPEG":
+                image.draft("L", (side, side))
+            grey = np.asarray(to_8bit(image, "L"), dtype=np.uint8)
+        top = _resize(grey, side).astype(np.float32)
+        levels = {side: top}
+        for level in self.levels[1:]:
+            levels[level] = _resize(top, level)
+        cv2 = _cv2()
+        padded = {}
+        for level, pixels in levels.items():
+            pad = round(PAD * level)
+            padded[level] = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        return Prepared(width, height, levels, padded)
+
+    def _families(self, a: Prepared, b: Prepared) -> list[tuple[float, float]]:
+        """The (y, x) scales of b's content in a's frame to try: aspect-preserving, then the same on both axes."""
+        ratio = (b.width / b.height) / (a.width / a.height)
+        low, high = 1 / self.settings.max_scale - 1e-9, self.settings.max_scale + 1e-9
+        pairs = [(float(s), float(s * ratio)) for s in self.scale_ladder if low <= s * ratio <= high]
+        if abs(np.log(ratio)) > 0.02:
+            pairs += [(float(s), float(s)) for s in self.scale_ladder]
+        return pairs
+
+    def _match(
+        self, a: Prepared, b: Prepared, side: int, scale: tuple[float, float], near: tuple[int, int] | None, reach: int
+    ) -> tuple[float, tuple[float, float, float, float]]:
+        """Where b's central part, scaled by `scale`, best matches inside padded a (within `reach` pixels of
+        `near` when given): the correlation, and the map (y scale, y offset, x scale, x offset) from b's
+        frame to a's, in fractions of the side."""
+        cv2 = _cv2()
+        start, stop = round(TEMPLATE[0] * side), round(TEMPLATE[1] * side)
+        template = b.levels[side][start:stop, start:stop]
+        length = stop - start
+        rows, cols = max(4, round(length * scale[0])), max(4, round(length * scale[1]))
+        mode = cv2.INTER_AREA if rows < length and cols < length else cv2.INTER_LINEAR
+        template = cv2.resize(template, (cols, rows), interpolation=mode)
+        pad = round(PAD * side)
+        field_ = a.padded[side]
+        top = left = 0
+        if near is not None:
+            top, left = max(0, near[0] - reach), max(0, near[1] - reach)
+            field_ = field_[top : near[0] + reach + rows, left : near[1] + reach + cols]
+        if field_.shape[0] < rows or field_.shape[1] < cols:
+            return -1.0, (1.0, 0.0, 1.0, 0.0)
+        scores = cv2.matchTemplate(field_, template, cv2.TM_CCOEFF_NORMED)
+        _, best, _, where = cv2.minMaxLoc(scores)
+        y, x = where[1] + top, where[0] + left
+        scale_y, scale_x = rows / length, cols / length
+        mapping = ((y - pad) / side - scale_y * start / side, (x - pad) / side - scale_x * start / side)
+        return float(best) if np.isfinite(best) else -1.0, (scale_y, mapping[0], scale_x, mapping[1])
+
+    def _position(self, mapping: tuple[float, float, float, float], side: int) -> tuple[int, int]:
+        """Where, in padded a at `side` pixels, the template's corner lands under `mapping`."""
+        start = round(TEMPLATE[0] * side) / side
+        pad = round(PAD * side)
+        scale_y, offset_y, scale_x, offset_x = mapping
+        return round((offset_y + scale_y * start) * side) + pad, round((offset_x + scale_x * start) * side) + pad
+
+    def align(self, a: Prepared, b: Prepared) -> tuple[float, tuple[float, float, float, float]]:
+        """The best map from b's frame to a's (see the module docstring) and its correlation at the finest
+        level searched."""
+        coarse = [self._match(a, b, COARSE, scale, None, 0) for scale in self._families(a, b)]
+        order = sorted(range(len(coarse)), key=lambda index: (-coarse[index][0], index))
+        step = float(self.scale_ladder[1] / self.scale_ladder[0]) if len(self.scale_ladder) > 1 else 1.02
+        found = [coarse[index] for index in order[: self.settings.candidates]]
+        for side in [level for level in reversed(self.levels) if COARSE < level <= min(self.settings.size, 256)]:
+            step = step**0.5
+            found = [self._refine(a, b, side, mapping, step, 2 if side == 256 else 1) for _, mapping in found]
+            found = [max(found, key=lambda item: item[0])]
+        best = found[0]
+        side = self.settings.size
+        if side > 256:
+            near = self._position(best[1], side)
+            score, mapping = self._match(a, b, side, (best[1][0], best[1][2]), near, 2 * side // 256)
+            best = (score, mapping) if score >= best[0] - 0.05 else best
+        return best
+
+    def _refine(
+        self,
+        a: Prepared,
+        b: Prepared,
+        side: int,
+        mapping: tuple[float, float, float, float],
+        step: float,
+        steps: int,
+    ) -> tuple[float, tuple[float, float, float, float]]:
+        """The best of the scales within `steps` ladder steps of `mapping` on each axis, each sought within 3
+        pixels of where it predicts."""
+        factors = [step**power for power in range(-steps, steps + 1)]
+        found = []
+        for factor_y in factors:
+            for factor_x in factors:
+                scale = (mapping[0] * factor_y, mapping[2] * factor_x)
+                near = self._position((scale[0], mapping[1], scale[1], mapping[3]), side)
+                found.append(self._match(a, b, side, scale, near, 3))
+        return max(found, key=lambda item: item[0])
+
+    def _windows(self, a: Prepared, b: Prepared, mapping: tuple[float, float, float, float]) -> tuple[int, int]:
+        """Textured windows, and those that agree, with a warped into b's frame by `mapping`."""
+        cv2 = _cv2()
+        side, window = self.settings.size, self.settings.window
+        scale_y, offset_y, scale_x, offset_x = mapping
+        affine = np.array(
+            [
+                [scale_x, 0.0, (offset_x + scale_x * 0.5 / side) * side - 0.5],
+                [0.0, scale_y, (offset_y + scale_y * 0.5 / side) * side - 0.5],
+            ],
+            dtype=np.float32,
+        )
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpAffine(a.levels[side], affine, (side, side), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.warpAffine(
+            np.ones((side, side), np.float32), affine, (side, side), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        )
+        radius = max(1, side // 128)
+        count = side // window
+
+        def local(pixels: np.ndarray) -> np.ndarray:
+            detail = pixels - cv2.blur(pixels, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+            detail = cv2.GaussianBlur(detail, (0, 0), self.settings.blur * side / 512)
+            return detail.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1)
+
+        right = local(b.levels[side])
+        whole = inside.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1).min(1) > 0
+        right = right - right.mean(1, keepdims=True)
+        spread_right = np.sqrt((right * right).mean(1))
+        reach = self.settings.shifts
+        best = np.full(count * count, -1.0)
+        textured = np.zeros(count * count, dtype=bool)
+        for dy in range(-reach, reach + 1):
+            for dx in range(-reach, reach + 1):
+                moved = np.roll(warped, (dy, dx), axis=(0, 1)) if (dy or dx) else warped
+                left = local(moved)
+                left = left - left.mean(1, keepdims=True)
+                spread_left = np.sqrt((left * left).mean(1))
+                correlation = (left * right).mean(1) / np.maximum(spread_left * spread_right, 1e-6)
+                best = np.maximum(best, correlation)
+                if not (dy or dx):
+                    textured = whole & (np.maximum(spread_left, spread_right) >= self.settings.texture)
+        agree = textured & (best >= self.settings.agree_ncc)
+        return int(textured.sum()), int(agree.sum())
+
+    def verify(self, a: Prepared, b: Prepared) -> Verdict:
+        """Whether a and b are copies of each other: b's centre is sought in a, and b's frame judged."""
+        alignment, mapping = self.align(a, b)
+        textured, agree = self._windows(a, b, mapping)
+        share = agree / textured if textured else 0.0
+        copy = textured >= self.settings.min_windows and share >= self.settings.agree_share
+        return Verdict(copy, round(share, 6), textured, round(alignment, 6))
+
+class PictureSource:
+    """Where the verifier reads pictures: SHA-256 -> a function returning the bytes. Every read is checked
+    against the SHA-256, so a file edited since its vectors were made raises `ChangedPictureError`."""
+
+    def __init__(self, readers: dict[str, Callable[[], bytes]]) -> None:
+        self.readers = readers
+
+    def read(self, sha: str) -> bytes:
+        data = self.readers[sha]()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ChangedPictureError(
+                f"the picture with SHA-256 {sha[:12]}... changed since it was embedded; rebuild the dataset "
+                "(download_mode='force_redownload') so that its image_sha256 matches the file again"
+            )
+        return data
+
+
+def verify_pairs(
+    verifier: CopyVerifier,
+    pairs: Sequence[tuple[str, str]],
+    source: PictureSource,
+    workers: int | None = None,
+    memory: int = 512,
+) -> tuple[list[Verdict], VerifyStats]:
+    """The verdict of every (SHA-256, SHA-256) pair, in order. Pictures are decoded once each while they stay
+    among the `memory` most recently used; a picture that does not decode gives its pairs a verdict with a
+    `problem` (not a copy), counted in the stats by reason. Raises `ChangedPictureError` as `source` does."""
+    stats = VerifyStats(pairs=len(pairs))
+    prepared: OrderedDict[str, Prepared | str] = OrderedDict()
+
+    def decode(sha: str) -> Prepared | str:
+        data = source.read(sha)
+        try:
+            return verifier.prepare(data)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'cannot decode'}"
+
+    verdicts: list[Verdict] = []
+    chunk = max(1, memory // 4)
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(pairs), chunk):
+            part = list(pairs[start : start + chunk])
+            wanted = list(dict.fromkeys(sha for pair in part for sha in pair))
+            for sha in wanted:
+                if sha in prepared:
+                    prepared.move_to_end(sha)
+            missing = [sha for sha in wanted if sha not in prepared]
+            for sha, value in zip(missing, pool.map(decode, missing), strict=True):
+                prepared[sha] = value
+            stats.pictures += len(missing)
+            sides = [(prepared[a], prepared[b]) for a, b in part]
+            while len(prepared) > max(memory, len(wanted)):
+                prepared.popitem(last=False)
+            verdicts.extend(pool.map(lambda pair: verdict_of(verifier, *pair), sides))
+    for verdict in verdicts:
+        stats.confirmed += int(verdict.copy)
+        if verdict.problem:
+            stats.unverified[verdict.problem] = stats.unverified.get(verdict.problem, 0) + 1
+    return verdicts, stats
+
+
+def verdict_of(verifier: CopyVerifier, a: Prepared | str, b: Prepared | str) -> Verdict:
+    """The verdict of two prepared pictures, or of a pair where one could not be decoded (its reason)."""
+    for side in (a, b):
+        if isinstance(side, str):
+            return Verdict(False, 0.0, 0, 0.0, f"a picture does not decode: {side}")
+    assert isinstance(a, Prepared) and isinstance(b, Prepared)
+    return verifier.verify(a, b)
+
+
+def ordered_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each unordered pair once, smaller SHA-256 first, sorted (the order verification visits them in)."""
+    return sorted({(a, b) if a <= b else (b, a) for a, b in pairs if a != b})
