@@ -5,7 +5,8 @@ embedding cache (so a second run embeds nothing), and searched against every oth
 `range_search` (float32 tiles, float64 re-check). For sources `a` and `b`:
 
 - `exact[a][b]`: distinct pictures present in both, byte for byte (the diagonal: each source's distinct pictures);
-- `near[a][b]`: distinct pictures of `a` with a picture of `b` at cosine >= the threshold (a byte copy always
+- `near[a][b]`: distinct pictures of `a` with a copy among `b`'s: at cosine >= the threshold, confirmed by
+  verification for a copy embedder (`decontam.copies`; a byte copy always
   counts, embedded or not; so `near >= exact`; the diagonal: each source's distinct pictures);
 - `rows_lost[b][a]` for `a` listed before `b`: rows of `b` whose picture has such a match among `a`'s pictures;
   `rows_lost_total[b]`: rows of `b` whose picture has a match in any earlier source, which is what a mix with
@@ -26,6 +27,7 @@ import datasets
 import numpy as np
 
 from llava_mixes import schema
+from llava_mixes.decontam.copies import confirm, picture_source, verification_record
 from llava_mixes.decontam.decontaminate import copy_search
 from llava_mixes.decontam.search import range_search
 from llava_mixes.embedding.embedders import Embedder
@@ -55,6 +57,7 @@ class Overlap:
     not_embedded: int = 0
     embedded: int = 0
     cached: int = 0
+    verification: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Everything, as JSON-serialisable values."""
@@ -113,6 +116,12 @@ def source_overlap(
     usable = np.flatnonzero([error is None for error in errors])
     logger.info("overlap of %s: %d distinct pictures, %d embedded", names, len(hashes), len(usable))
     found = range_search(vectors[usable], vectors[usable], threshold, block_size=block_size, tile_size=tile_size)
+    verification = None
+    if search.verifier is not None:
+        keys = [hashes[position] for position in usable.tolist()]
+        source = picture_source(*(sources[name] for name in names))
+        found, verified = confirm(found, keys, keys, search.verifier, source, num_workers)
+        verification = verification_record(search.verifier, threshold, verified)
     identity = np.arange(len(hashes), dtype=np.int64)
     left = np.concatenate([usable[found.query], identity])
     right = np.concatenate([usable[found.reference], identity])
@@ -144,6 +153,7 @@ def source_overlap(
         not_embedded=len(hashes) - len(usable),
         embedded=embedded,
         cached=cached,
+        verification=verification,
     )
 
 
