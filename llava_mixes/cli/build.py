@@ -205,8 +205,8 @@ def print_report(report: BuildReport) -> None:
         out(f"exact duplicate rows (same picture and conversation text as an earlier row): {report.duplicate_rows}")
     if report.decontamination:
         data = report.decontamination
-        verified = data.get("verification")
-        how = f", confirmed by verification ({verified['confirmed']:,} of {verified['pairs']:,} candidate pairs)"
+        verified = data.get("verification") or {}
+        how = f", confirmed by verification ({verified.get('confirmed', 0):,} of {verified.get('pairs', 0):,} pairs)"
         out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}{how if verified else ''}")
         out(format_benchmark_table(data))
     for repair in report.cache_repairs:

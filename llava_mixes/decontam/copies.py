@@ -151,4 +151,3 @@ def copy_deduplicate(
         schema.REMOVED_SPLIT: annotated.select(np.flatnonzero(gone)),
     }
     return datasets.DatasetDict(splits), stats
-

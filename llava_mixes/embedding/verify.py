@@ -150,7 +150,12 @@ class CopyVerifier:
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes a verdict: the version, the settings and the pixel conversion."""
-        return {"kind": "aligned-windows", "version": VERIFIER_VERSION, "pixels": PIXELS_VERSION, **asdict(self.settings)}
+        return {
+            "kind": "aligned-windows",
+            "version": VERIFIER_VERSION,
+            "pixels": PIXELS_VERSION,
+            **asdict(self.settings),
+        }
 
     def key(self) -> str:
         """A short digest of `identity()`."""
@@ -285,7 +290,9 @@ class CopyVerifier:
             return detail.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1)
 
         right = local(b.levels[side])
-        whole = inside.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1).min(1) > 0
+        whole = (
+            inside.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1).min(1) > 0
+        )
         right = right - right.mean(1, keepdims=True)
         spread_right = np.sqrt((right * right).mean(1))
         reach = self.settings.shifts
@@ -312,6 +319,7 @@ class CopyVerifier:
         copy = textured >= self.settings.min_windows and share >= self.settings.agree_share
         return Verdict(copy, round(share, 6), textured, round(alignment, 6))
 
+
 class PictureSource:
     """Where the verifier reads pictures: SHA-256 -> a function returning the bytes. Every read is checked
     against the SHA-256, so a file edited since its vectors were made raises `ChangedPictureError`."""
@@ -320,7 +328,13 @@ class PictureSource:
         self.readers = readers
 
     def read(self, sha: str) -> bytes:
-        data = self.readers[sha]()
+        """The bytes of the picture `sha`; `ChangedPictureError` if they are gone or are other bytes now."""
+        try:
+            data = self.readers[sha]()
+        except OSError as error:
+            raise ChangedPictureError(
+                f"the picture with SHA-256 {sha[:12]}... cannot be read any more ({error}); rebuild the dataset"
+            ) from error
         if hashlib.sha256(data).hexdigest() != sha:
             raise ChangedPictureError(
                 f"the picture with SHA-256 {sha[:12]}... changed since it was embedded; rebuild the dataset "

@@ -91,7 +91,9 @@ def scene(seed: int, variant: int = 0) -> Image.Image:
     pixels = np.where(below[..., None], ground, sky).astype(np.float32)
     pixels += 25.0 * light[..., None]
     texture = _spectrum_field(own, height, width, 3.0, np.inf)
-    pixels += own.uniform(15, 40) * texture[..., None] * own.uniform(0.7, 1.3, size=3) * np.where(below, 1.0, 0.5)[..., None]
+    pixels += (
+        own.uniform(15, 40) * texture[..., None] * own.uniform(0.7, 1.3, size=3) * np.where(below, 1.0, 0.5)[..., None]
+    )
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     _draw_shapes(image, own, float(np.mean(line)))
     noisy = np.asarray(image, dtype=np.float32) + own.normal(0, own.uniform(2, 6), size=(height, width, 1))
@@ -114,7 +116,9 @@ def _draw_shapes(image: Image.Image, rng: np.random.Generator, horizon: float) -
         elif kind == 1:
             angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
             radii = size * rng.uniform(0.5, 1.2, len(angles))
-            draw.polygon([(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)], fill=colour)
+            draw.polygon(
+                [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)], fill=colour
+            )
         else:
             draw.rectangle((cx - size * 0.12, cy - size * 2, cx + size * 0.12, cy), fill=colour)
             draw.ellipse((cx - size * 0.8, cy - size * 2.8, cx + size * 0.8, cy - size * 1.6), fill=colour)
@@ -152,7 +156,9 @@ def _factor(rng: np.random.Generator, spread: float) -> float:
 def _crop(image: Image.Image, sides: np.ndarray) -> Image.Image:
     width, height = image.size
     left, top, right, bottom = (float(side) for side in sides)
-    return image.crop((round(left * width), round(top * height), round((1 - right) * width), round((1 - bottom) * height)))
+    return image.crop(
+        (round(left * width), round(top * height), round((1 - right) * width), round((1 - bottom) * height))
+    )
 
 
 def _resize(image: Image.Image, scale: float) -> Image.Image:

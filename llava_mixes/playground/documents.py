@@ -122,7 +122,9 @@ def chart(shared: np.random.Generator, own: np.random.Generator) -> Image.Image:
     image = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(image)
     small, label = font(0, 11), font(0, 13)
-    draw.text((width // 2 - 150, 14), words(own, int(own.integers(3, 6)), title=True), font=font(2, 17), fill=(20,) * 3)
+    draw.text(
+        (width // 2 - 150, 14), words(own, int(own.integers(3, 6)), title=True), font=font(2, 17), fill=(20,) * 3
+    )
     left, top, right, bottom = 70, 60, width - 40, height - 60
     series = int(shared.integers(1, 4))
     categories = int(shared.integers(4, 10))
@@ -206,7 +208,11 @@ def table(shared: np.random.Generator, own: np.random.Generator) -> Image.Image:
             draw.rectangle((20, y, width - 20, y + row_height), fill=stripe)
         x = 20
         for index in range(columns):
-            cell = f"{own.uniform(0, 10 ** int(own.integers(1, 5))):,.{int(own.integers(0, 3))}f}" if numeric[index] else word(own)
+            cell = (
+                f"{own.uniform(0, 10 ** int(own.integers(1, 5))):,.{int(own.integers(0, 3))}f}"
+                if numeric[index]
+                else word(own)
+            )
             draw.text((x + 6, y + row_height * 0.2), cell[:12], font=face, fill=(30,) * 3)
             x += widths[index]
         draw.line((20, y + row_height, width - 20, y + row_height), fill=(200, 200, 200), width=1)
