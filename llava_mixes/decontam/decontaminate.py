@@ -263,7 +263,8 @@ def decontaminate(
 
     `references`: image folders, question files, TSVs, LLaVA eval folders, datasets or Hub ids (see
     `decontam.references`). `threshold=None`: the embedder's own (for `gradients`, candidates at 0.70 that
-    verification then confirms; 0.9 for an embedder that states none). `kwargs` go to `find_contamination` (`cache_dir`, `device`, `batch_size`, ...)."""
+    verification then confirms; 0.9 for an embedder that states none). `kwargs` go to `find_contamination`
+    (`cache_dir`, `device`, `batch_size`, ...)."""
     return split_contaminated(ds, find_contamination(ds, references, threshold, embedder, **kwargs))
 
 
