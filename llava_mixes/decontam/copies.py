@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from llava_mixes import schema
-from llava_mixes.decontam.search import Matches, range_search
+from llava_mixes.decontam.candidates import CandidateBudget, CandidateTally, candidate_pairs
+from llava_mixes.decontam.search import Matches
 from llava_mixes.embedding.cache import read_image_bytes
 from llava_mixes.embedding.copy import GradientsEmbedder, TorchScriptEmbedder
 from llava_mixes.embedding.embedders import Embedder
@@ -77,6 +78,19 @@ def verification_record(verifier: CopyVerifier, threshold: float, stats: VerifyS
     return {"verifier": verifier.identity(), "candidate_threshold": threshold, **stats.to_json()}
 
 
+def picture_groups(dataset: datasets.Dataset) -> dict[str, str]:
+    """Each distinct picture's SHA-256 -> the image group of its first row ("(no image group)" where none)."""
+    columns = [column for column in (schema.IMAGE_SHA256, schema.IMAGE_GROUP) if column in dataset.column_names]
+    groups: dict[str, str] = {}
+    for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=65536):
+        hashes = table.column(schema.IMAGE_SHA256).to_pylist()
+        names = table.column(schema.IMAGE_GROUP).to_pylist() if len(columns) == 2 else [None] * len(hashes)
+        for sha, group in zip(hashes, names, strict=True):
+            if sha is not None:
+                groups.setdefault(sha, group or "(no image group)")
+    return groups
+
+
 def copy_deduplicate(
     rows: datasets.Dataset,
     vectors_of: dict[str, np.ndarray],
@@ -84,13 +98,15 @@ def copy_deduplicate(
     scope: str,
     verifier: CopyVerifier,
     workers: int | None = None,
+    budget: CandidateBudget | None = None,
 ) -> tuple[datasets.DatasetDict, VerifyStats]:
     """Keep-first copy dedup with verification: visiting pictures in row order, a picture is removed when it is a
     confirmed copy (candidate at cosine >= `threshold`, then verified) of a picture already kept in its scope
     (`global`, or `group`: per image group). Rows with the path of a removed picture, and rows with another path
     to a kept picture's bytes, go to `removed` with `duplicate_of` (the kept path) and `similarity` (the cosine; 1.0
     for the same bytes); `train` holds the rest, with those columns null. `vectors_of` maps each picture's
-    SHA-256 to its vector; rows whose picture has none are kept."""
+    SHA-256 to its vector; rows whose picture has none are kept. Every group's candidates are counted before any
+    is verified: past `budget` (default `CandidateBudget.of()`), `TooManyCandidatesError` names the groups."""
     table = rows.select_columns([schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP]).with_format("arrow")[:]
     paths = table.column(schema.IMAGE_PATH).to_pylist()
     hashes = table.column(schema.IMAGE_SHA256).to_pylist()
@@ -103,15 +119,19 @@ def copy_deduplicate(
         first_path[(group, sha)] = path
         if sha in vectors_of:
             order.setdefault(group, []).append(sha)
+    budget = budget or CandidateBudget.of()
+    tally = CandidateTally()
+    found: dict[object, Matches] = {}
+    for group, members in order.items():
+        vectors = np.stack([vectors_of[sha] for sha in members]).astype(np.float32)
+        labels = [str(group) if scope == "group" else "(all groups)"] * len(members)
+        found[group] = candidate_pairs(vectors, vectors, threshold, labels, labels, budget, tally, earlier_only=True)
+    budget.check(tally, f"cosine >= {threshold}", "the dedup threshold, e.g. a recipe's dedup.threshold")
     source = picture_source(rows)
     stats = VerifyStats()
     removed_content: dict[tuple[object, str], tuple[str, float]] = {}
     for group, members in order.items():
-        vectors = np.stack([vectors_of[sha] for sha in members]).astype(np.float32)
-        found = range_search(vectors, vectors, threshold)
-        earlier = found.reference < found.query
-        candidates = Matches(found.query[earlier], found.reference[earlier], found.similarity[earlier])
-        confirmed, part = confirm(candidates, members, members, verifier, source, workers)
+        confirmed, part = confirm(found[group], members, members, verifier, source, workers)
         stats.pairs += part.pairs
         stats.confirmed += part.confirmed
         stats.pictures += part.pictures

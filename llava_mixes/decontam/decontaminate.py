@@ -19,7 +19,8 @@ import datasets
 import numpy as np
 
 from llava_mixes import build_report, schema
-from llava_mixes.decontam.copies import confirm, picture_source, verification_record, verifies
+from llava_mixes.decontam.candidates import CandidateBudget, CandidateTally, candidate_pairs
+from llava_mixes.decontam.copies import confirm, picture_groups, picture_source, verification_record, verifies
 from llava_mixes.decontam.references import Reference, load_references, reference_dataset
 from llava_mixes.decontam.search import range_search
 from llava_mixes.dedup.deduplicate import check_threshold
@@ -36,6 +37,8 @@ DEFAULT_EMBEDDER = "gradients"
 """Decontamination looks for copies, so it defaults to a copy embedder (weight-free, crop-tolerant)."""
 FALLBACK_THRESHOLD = 0.9
 """The threshold for an embedder that states no copy threshold of its own (`copy_threshold`)."""
+RAISE_THRESHOLD = "decontaminate_threshold= in build(), --decontaminate-threshold, or threshold= in decontaminate()"
+"""Where a user sets a higher candidate threshold for decontamination (named by `TooManyCandidatesError`)."""
 CONTAMINATED_SPLIT = "contaminated"
 MATCHED_REFERENCE = "matched_reference"
 DECONTAM_FEATURES = {
@@ -158,10 +161,14 @@ def find_contamination(
     num_workers: int | None = None,
     block_size: int = 1024,
     tile_size: int = 16384,
+    max_candidate_pairs: int | None = None,
 ) -> Contamination:
     """The rows of `dataset` (with `image` and `image_sha256` columns) whose picture copies a reference picture
-    (see the module docstring); `threshold=None` is the embedder's copy threshold (`default_threshold`)."""
+    (see the module docstring); `threshold=None` is the embedder's copy threshold (`default_threshold`). Where
+    verification confirms the candidates, more than `max_candidate_pairs` of them (None: `CandidateBudget.of`)
+    stop the run with `TooManyCandidatesError` before any is verified."""
     search = copy_search(embedder, threshold, device, cache_dir)
+    budget = CandidateBudget.of(max_candidate_pairs)
     model, devices, threshold, root = search.model, search.devices, search.threshold, search.cache_root
     found = load_references(references)
     stats = {name: BenchmarkStats(name) for name in found.benchmarks}
@@ -192,8 +199,26 @@ def find_contamination(
     if train_keys and ref_keys:
         train_vectors, _ = cache.vectors(train_keys)
         ref_vectors, _ = cache.vectors(ref_keys)
-        matches = range_search(train_vectors, ref_vectors, threshold, block_size, tile_size)
-        if search.verifier is not None:
+        if search.verifier is None:
+            matches = range_search(train_vectors, ref_vectors, threshold, block_size, tile_size)
+        else:
+            groups = picture_groups(dataset)
+            benchmark_of = {image.sha256: image.benchmark for image in found.images}
+            tally = CandidateTally()
+            matches = candidate_pairs(
+                train_vectors,
+                ref_vectors,
+                threshold,
+                [groups.get(sha, "(no image group)") for sha in train_keys],
+                [benchmark_of[sha] for sha in ref_keys],
+                budget,
+                tally,
+                block_size=block_size,
+                tile_size=tile_size,
+            )
+            budget.check(
+                tally, f"cosine >= {threshold} with {model.identity().get('kind', embedder)}", RAISE_THRESHOLD
+            )
             source = picture_source(dataset, reference_dataset(found.images))
             matches, verified = confirm(matches, train_keys, ref_keys, search.verifier, source, num_workers)
             result.verification = verification_record(search.verifier, threshold, verified)
