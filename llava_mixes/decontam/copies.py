@@ -25,7 +25,8 @@ from llava_mixes.embedding.cache import read_image_bytes
 from llava_mixes.embedding.copy import GradientsEmbedder, TorchScriptEmbedder
 from llava_mixes.embedding.embedders import Embedder
 from llava_mixes.embedding.transform import distinct_images
-from llava_mixes.embedding.verify import CopyVerifier, PictureSource, VerifyStats, ordered_pairs, verify_pairs
+from llava_mixes.embedding.verify import CopyVerifier
+from llava_mixes.embedding.verify_runs import PictureSource, VerifyStats, ordered_pairs, verify_pairs
 
 logger = logging.getLogger(__name__)
 

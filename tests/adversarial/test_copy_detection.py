@@ -18,13 +18,8 @@ from llava_mixes import schema
 from llava_mixes.build_report import REPORT_FILE, BuildReport, GroupStats, removal_alarms
 from llava_mixes.decontam.copies import copy_deduplicate, picture_source
 from llava_mixes.embedding.copy import GradientsEmbedder
-from llava_mixes.embedding.verify import (
-    ChangedPictureError,
-    CopyVerifier,
-    PictureSource,
-    VerifierSettings,
-    verify_pairs,
-)
+from llava_mixes.embedding.verify import CopyVerifier, VerifierSettings
+from llava_mixes.embedding.verify_runs import ChangedPictureError, PictureSource, verify_pairs
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.copies import encode, jpeg, picture
 

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llava_mixes.embedding.verify import (
-    CopyVerifier,
-    PictureSource,
-    VerifierSettings,
-    ordered_pairs,
-    verify_pairs,
-)
+from llava_mixes.embedding.verify import CopyVerifier, VerifierSettings
+from llava_mixes.embedding.verify_runs import PictureSource, ordered_pairs, verify_pairs
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.copies import KINDS, TRANSFORMATIONS, copy_benchmark, encode, picture, plant
 
@@ -26,13 +21,13 @@ def verifier() -> CopyVerifier:
     return CopyVerifier()
 
 
-@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind != "screenshot"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_copies_of_every_kind_are_confirmed_and_look_alikes_are_not(verifier: CopyVerifier, kind: str) -> None:
     original = picture(kind, 101)
     data = encode(original, kind)
     rng = np.random.default_rng(7)
     prepared = verifier.prepare(data)
-    for transformation in ("resize", "combined") if kind == "cover" else ("crop", "combined"):
+    for transformation in ("crop", "combined"):
         detail, copy = plant(Image.open(io.BytesIO(data)).convert("RGB"), transformation, rng)
         verdict = verifier.verify(prepared, verifier.prepare(copy))
         assert verdict.copy, (kind, transformation, detail, verdict)
@@ -41,18 +36,24 @@ def test_copies_of_every_kind_are_confirmed_and_look_alikes_are_not(verifier: Co
     assert not verdict.copy, (kind, verdict)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: screenshots of one template share most windows (chrome)")
 def test_screenshots_of_one_template_are_told_apart(verifier: CopyVerifier) -> None:
-    first, second = (verifier.prepare(encode(picture("screenshot", 101, variant), "screenshot")) for variant in (0, 1))
-    assert not verifier.verify(first, second).copy
+    """Their chrome (app bar, sidebar, card frames) agrees; the words in it and the cards' text do not."""
+    for seed in (101, 5, 12):
+        first, second = (
+            verifier.prepare(encode(picture("screenshot", seed, variant), "screenshot")) for variant in (0, 1)
+        )
+        verdict = verifier.verify(first, second)
+        assert not verdict.copy and verdict.agreement < 0.85, (seed, verdict)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: cover crops align to within 1-2% scale, too coarse at 512 px")
-def test_this_cover_crop_is_found(verifier: CopyVerifier) -> None:
+def test_a_cover_crop_is_aligned_exactly(verifier: CopyVerifier) -> None:
+    """A ladder of scales left this crop 1-2% off in scale (65-75% of windows agreeing): findTransformECC makes
+    the alignment exact, so every window agrees."""
     data = encode(picture("cover", 101), "cover")
     rng = np.random.default_rng(7)
     _, copy = plant(Image.open(io.BytesIO(data)).convert("RGB"), "crop", rng)
-    assert verifier.verify(verifier.prepare(data), verifier.prepare(copy)).copy
+    verdict = verifier.verify(verifier.prepare(data), verifier.prepare(copy))
+    assert verdict.copy and verdict.agreement == 1.0, verdict
 
 
 def test_a_pair_gets_the_same_verdict_every_time_and_with_any_number_of_threads(verifier: CopyVerifier) -> None:
