@@ -22,74 +22,13 @@ from PIL import Image, ImageDraw, ImageFont
 KINDS = ("page", "chart", "table", "diagram", "slide", "screenshot", "cover")
 FONT_FOLDERS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "DejaVuSerif-Bold.ttf")
-SYLLABLES = [
-    "ba",
-    "be",
-    "con",
-    "de",
-    "di",
-    "en",
-    "er",
-    "for",
-    "ga",
-    "in",
-    "is",
-    "la",
-    "le",
-    "li",
-    "lo",
-    "ma",
-    "me",
-    "mi",
-    "mo",
-    "na",
-    "ne",
-    "no",
-    "ol",
-    "on",
-    "or",
-    "pa",
-    "pe",
-    "per",
-    "pi",
-    "pro",
-    "qu",
-    "ra",
-    "re",
-    "ri",
-    "ro",
-    "sa",
-    "se",
-    "si",
-    "so",
-    "st",
-    "ta",
-    "te",
-    "ti",
-    "to",
-    "tra",
-    "un",
-    "ur",
-    "va",
-    "ve",
-    "vi",
-    "wa",
-    "we",
-    "an",
-    "al",
-    "ar",
-    "at",
-    "es",
-    "et",
-    "it",
-    "ous",
-    "ment",
-    "tion",
-    "ing",
-    "ly",
-    "ers",
-    "ter",
-]
+SYLLABLE_TEXT = (
+    "ba be con de di en er for ga in is la le li lo ma me mi mo na ne no ol on or pa pe per pi pro qu ra "
+    "re ri ro sa se si so st ta te ti to tra un ur va ve vi wa we an al ar at es et it ous ment tion ing "
+    "ly ers ter"
+)
+"""The syllables words are made of, space-separated."""
+SYLLABLES = SYLLABLE_TEXT.split()
 Colour = tuple[int, int, int]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 

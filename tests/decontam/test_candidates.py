@@ -3,11 +3,11 @@ budget that stops a run before verification when there are too many (library, bu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from document_folders import write_mix665k
 
 from llava_mixes import schema
 from llava_mixes.builder import build
@@ -29,8 +29,6 @@ from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.mixes import source_overlap
 from llava_mixes.playground import Playground
 from llava_mixes.playground.copies import encode, picture
-
-PNG_MAGIC = b"\x89PNG"
 
 
 def _clustered(seed: int, count: int) -> np.ndarray:
@@ -110,22 +108,6 @@ def test_the_budget_comes_from_the_argument_the_environment_or_the_default(monke
             CandidateBudget.of(bad_value)
 
 
-def write_mix665k(root: Path, pictures: dict[str, list[bytes]]) -> Path:
-    """A 665K-layout folder: each picture under its group's folder, one row each; returns the folder."""
-    folders = {"ocr_vqa": "ocr_vqa/images", "textvqa": "textvqa/train_images", "coco": "coco/train2017"}
-    records = []
-    for group, items in pictures.items():
-        for number, data in enumerate(items):
-            suffix = "png" if data.startswith(PNG_MAGIC) else "jpg"
-            path = f"{folders[group]}/{number:09d}.{suffix}"
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_bytes(data)
-            turns = [{"from": "human", "value": "<image>\nWhat is the title?"}, {"from": "gpt", "value": "A title."}]
-            records.append({"id": f"{group}-{number}", "image": path, "conversations": turns})
-    (root / "llava_v1_5_mix665k.json").write_text(json.dumps(records))
-    return root
-
-
 def _spy_on_verification(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     original = verify.CopyVerifier.verify
@@ -141,8 +123,9 @@ def _spy_on_verification(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.fixture
 def pages(tmp_path: Path) -> tuple[Path, Path]:
     """A 665K-layout folder of 6 covers and 4 pages, and a benchmark folder of 3 other pages."""
-    data = write_mix665k(
-        tmp_path / "data",
+    data = tmp_path / "data"
+    write_mix665k(
+        data,
         {
             "ocr_vqa": [encode(picture("cover", seed), "cover") for seed in range(6)],
             "textvqa": [encode(picture("page", seed), "page") for seed in range(4)],
