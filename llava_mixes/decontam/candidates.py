@@ -94,7 +94,7 @@ class CandidateBudget:
         hours = tally.pairs * self.seconds_per_pair / 3600
         cores = min(8, os.cpu_count() or 1)
         top = ", ".join(
-            f"{query} x {reference}: {count:,}"
+            f"{_shown(query)} x {_shown(reference)}: {count:,}"
             for (query, reference), count in tally.by_labels.most_common(SHOWN_LABELS)
         )
         raise TooManyCandidatesError(
@@ -105,6 +105,12 @@ class CandidateBudget:
             "(embedder='path/to/sscd_disc_mixup.torchscript.pt'); or a larger budget (max_candidate_pairs=N, or "
             f"the environment variable {BUDGET_VARIABLE}=N), nothing is verified until then"
         )
+
+
+def _shown(label: str) -> str:
+    """A label as the error shows it: as it is, or quoted with escapes where it holds a line break or another
+    character that does not print (labels come from folder and file names)."""
+    return label if label.isprintable() else repr(label)
 
 
 def _codes(labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
