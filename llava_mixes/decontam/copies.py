@@ -1,7 +1,8 @@
 """Copy detection in two stages, shared by decontamination, overlap and a recipe's copy dedup.
 
 1. A copy embedder's vectors propose candidate pairs: every pair at cosine >= the embedder's
-   `candidate_threshold` (a threshold tuned for recall), found with the exact `range_search`.
+   `candidate_threshold` (a threshold tuned for recall), found by `decontam.candidates` (the exact blocked range
+   search), which counts them against a budget and stops before verifying anything when there are too many.
 2. `embedding.verify` confirms a candidate only when the two pictures match region by region once aligned.
 
 Which embedders use the second stage (`verifies`): the copy embedders (`gradients`, TorchScript models such as

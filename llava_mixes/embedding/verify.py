@@ -9,17 +9,19 @@ screens and covers of one layout look alike to it. The verifier looks at the pix
    matched (normalised cross-correlation over every offset, OpenCV's `matchTemplate`) inside the other at a
    ladder of scales at 64 px, keeping the `candidates` best matches, refined at 128 px. Scales follow the two
    pictures' aspect ratios (a crop then a uniform resize keeps them), and, for pictures squashed to another
-   shape, the same scale on both axes. That alignment is then made exact at 256 px by OpenCV's
-   enhanced-correlation maximisation (`findTransformECC`, an affine map, at most `refine_iterations` steps),
-   which a ladder cannot be: a scale off by 1% moves the edges of a 512-px picture by 5 px, enough to part
-   the glyphs of a line of text. Where it fails or strays far from the ladder's map, the ladder's map is kept.
+   shape, the same scale on both axes. That alignment is then made exact by OpenCV's enhanced-correlation
+   maximisation (`findTransformECC`, an affine map, at most `refine_iterations` steps at 128 px, then a third as
+   many at 256 px), which a ladder cannot be: a scale off by 1% moves the edges of a 512-px picture by 5 px,
+   enough to part the glyphs of a line of text. Every ladder map within `ALIAS_MARGIN` of the best is refined
+   so, and the best-correlating one kept: a screen of repeated cards, a table of repeated rows, matches one
+   period off almost as well as in place. Where ECC fails or strays far from its start, the start is kept.
 3. Decision: at `size` pixels, after removing each picture's local mean (so brightness and contrast drop out),
    the aligned pair is cut into windows of `window` pixels. A window is textured when either picture has
    structure there; it agrees when the two correlate at `agree_ncc` or more. The pair is a copy when at least
-   `min_windows` windows are textured and at least `agree_share` of them agree. Exactly aligned, a copy's
-   windows all agree (every planted copy of the benchmark, crops included); shared furniture (a header bar,
-   axes, a sidebar, a screen's chrome) covers up to about three quarters of the windows of two pictures of one
-   template, and the text, values and pictures that differ cover the rest.
+   `min_windows` windows are textured and at least `agree_share` (0.95) of them agree. Exactly aligned, a
+   copy's windows all agree (all 1,232 planted copies of three seeds of the benchmark, crops included); shared
+   furniture (a header bar, axes, a sidebar, a screen's chrome) covers up to 0.90 of the windows of two
+   distinct screens of one template, and the text, values and pictures that differ cover the rest.
 
 Pictures with too little structure (blank pages, flat colours, a 1x1 pixel) are never confirmed as copies:
 nothing in them can tell a copy from a coincidence. Byte-identical pictures are matched by their SHA-256
@@ -43,7 +45,7 @@ from llava_mixes.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-VERIFIER_VERSION = 2
+VERIFIER_VERSION = 3
 """Bumped on every change to how a verdict is reached; part of `CopyVerifier.identity()`."""
 COARSE = 64
 ALIGNED = 128
@@ -52,6 +54,10 @@ EXACT = 256
 """The level `findTransformECC` works at."""
 ECC_STRAY = 0.1
 """How far (in each coefficient of the linear part) the exact map may differ from the ladder's and be kept."""
+ALIAS_MARGIN = 0.1
+"""Ladder maps whose correlation is within this of the best are each made exact; the best exact one is judged."""
+SAME_PLACE = 0.02
+"""Two ladder maps closer than this (in every scale and offset, fractions of the side) are one."""
 TEMPLATE = (0.12, 0.88)
 """The central part of one picture (as fractions of each side) looked for inside the other."""
 PAD = 0.2
@@ -74,7 +80,7 @@ class VerifierSettings:
     candidates: int = 3
     window: int = 32
     agree_ncc: float = 0.5
-    agree_share: float = 0.9
+    agree_share: float = 0.95
     min_windows: int = 6
     texture: float = 4.0
     blur: float = 1.0
@@ -138,6 +144,13 @@ def _affine(mapping: tuple[float, float, float, float], side: int) -> np.ndarray
         ],
         dtype=np.float32,
     )
+
+
+def _rescale(affine: np.ndarray, side: int, to: int) -> np.ndarray:
+    """A 2 x 3 map of pixel centres between squares of `side` pixels, for squares of `to` pixels."""
+    scaled = affine.astype(np.float64).copy()
+    scaled[:, 2] = (scaled[:, 2] + 0.5) * (to / side) - 0.5
+    return scaled.astype(np.float32)
 
 
 class CopyVerifier:
@@ -226,34 +239,53 @@ class CopyVerifier:
         scale_y, offset_y, scale_x, offset_x = mapping
         return round((offset_y + scale_y * start) * side) + pad, round((offset_x + scale_x * start) * side) + pad
 
-    def align(self, a: Prepared, b: Prepared) -> tuple[float, tuple[float, float, float, float]]:
-        """The ladder's best map from b's frame to a's (see the module docstring) and its correlation at
-        `ALIGNED` pixels."""
+    def align(self, a: Prepared, b: Prepared) -> list[tuple[float, tuple[float, float, float, float]]]:
+        """The ladder's maps from b's frame to a's (see the module docstring), each with its correlation at
+        `ALIGNED` pixels, best first: the `candidates` best coarse matches refined, those that land within
+        `SAME_PLACE` of a better one left out."""
         coarse = [self._match(a, b, COARSE, scale, None, 0) for scale in self._families(a, b)]
         order = sorted(range(len(coarse)), key=lambda index: (-coarse[index][0], index))
         step = float(self.scale_ladder[1] / self.scale_ladder[0]) if len(self.scale_ladder) > 1 else 1.02
         found = [coarse[index] for index in order[: self.settings.candidates]]
         found = [self._refine(a, b, ALIGNED, mapping, step**0.5, 1) for _, mapping in found]
-        return max(found, key=lambda item: item[0])
+        found.sort(key=lambda item: -item[0])
+        kept: list[tuple[float, tuple[float, float, float, float]]] = []
+        for score, mapping in found:
+            if all(np.abs(np.subtract(mapping, other)).max() > SAME_PLACE for _, other in kept):
+                kept.append((score, mapping))
+        return kept
 
-    def exact(self, a: Prepared, b: Prepared, mapping: tuple[float, float, float, float]) -> np.ndarray:
-        """The affine map (2 x 3, pixels of b at `size` -> pixels of a at `size`) that `findTransformECC` makes
-        of the ladder's `mapping` at `EXACT` pixels; the ladder's own where that fails or strays."""
+    def _ecc(self, a: Prepared, b: Prepared, start: np.ndarray, side: int, steps: int) -> tuple[float, np.ndarray]:
+        """`findTransformECC` (an affine map, at most `steps` steps) from `start` at `side` pixels: its
+        correlation and map; -1 and `start` where it fails or strays (`ECC_STRAY`) from `start`."""
         cv2 = _cv2()
-        start = _affine(mapping, EXACT)
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, self.settings.refine_iterations, 1e-3)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, steps, 1e-3)
         try:
-            _, found = cv2.findTransformECC(
-                b.levels[EXACT], a.levels[EXACT], start.copy(), cv2.MOTION_AFFINE, criteria, None, 5
+            score, found = cv2.findTransformECC(
+                b.levels[side], a.levels[side], start.copy(), cv2.MOTION_AFFINE, criteria, None, 5
             )
         except cv2.error:
-            found = start
-        if not np.all(np.isfinite(found)) or np.abs(found[:, :2] - start[:, :2]).max() > ECC_STRAY:
-            found = start
-        side = self.settings.size
-        scaled = found.astype(np.float64).copy()
-        scaled[:, 2] = (scaled[:, 2] + 0.5) * (side / EXACT) - 0.5
-        return scaled.astype(np.float32)
+            return -1.0, start
+        if (
+            not (np.isfinite(score) and np.all(np.isfinite(found)))
+            or np.abs(found[:, :2] - start[:, :2]).max() > ECC_STRAY
+        ):
+            return -1.0, start
+        return float(score), found.astype(np.float32)
+
+    def best_map(self, a: Prepared, b: Prepared) -> tuple[float, np.ndarray]:
+        """The exact map (2 x 3, pixels of b at `size` -> pixels of a at `size`) of b's frame into a's, and the
+        ladder's correlation for it. The ladder's maps within `ALIAS_MARGIN` of its best (a screen of repeated
+        cards, a table of repeated rows, match one period off almost as well as in place) are each refined by
+        `findTransformECC` at `ALIGNED` pixels; the one that correlates best is refined again at `EXACT` (in a third
+        as many steps: it starts within a pixel or so)."""
+        found = self.align(a, b)
+        near = [item for item in found if item[0] >= found[0][0] - ALIAS_MARGIN]
+        steps = self.settings.refine_iterations
+        refined = [(self._ecc(a, b, _affine(mapping, ALIGNED), ALIGNED, steps), score) for score, mapping in near]
+        (_, coarse), score = max(refined, key=lambda item: item[0][0])
+        _, found_map = self._ecc(a, b, _rescale(coarse, ALIGNED, EXACT), EXACT, max(1, steps // 3))
+        return score, _rescale(found_map, EXACT, self.settings.size)
 
     def _refine(
         self,
@@ -308,8 +340,8 @@ class CopyVerifier:
 
     def verify(self, a: Prepared, b: Prepared) -> Verdict:
         """Whether a and b are copies of each other: b's centre is sought in a, and b's frame judged."""
-        alignment, mapping = self.align(a, b)
-        textured, agree = self._windows(a, b, self.exact(a, b, mapping))
+        alignment, affine = self.best_map(a, b)
+        textured, agree = self._windows(a, b, affine)
         share = agree / textured if textured else 0.0
         copy = textured >= self.settings.min_windows and share >= self.settings.agree_share
         return Verdict(copy, round(share, 6), textured, round(alignment, 6))
