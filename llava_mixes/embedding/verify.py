@@ -15,11 +15,12 @@ screens and covers of one layout look alike to it. The verifier looks at the pix
    enough to part the glyphs of a line of text. Every ladder map within `ALIAS_MARGIN` of the best is refined
    so, and the best-correlating one kept: a screen of repeated cards, a table of repeated rows, matches one
    period off almost as well as in place. Where ECC fails or strays far from its start, the start is kept.
-3. Decision: at `size` pixels, after removing each picture's local mean (so brightness and contrast drop out),
-   the aligned pair is cut into windows of `window` pixels. A window is textured when either picture has
-   structure there; it agrees when the two correlate at `agree_ncc` or more. The pair is a copy when at least
-   `min_windows` windows are textured and at least `agree_share` (0.95) of them agree. Exactly aligned, a
-   copy's windows all agree (all 1,232 planted copies of three seeds of the benchmark, crops included); shared
+3. Decision: at `size` pixels (256 where the smaller picture is no larger: `judged_at`), after removing each
+   picture's local mean (so brightness and contrast drop out), the aligned pair is cut into windows of `window`
+   pixels. A window is textured when either picture has structure there; it agrees when the two correlate at
+   `agree_ncc` or more. The pair is a copy when at least `min_windows` windows are textured (in proportion to
+   the area at 256 px, 3 at least) and at least `agree_share` (0.95) of them agree. Exactly aligned, a copy's
+   windows all agree (all 1,232 planted copies of three seeds of the benchmark, crops included); shared
    furniture (a header bar, axes, a sidebar, a screen's chrome) covers up to 0.90 of the windows of two
    distinct screens of one template, and the text, values and pictures that differ cover the rest.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,6 +58,8 @@ ECC_STRAY = 0.1
 """How far (in each coefficient of the linear part) the exact map may differ from the ladder's and be kept."""
 ALIAS_MARGIN = 0.1
 """Ladder maps whose correlation is within this of the best are each made exact; the best exact one is judged."""
+FEWEST_WINDOWS = 3
+"""The fewest textured windows any pair must show to be confirmed (`CopyVerifier.fewest_windows`)."""
 SAME_PLACE = 0.02
 """Two ladder maps closer than this (in every scale and offset, fractions of the side) are one."""
 TEMPLATE = (0.12, 0.88)
@@ -151,6 +155,19 @@ def _rescale(affine: np.ndarray, side: int, to: int) -> np.ndarray:
     scaled = affine.astype(np.float64).copy()
     scaled[:, 2] = (scaled[:, 2] + 0.5) * (to / side) - 0.5
     return scaled.astype(np.float32)
+
+
+def _through(pixels: np.ndarray, native: tuple[int, int]) -> np.ndarray:
+    """`pixels` (a square) as it looks once brought down to `native` (width, height) and back: the detail the
+    lower-resolution picture of a pair cannot have is taken out of the other one too."""
+    side = pixels.shape[0]
+    if native[0] >= side and native[1] >= side:
+        return pixels
+    cv2 = _cv2()
+    small = cv2.resize(
+        pixels, (max(1, min(native[0], side)), max(1, min(native[1], side))), interpolation=cv2.INTER_AREA
+    )
+    return cv2.resize(small, (side, side), interpolation=cv2.INTER_LINEAR)
 
 
 class CopyVerifier:
@@ -307,10 +324,26 @@ class CopyVerifier:
                 found.append(self._match(a, b, side, scale, near, 3))
         return max(found, key=lambda item: item[0])
 
+    def judged_at(self, a: Prepared, b: Prepared) -> int:
+        """The side at which a pair is judged: `size`, or the smallest level (`EXACT` at least) that holds the
+        smaller picture's longer side. A 128-px picture blown up to 512 px is all interpolation, and its JPEG
+        blocks are 32 px wide, a window's width; nearer its own resolution its windows hold what it shows."""
+        smaller = min(max(a.width, a.height), max(b.width, b.height))
+        return min(level for level in self.levels if level >= min(max(smaller, EXACT), self.settings.size))
+
+    def fewest_windows(self, side: int) -> int:
+        """The textured windows a pair judged at `side` pixels must show: `min_windows` at `size`, as much of
+        the picture's area at a smaller side (a window there covers more of it), and never fewer than
+        `FEWEST_WINDOWS`."""
+        return max(FEWEST_WINDOWS, math.ceil(self.settings.min_windows * (side / self.settings.size) ** 2))
+
     def _windows(self, a: Prepared, b: Prepared, affine: np.ndarray) -> tuple[int, int]:
-        """Textured windows, and those that agree, with a warped into b's frame by `affine` (`exact`)."""
+        """Textured windows, and those that agree, with a warped into b's frame by `affine` (pixels at `size`),
+        judged at `judged_at` pixels. Texture is read from the pictures as they are; agreement from both brought
+        to the lower of their two resolutions (`_through`), so a small copy is not faulted for its blur."""
         cv2 = _cv2()
-        side, window = self.settings.size, self.settings.window
+        side, window = self.judged_at(a, b), self.settings.window
+        affine = _rescale(affine, self.settings.size, side)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         warped = cv2.warpAffine(a.levels[side], affine, (side, side), flags=flags, borderMode=cv2.BORDER_REPLICATE)
         inside = cv2.warpAffine(
@@ -319,22 +352,25 @@ class CopyVerifier:
         radius = max(1, side // 128)
         count = side // window
 
-        def local(pixels: np.ndarray) -> np.ndarray:
-            detail = pixels - cv2.blur(pixels, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
-            detail = cv2.GaussianBlur(detail, (0, 0), self.settings.blur * side / 512)
-            return detail.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1)
+        def cut(pixels: np.ndarray) -> np.ndarray:
+            return pixels.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1)
 
-        right = local(b.levels[side])
-        whole = (
-            inside.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1).min(1) > 0
-        )
-        right = right - right.mean(1, keepdims=True)
-        spread_right = np.sqrt((right * right).mean(1))
-        left = local(warped)
-        left = left - left.mean(1, keepdims=True)
-        spread_left = np.sqrt((left * left).mean(1))
+        def detail(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Each window's local detail, centred, and its spread."""
+            fine = pixels - cv2.blur(pixels, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+            windows = cut(cv2.GaussianBlur(fine, (0, 0), self.settings.blur * side / 512))
+            windows = windows - windows.mean(1, keepdims=True)
+            return windows, np.sqrt((windows * windows).mean(1))
+
+        coarser = (min(a.width, b.width), min(a.height, b.height))
+        (left, spread_left), (right, spread_right) = detail(warped), detail(b.levels[side])
+        textured = (cut(inside).min(1) > 0) & (np.maximum(spread_left, spread_right) >= self.settings.texture)
+        if coarser[0] < side or coarser[1] < side:
+            (left, spread_left), (right, spread_right) = (
+                detail(_through(warped, coarser)),
+                detail(_through(b.levels[side], coarser)),
+            )
         correlation = (left * right).mean(1) / np.maximum(spread_left * spread_right, 1e-6)
-        textured = whole & (np.maximum(spread_left, spread_right) >= self.settings.texture)
         agree = textured & (correlation >= self.settings.agree_ncc)
         return int(textured.sum()), int(agree.sum())
 
@@ -343,5 +379,5 @@ class CopyVerifier:
         alignment, affine = self.best_map(a, b)
         textured, agree = self._windows(a, b, affine)
         share = agree / textured if textured else 0.0
-        copy = textured >= self.settings.min_windows and share >= self.settings.agree_share
+        copy = textured >= self.fewest_windows(self.judged_at(a, b)) and share >= self.settings.agree_share
         return Verdict(copy, round(share, 6), textured, round(alignment, 6))

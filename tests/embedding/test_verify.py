@@ -14,6 +14,8 @@ from llava_mixes.embedding.verify import CopyVerifier, VerifierSettings
 from llava_mixes.embedding.verify_runs import PictureSource, ordered_pairs, verify_pairs
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.copies import KINDS, TRANSFORMATIONS, copy_benchmark, encode, jpeg, picture, plant
+from llava_mixes.playground.pictures import encode as photo_bytes
+from llava_mixes.playground.pictures import synthetic_photo
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,30 @@ def test_a_screen_of_repeated_cards_is_aligned_in_place_not_one_card_off(verifie
     first, second = verifier.prepare(original), verifier.prepare(copy)
     ladder = verifier.align(first, second)
     assert len(ladder) > 1 and ladder[0][1][1] > 0.15  # one card (about 15% of the height) off
+    verdict = verifier.verify(first, second)
+    assert verdict.copy and verdict.agreement == 1.0, verdict
+
+
+def test_a_small_picture_is_judged_near_its_own_resolution(verifier: CopyVerifier) -> None:
+    """A 160x120 photo and its 128x96 copy at quality 60 (the eval playground's MMBench leak): blown up to 512 px
+    their JPEG blocks are a window wide; judged at 256 px, at the copy's resolution, every window agrees."""
+    photo = synthetic_photo(np.random.default_rng(0))
+    original = photo_bytes(photo, quality=92)
+    copy = photo_bytes(photo.resize((128, 96), Image.Resampling.BILINEAR), quality=60)
+    first, second = verifier.prepare(original), verifier.prepare(copy)
+    assert verifier.judged_at(first, second) == 256
+    verdict = verifier.verify(first, second)
+    assert verdict.copy and verdict.agreement == 1.0, verdict
+    other = verifier.prepare(photo_bytes(synthetic_photo(np.random.default_rng(4)).resize((128, 96)), quality=60))
+    assert not verifier.verify(first, other).copy
+
+
+def test_a_much_smaller_copy_is_compared_at_its_own_resolution(verifier: CopyVerifier) -> None:
+    """The overlap playground's 96x72 copy of a 160x120 photo: the copy's windows are the original's, blurred;
+    brought to the copy's resolution, the original's agree with them."""
+    photo = synthetic_photo(np.random.default_rng(7))
+    first = verifier.prepare(photo_bytes(photo))
+    second = verifier.prepare(photo_bytes(photo.resize((96, 72), Image.Resampling.BICUBIC), quality=85))
     verdict = verifier.verify(first, second)
     assert verdict.copy and verdict.agreement == 1.0, verdict
 
