@@ -17,8 +17,9 @@ screens and covers of one layout look alike to it. The verifier looks at the pix
    period off almost as well as in place. Where ECC fails or strays far from its start, the start is kept.
 3. Decision: at `size` pixels (256 where the smaller picture is no larger: `judged_at`), after removing each
    picture's local mean (so brightness and contrast drop out), the aligned pair is cut into windows of `window`
-   pixels. A window is textured when either picture has structure there; it agrees when the two correlate at
-   `agree_ncc` or more. The pair is a copy when at least `min_windows` windows are textured (in proportion to
+   pixels, the frame's outer 1/64 left out (a crop cuts glyphs there, leaving slivers no alignment
+   reproduces). A window is textured when either picture has structure there; it agrees when the two
+   correlate at `agree_ncc` or more. The pair is a copy when at least `min_windows` windows are textured (in proportion to
    the area at 256 px, 3 at least) and at least `agree_share` (0.95) of them agree. Exactly aligned, a copy's
    windows all agree (all 1,232 planted copies of three seeds of the benchmark, crops included); shared
    furniture (a header bar, axes, a sidebar, a screen's chrome) covers up to 0.90 of the windows of two
@@ -47,7 +48,7 @@ from llava_mixes.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-VERIFIER_VERSION = 3
+VERIFIER_VERSION = 4
 """Bumped on every change to how a verdict is reached; part of `CopyVerifier.identity()`."""
 COARSE = 64
 ALIGNED = 128
@@ -355,10 +356,15 @@ class CopyVerifier:
         def cut(pixels: np.ndarray) -> np.ndarray:
             return pixels.reshape(count, window, count, window).transpose(0, 2, 1, 3).reshape(count * count, -1)
 
+        edge = side // 64
+
         def detail(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Each window's local detail, centred, and its spread."""
+            """Each window's local detail, centred, and its spread; the outer `edge` pixels of the frame left out
+            (a crop cuts glyphs and lines there, and a sliver a pixel or two high cannot be aligned)."""
             fine = pixels - cv2.blur(pixels, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
-            windows = cut(cv2.GaussianBlur(fine, (0, 0), self.settings.blur * side / 512))
+            fine = cv2.GaussianBlur(fine, (0, 0), self.settings.blur * side / 512)
+            fine[:edge], fine[-edge:], fine[:, :edge], fine[:, -edge:] = 0, 0, 0, 0
+            windows = cut(fine)
             windows = windows - windows.mean(1, keepdims=True)
             return windows, np.sqrt((windows * windows).mean(1))
 
