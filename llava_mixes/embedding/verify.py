@@ -19,11 +19,12 @@ screens and covers of one layout look alike to it. The verifier looks at the pix
    picture's local mean (so brightness and contrast drop out), the aligned pair is cut into windows of `window`
    pixels, the frame's outer 1/64 left out (a crop cuts glyphs there, leaving slivers no alignment
    reproduces). A window is textured when either picture has structure there; it agrees when the two
-   correlate at `agree_ncc` or more. The pair is a copy when at least `min_windows` windows are textured (in proportion to
-   the area at 256 px, 3 at least) and at least `agree_share` (0.95) of them agree. Exactly aligned, a copy's
-   windows all agree (all 1,232 planted copies of three seeds of the benchmark, crops included); shared
-   furniture (a header bar, axes, a sidebar, a screen's chrome) covers up to 0.90 of the windows of two
-   distinct screens of one template, and the text, values and pictures that differ cover the rest.
+   correlate at `agree_ncc` or more. The pair is a copy when at least `min_windows` windows are textured (in
+   proportion to the area at 256 px, 3 at least) and at least `agree_share` (0.95) of them agree. Exactly
+   aligned, a copy's windows all agree (all 1,232 planted copies of three seeds of the benchmark, crops
+   included); shared furniture (a header bar, axes, a sidebar, a screen's chrome) covers up to 0.90 of the
+   windows of two distinct screens of one template, and the text, values and pictures that differ cover the
+   rest.
 
 Pictures with too little structure (blank pages, flat colours, a 1x1 pixel) are never confirmed as copies:
 nothing in them can tell a copy from a coincidence. Byte-identical pictures are matched by their SHA-256
