@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_recipe_table, format_table, stats_file_name
+from llava_mixes.build_report import (
+    BuildReport,
+    alarm_line,
+    format_recipe_table,
+    format_table,
+    removal_alarms,
+    stats_file_name,
+)
 from llava_mixes.builder import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixes, LlavaMixesConfig, build
 from llava_mixes.builders import SOURCES
 from llava_mixes.decontam import format_benchmark_table
@@ -219,10 +226,14 @@ def print_report(report: BuildReport) -> None:
         out(f"exact duplicate rows (same picture and conversation text as an earlier row): {report.duplicate_rows}")
     if report.decontamination:
         data = report.decontamination
-        out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}")
+        verified = data.get("verification") or {}
+        how = f", confirmed by verification ({verified.get('confirmed', 0):,} of {verified.get('pairs', 0):,} pairs)"
+        out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}{how if verified else ''}")
         out(format_benchmark_table(data))
     for repair in report.cache_repairs:
         out(f"cache repaired: {repair.file}: {repair.reason}; {repair.action}")
+    for alarm in removal_alarms(report):
+        out(f"ALARM: {alarm_line(alarm)}")
 
 
 def chosen_config(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
