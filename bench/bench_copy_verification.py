@@ -12,13 +12,16 @@ Per kind it prints:
   picture of its kind. Every candidate pair of two distinct pictures of one kind is verified, so those are exact
   for this benchmark; of the candidate pairs of two kinds (`gradients` cannot tell a page from a table or a
   screen), `--cross-sample` drawn at random are verified and the confirmed ones counted;
+- with `--embedder PATH` (a TorchScript copy model such as SSCD's `sscd_disc_mixup.torchscript.pt`, where its
+  weights are present), the same tables with that model's vectors proposing the candidates at its own candidate
+  threshold, so its wrong flags on documents are measured through the same verification;
 - the cost: CPU seconds per verified pair (decoding included; `verify_pairs` over all candidate pairs, as many
   threads as cores), and the verification time extrapolated to the 665K mix's image groups (copy dedup within
   each group), from the measured candidate rates of the kind that fills the group.
 
 usage: python bench/bench_copy_verification.py [--seed 11] [--singles 140] [--sibling-pairs 20] [--copies 8]
        [--cross-sample 4000] [--thresholds 0.6 0.65 0.7 0.75 0.8] [--shares 0.8 0.85 0.9 0.95]
-       [--screen 0.8 0.85 0.9] [--results]
+       [--screen 0.8 0.85 0.9] [--embedder gradients|MODEL.pt] [--results]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from PIL import Image
 
 from llava_mixes.decontam.candidates import SECONDS_PER_PAIR
 from llava_mixes.embedding.copy import GradientsEmbedder
+from llava_mixes.embedding.embedders import Embedder, resolve_embedder
 from llava_mixes.embedding.preprocess import to_8bit
 from llava_mixes.embedding.verify import CopyVerifier, Verdict, VerifierSettings
 from llava_mixes.embedding.verify_runs import PictureSource, verify_pairs
@@ -56,6 +60,18 @@ GROUPS_665K = {
 }
 """The 665K mix's image groups (distinct pictures, from the seed study) and the benchmark kind that fills each."""
 DEFAULT = GradientsEmbedder.candidate_threshold
+"""The candidate threshold of the embedder measured (`gradients` unless `--embedder` names another)."""
+LABEL = "`gradients`"
+BATCH = 32
+
+
+def embed_all(model: Embedder, items: list[bytes], cores: int) -> np.ndarray:
+    """The unit vectors of `items` by `model`: prepared on `cores` threads, embedded `BATCH` at a time."""
+    with ThreadPoolExecutor(cores) as pool:
+        prepared = list(pool.map(model.prepare, items))
+    parts = [model.embed(np.stack(prepared[start : start + BATCH])) for start in range(0, len(prepared), BATCH)]
+    vectors = np.concatenate(parts).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def grey_square(data: bytes, side: int = 256) -> np.ndarray:
@@ -83,12 +99,10 @@ def rate_text(hits: int, pairs: int) -> str:
 class Measured:
     """The benchmark, its vectors and every pair's cosine, and the verdicts once `verify` ran."""
 
-    def __init__(self, bench: CopyBenchmark, cores: int) -> None:
+    def __init__(self, bench: CopyBenchmark, cores: int, model: Embedder) -> None:
         self.bench = bench
-        embedder = GradientsEmbedder()
-        with ThreadPoolExecutor(cores) as pool:
-            self.vectors = np.stack(list(pool.map(embedder.prepare, [p.data for p in bench.pictures])))
-            self.copy_vectors = np.stack(list(pool.map(embedder.prepare, [c.data for c in bench.copies])))
+        self.vectors = embed_all(model, [p.data for p in bench.pictures], cores)
+        self.copy_vectors = embed_all(model, [c.data for c in bench.copies], cores)
         self.kinds = np.array([p.kind for p in bench.pictures])
         self.families = np.array([p.family for p in bench.pictures])
         self.originals = np.array([c.original for c in bench.copies])
@@ -133,9 +147,7 @@ class Measured:
 
 def candidate_rows(measured: Measured, thresholds: list[float]) -> list[str]:
     rows = [
-        "| kind | "
-        + " | ".join(f"`gradients` >= {t:.2f}: recall / unrelated / look-alike" for t in thresholds)
-        + " |",
+        "| kind | " + " | ".join(f"{LABEL} >= {t:.2f}: recall / unrelated / look-alike" for t in thresholds) + " |",
         "| --- |" + " ---: |" * len(thresholds),
     ]
     for kind in KINDS:
@@ -163,7 +175,7 @@ def candidate_rows(measured: Measured, thresholds: list[float]) -> list[str]:
 
 
 def screen_rows(measured: Measured, thresholds: list[float], cores: int) -> list[str]:
-    """Candidates of `gradients` at the default AND the layout screen at each threshold."""
+    """Candidates of the embedder at its default AND the layout screen at each threshold."""
     screen = LayoutScreen()
     with ThreadPoolExecutor(cores) as pool:
         maps = np.stack(list(pool.map(lambda p: edge_map(grey_square(p.data)), measured.bench.pictures)))
@@ -277,14 +289,20 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.6, 0.65, 0.7, 0.75, 0.8])
     parser.add_argument("--shares", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95])
     parser.add_argument("--screen", type=float, nargs="*", default=None, help="also measure the layout screen")
+    parser.add_argument("--embedder", default="gradients", help="gradients, or a TorchScript copy model (.pt)")
     parser.add_argument("--results", nargs="?", const=str(RESULTS), default=None, help="append the tables here")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    global DEFAULT, LABEL
+    model = resolve_embedder(args.embedder)
+    if not hasattr(model, "candidate_threshold"):
+        parser.error(f"--embedder {args.embedder!r} has no candidate threshold: give gradients or a TorchScript file")
+    DEFAULT, LABEL = float(model.candidate_threshold), f"`{args.embedder}`"
     began = time.perf_counter()
     bench = copy_benchmark(
         singles=args.singles, sibling_pairs=args.sibling_pairs, copies_per_transformation=args.copies, seed=args.seed
     )
-    measured = Measured(bench, cores)
+    measured = Measured(bench, cores, model)
     made = time.perf_counter() - began
     measured.verify(DEFAULT, cores, args.cross_sample)
     command = " ".join(["python bench/bench_copy_verification.py", *sys.argv[1:]])
@@ -299,7 +317,7 @@ def main() -> None:
         "",
         *candidate_rows(measured, args.thresholds),
         "",
-        f"Both stages, candidates at `gradients` >= {DEFAULT:.2f} (the default), each confirmed by verification:",
+        f"Both stages, candidates at {LABEL} >= {DEFAULT:.2f} (the default), each confirmed by verification:",
         "",
         *two_stage_rows(measured, args.shares),
         "",
@@ -308,7 +326,7 @@ def main() -> None:
     if args.screen is not None:
         block += [
             "",
-            f"A second screen (`bench/layout_screen.py`, not in the package) ANDed with `gradients` >= {DEFAULT:.2f}:",
+            f"A second screen (`bench/layout_screen.py`, not in the package) ANDed with {LABEL} >= {DEFAULT:.2f}:",
             "",
             *screen_rows(measured, args.screen or [0.8, 0.85, 0.9], cores),
         ]
