@@ -12,7 +12,12 @@ search (`greedy_keep_first`, with its `KeepResult.work`), and the search at 0.9,
 and `sweep.json` from it. The gallery's thumbnails and the row samples are not part of it (there are no image
 files). The check: the report's kept images at 0.8 equal `deduplicate`'s.
 
+With `--cross-group-modes`, instead: `analyse` on the same data with the cross-group pass skipped, sampled
+(`--cross-group-sample`, twice: the first call pays the sample's set-up) and exact, in one process, each call's
+time, the cross-group part's (over `skip`) and what the pass says (the sample's measured recall).
+
 usage: python bench/bench_report.py [--images 50000] [--results [bench/RESULTS.md]] [--profile] [--memory]
+       [--cross-group-modes [--cross-group-sample 0.3]]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import importlib
 import io
 import json
 import multiprocessing
+import os
 import pstats
 import sys
 import tempfile
@@ -254,6 +260,28 @@ def run(n: int, profile: bool, full: bool, memory: bool, spread: float = SPREAD)
     return row, notes
 
 
+def cross_group_modes(n: int, share: float, spread: float) -> list[str]:
+    """`analyse` at each `--cross-group` mode on one set of inputs: a table row per call."""
+    rows = [
+        "| `--cross-group` | `analyse` | the cross-group part (over `skip`) | what it says |",
+        "| --- | --- | --- | --- |",
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        dataset, cache, _ = write_inputs(Path(folder), n, spread)
+        skipped = None
+        for mode in ("skip", "sample", "sample", "exact"):
+            began = time.perf_counter()
+            analysis = report_analysis.analyse(
+                dataset, cache, "bench", per_band=3, cross_group=mode, cross_group_sample=share
+            )
+            seconds = time.perf_counter() - began
+            skipped = seconds if skipped is None else skipped
+            part = "-" if mode == "skip" else f"{seconds - skipped:.1f} s"
+            label = f"sample (share {share:g})" if mode == "sample" else mode
+            rows.append(f"| {label} | {seconds:.1f} s | {part} | {analysis.cross_group.describe()} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50000)
@@ -268,8 +296,26 @@ def main() -> None:
     parser.add_argument(
         "--results", nargs="?", const=str(Path(__file__).with_name("RESULTS.md")), help="append a section here"
     )
+    parser.add_argument("--cross-group-modes", action="store_true", help="time `analyse` at each --cross-group mode")
+    parser.add_argument("--cross-group-sample", type=float, default=0.3, help="the share the sampled pass sees")
     args = parser.parse_args()
     datasets.disable_progress_bars()
+    if args.cross_group_modes:
+        command = f"python bench/bench_report.py --images {args.images} --cross-group-modes"
+        text = [
+            f"\n### The cross-group pass's three modes, {datetime.date.today()}: `{command} "
+            f"--cross-group-sample {args.cross_group_sample:g} --spread {args.spread:g}`",
+            f"Machine: {host()}, numpy {np.__version__}; load average {os.getloadavg()[0]:.1f} at the end. The "
+            "report's `analyse` at its defaults on this bench's CLIP-like vectors, the four calls in one process in "
+            "this order:",
+            "",
+            *cross_group_modes(args.images, args.cross_group_sample, args.spread),
+        ]
+        sys.stdout.write("\n".join(text) + "\n")
+        if args.results:
+            with open(args.results, "a") as handle:
+                handle.write("\n".join(text) + "\n")
+        return
     row, notes = run(args.images, args.profile, args.full, args.memory, args.spread)
     flags = (" --profile" if args.profile else "") + (" --full" if args.full else "")
     flags += (" --memory" if args.memory else "") + f" --spread {args.spread:g}"

@@ -120,7 +120,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         return Hasher.hash((super()._get_dataset_fingerprint(split), build_digest(Path(self._output_dir))))
 
     def _check_lost_rows(self, folder: Path) -> None:
-        """`build_report.check_lost_rows` for the build in `folder`, under this config's `max_rejected`."""
+        """`losses.check_lost_rows` for the build in `folder`, under this config's `max_rejected`."""
         prefixes = {SOURCES[name].name: SOURCES[name].image_prefixes for name in self.config.sources}
         report = BuildReport.load(folder / REPORT_FILE)
         check_lost_rows(report, self._data_dir(), prefixes, self.config.max_rejected)

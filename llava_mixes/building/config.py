@@ -87,7 +87,7 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             and decontamination come from the recipe, so the fields above that it does not use are refused
             (`mixing.NOT_FOR_RECIPES`).
         max_rejected: the share of the rows in that may be lost with missing image folders (0 to 1; default 0: a
-            build that misses an image folder fails, naming it; see `build_report.missing_image_folders`).
+            build that misses an image folder fails, naming it; see `building.losses.missing_image_folders`).
     """
 
     sources: tuple[str, ...] = ()

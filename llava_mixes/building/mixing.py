@@ -19,11 +19,13 @@ from llava_mixes import schema
 from llava_mixes.builders import SOURCES, extra_features
 from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats
 from llava_mixes.decontam import CONTAMINATED_SPLIT, find_contamination, split_contaminated
+from llava_mixes.decontam.copies import copy_deduplicate, verification_record, verifies
 from llava_mixes.dedup.deduplicate import KEEP_RULE, deduplicate
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.embedding.transform import fill_cache
+from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.errors import ConfigError
 from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
 
@@ -199,13 +201,24 @@ def _deduplicated(
         for config, number in _count(failed, names).items():
             counts[config]["not_embedded"] = number
     scope = "global" if dedup.scope == "recipe" else "group"
-    result = deduplicate(rows, dedup.threshold, scope, embeddings=cache)
+    verification = None
+    if verifies(model):
+        # A copy embedder: its pairs at the threshold are candidates, removed only once verification confirms them.
+        hashes = sorted({sha for sha in rows[schema.IMAGE_SHA256] if sha is not None})
+        vectors, errors = cache.vectors(hashes)
+        usable = {sha: vectors[i] for i, (sha, error) in enumerate(zip(hashes, errors, strict=True)) if error is None}
+        verifier = CopyVerifier()
+        result, verified = copy_deduplicate(rows, usable, dedup.threshold, scope, verifier, embedding.num_workers)
+        verification = verification_record(verifier, dedup.threshold, verified)
+    else:
+        result = deduplicate(rows, dedup.threshold, scope, embeddings=cache)
     report.dedup = {
         "threshold": dedup.threshold,
         "scope": scope,
         "search": "exact",
         "rule": KEEP_RULE,
         "embedder": model.identity(),
+        "verification": verification,
     }
     report.embedding = {"cache_key": stats.embedder, "images": stats.images, "embedded": stats.embedded}
     for config, number in _count(result[schema.REMOVED_SPLIT], names).items():

@@ -31,6 +31,9 @@ from llava_mixes.store import CacheRepair, write_atomic
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "llava_mixes_report.json"
+REMOVAL_ALARM_SHARE = 0.30
+"""The share of a group's rows whose removal, by dedup or by decontamination, raises an alarm (`removal_alarms`)."""
+GALLERY_HINT = "see the removed pairs in the report's gallery: llava-mixes report CONFIG --data-dir DIR --out FOLDER"
 PART_REPORTS = "reports"
 """The folder, inside a build, where each source's part report is kept while the build runs."""
 RECIPE_COUNTS = (
@@ -135,6 +138,7 @@ class BuildReport:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["removal_alarms"] = removal_alarms(self)
         data["rejected_rows"] = self.rejected_rows
         data["reject_reasons"] = self.reject_reasons()
         data["total"] = asdict(self.total())
@@ -158,7 +162,12 @@ class BuildReport:
         )
 
     def save(self, path: Path) -> None:
-        write_atomic(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False).encode())
+        """Write the report as JSON; writing a build's own report (`REPORT_FILE`) logs its removal alarms."""
+        data = self.to_json()
+        if Path(path).name == REPORT_FILE:
+            for alarm in data["removal_alarms"]:
+                logger.warning(alarm_line(alarm))
+        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False).encode())
 
     @classmethod
     def load(cls, path: Path) -> BuildReport:
@@ -253,3 +262,29 @@ def recipe_accounted(report: BuildReport) -> bool:
     """Whether, for every source of a recipe build, rows in equal the sum of where they went."""
     sources = (report.recipe or {}).get("sources", {})
     return bool(sources) and all(c["rows_in"] == sum(c[key] for key in RECIPE_COUNTS[1:]) for c in sources.values())
+
+
+def removal_alarms(report: BuildReport, share: float = REMOVAL_ALARM_SHARE) -> list[dict[str, Any]]:
+    """Each group that dedup or decontamination took more than `share` of the rows from: the step, the group,
+    its rows before the step, the rows removed and the share, in group order (dedup first)."""
+    alarms = []
+    for stats in report.groups:
+        rows = stats.kept_rows + stats.removed_rows
+        if rows and report.dedup is not None and stats.removed_rows / rows > share:
+            alarms.append(_alarm("dedup", stats.image_group, rows, stats.removed_rows))
+    for group, counts in sorted(((report.decontamination or {}).get("groups") or {}).items()):
+        if counts["rows"] and counts["contaminated"] / counts["rows"] > share:
+            alarms.append(_alarm("decontamination", group, counts["rows"], counts["contaminated"]))
+    return alarms
+
+
+def _alarm(step: str, group: str, rows: int, removed: int) -> dict[str, Any]:
+    return {"step": step, "image_group": group, "rows": rows, "removed": removed, "share": round(removed / rows, 4)}
+
+
+def alarm_line(alarm: Mapping[str, Any]) -> str:
+    """One line that says which step took how much of which group, and where to look."""
+    return (
+        f"{alarm['step']} removed {alarm['removed']:,} of {alarm['rows']:,} rows ({alarm['share']:.0%}) of the group "
+        f"{alarm['image_group']!r}, more than {REMOVAL_ALARM_SHARE:.0%}; {GALLERY_HINT}"
+    )

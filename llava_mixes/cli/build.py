@@ -14,7 +14,7 @@ from llava_mixes.building.builder import LlavaMixes
 from llava_mixes.building.config import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixesConfig
 from llava_mixes.building.entry import build
 from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_refusal
-from llava_mixes.building.report import BuildReport, stats_file_name
+from llava_mixes.building.report import BuildReport, alarm_line, removal_alarms, stats_file_name
 from llava_mixes.building.tables import format_recipe_table, format_table
 from llava_mixes.decontam import format_benchmark_table
 from llava_mixes.dedup import SCOPES, SEARCHES
@@ -222,10 +222,14 @@ def print_report(report: BuildReport) -> None:
         out(f"exact duplicate rows (same picture and conversation text as an earlier row): {report.duplicate_rows}")
     if report.decontamination:
         data = report.decontamination
-        out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}")
+        verified = data.get("verification") or {}
+        how = f", confirmed by verification ({verified.get('confirmed', 0):,} of {verified.get('pairs', 0):,} pairs)"
+        out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}{how if verified else ''}")
         out(format_benchmark_table(data))
     for repair in report.cache_repairs:
         out(f"cache repaired: {repair.file}: {repair.reason}; {repair.action}")
+    for alarm in removal_alarms(report):
+        out(f"ALARM: {alarm_line(alarm)}")
 
 
 def chosen_config(args: argparse.Namespace) -> tuple[str, dict[str, object]]:

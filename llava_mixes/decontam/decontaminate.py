@@ -19,6 +19,8 @@ import datasets
 import numpy as np
 
 from llava_mixes import schema
+from llava_mixes.decontam.candidates import CandidateBudget, CandidateTally, candidate_pairs
+from llava_mixes.decontam.copies import confirm, picture_groups, picture_source, verification_record, verifies
 from llava_mixes.decontam.references import Reference, load_references, reference_dataset
 from llava_mixes.decontam.search import range_search
 from llava_mixes.decontam.tables import benchmark_table
@@ -26,6 +28,7 @@ from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.embedders import Embedder, resolve_embedder
 from llava_mixes.embedding.transform import fill_cache
+from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.errors import ConfigError
 from llava_mixes.store import default_cache_root
 
@@ -35,6 +38,8 @@ DEFAULT_EMBEDDER = "gradients"
 """Decontamination looks for copies, so it defaults to a copy embedder (weight-free, crop-tolerant)."""
 FALLBACK_THRESHOLD = 0.9
 """The threshold for an embedder that states no copy threshold of its own (`copy_threshold`)."""
+RAISE_THRESHOLD = "decontaminate_threshold= in build(), --decontaminate-threshold, or threshold= in decontaminate()"
+"""Where a user sets a higher candidate threshold for decontamination (named by `TooManyCandidatesError`)."""
 CONTAMINATED_SPLIT = "contaminated"
 MATCHED_REFERENCE = "matched_reference"
 DECONTAM_FEATURES = {
@@ -67,6 +72,11 @@ class Contamination:
     rows: list[int] = field(default_factory=list)
     matched_reference: list[str] = field(default_factory=list)
     similarity: list[float] = field(default_factory=list)
+    verification: dict[str, Any] | None = None
+    """The verification stage (`decontam.copies`): the verifier, the candidate threshold and what it did; None
+    where the embedder's cosine decides alone."""
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per image group: its rows and those found contaminated (for the build report's removal alarm)."""
 
     def to_json(self) -> dict[str, Any]:
         """The settings and the per-benchmark table (not the per-row matches, which the split holds)."""
@@ -75,6 +85,8 @@ class Contamination:
             "embedder": self.embedder,
             "benchmarks": [asdict(stats) for stats in self.benchmarks],
             "rows_removed": len(self.rows),
+            "verification": self.verification,
+            "groups": self.groups,
         }
 
 
@@ -99,7 +111,10 @@ def check_settings(references: object, threshold: object, embedder: object) -> t
 
 
 def default_threshold(model: Embedder) -> float:
-    """The embedder's own copy threshold, or `FALLBACK_THRESHOLD` when it states none."""
+    """The embedder's own threshold: its candidate threshold where verification confirms its pairs
+    (`decontam.copies.verifies`), else its copy threshold, else `FALLBACK_THRESHOLD`."""
+    if verifies(model):
+        return float(model.candidate_threshold)  # type: ignore[attr-defined]
     return float(getattr(model, "copy_threshold", FALLBACK_THRESHOLD))
 
 
@@ -112,6 +127,8 @@ class CopySearch:
     devices: list[str]
     threshold: float
     cache_root: Path
+    verifier: CopyVerifier | None = None
+    """Confirms the embedder's candidate pairs (None: its cosine decides alone; see `decontam.copies`)."""
 
 
 def copy_search(
@@ -122,7 +139,8 @@ def copy_search(
     devices = parse_devices(device)
     model = resolve_embedder(embedder, device=devices[0])
     checked = check_threshold(default_threshold(model) if threshold is None else threshold, f"threshold={threshold!r}")
-    return CopySearch(model, devices, checked, Path(cache_dir) if cache_dir else default_cache_root())
+    root = Path(cache_dir) if cache_dir else default_cache_root()
+    return CopySearch(model, devices, checked, root, CopyVerifier() if verifies(model) else None)
 
 
 def _row_hashes(dataset: datasets.Dataset) -> list[str | None]:
@@ -144,10 +162,14 @@ def find_contamination(
     num_workers: int | None = None,
     block_size: int = 1024,
     tile_size: int = 16384,
+    max_candidate_pairs: int | None = None,
 ) -> Contamination:
     """The rows of `dataset` (with `image` and `image_sha256` columns) whose picture copies a reference picture
-    (see the module docstring); `threshold=None` is the embedder's copy threshold (`default_threshold`)."""
+    (see the module docstring); `threshold=None` is the embedder's copy threshold (`default_threshold`). Where
+    verification confirms the candidates, more than `max_candidate_pairs` of them (None: `CandidateBudget.of`)
+    stop the run with `TooManyCandidatesError` before any is verified."""
     search = copy_search(embedder, threshold, device, cache_dir)
+    budget = CandidateBudget.of(max_candidate_pairs)
     model, devices, threshold, root = search.model, search.devices, search.threshold, search.cache_root
     found = load_references(references)
     stats = {name: BenchmarkStats(name) for name in found.benchmarks}
@@ -178,7 +200,29 @@ def find_contamination(
     if train_keys and ref_keys:
         train_vectors, _ = cache.vectors(train_keys)
         ref_vectors, _ = cache.vectors(ref_keys)
-        matches = range_search(train_vectors, ref_vectors, threshold, block_size, tile_size)
+        if search.verifier is None:
+            matches = range_search(train_vectors, ref_vectors, threshold, block_size, tile_size)
+        else:
+            groups = picture_groups(dataset)
+            benchmark_of = {image.sha256: image.benchmark for image in found.images}
+            tally = CandidateTally()
+            matches = candidate_pairs(
+                train_vectors,
+                ref_vectors,
+                threshold,
+                [groups.get(sha, "(no image group)") for sha in train_keys],
+                [benchmark_of[sha] for sha in ref_keys],
+                budget,
+                tally,
+                block_size=block_size,
+                tile_size=tile_size,
+            )
+            budget.check(
+                tally, f"cosine >= {threshold} with {model.identity().get('kind', embedder)}", RAISE_THRESHOLD
+            )
+            source = picture_source(dataset, reference_dataset(found.images))
+            matches, verified = confirm(matches, train_keys, ref_keys, search.verifier, source, num_workers)
+            result.verification = verification_record(search.verifier, threshold, verified)
         closest, similarity = matches.best(len(train_keys))
         for position in np.flatnonzero(closest >= 0).tolist():
             best[train_keys[position]] = (float(similarity[position]), ref_keys[closest[position]])
@@ -202,8 +246,22 @@ def find_contamination(
             result.matched_reference.append(reference.label)
             result.similarity.append(score)
             stats[reference.benchmark].rows_removed += 1
+    result.groups = _group_counts(dataset, result.rows)
     logger.info("%d of %d rows match a benchmark picture at cosine >= %s", len(result.rows), len(hashes), threshold)
     return result
+
+
+def _group_counts(dataset: datasets.Dataset, contaminated: list[int]) -> dict[str, dict[str, int]]:
+    """Per image group (None as "(no image group)"): its rows and how many of them are in `contaminated`."""
+    if schema.IMAGE_GROUP not in dataset.column_names:
+        return {}
+    groups = dataset.select_columns([schema.IMAGE_GROUP]).with_format("arrow")[:].column(0).to_pylist()
+    counts: dict[str, dict[str, int]] = {}
+    for group in groups:
+        counts.setdefault(group or "(no image group)", {"rows": 0, "contaminated": 0})["rows"] += 1
+    for row in contaminated:
+        counts[groups[row] or "(no image group)"]["contaminated"] += 1
+    return counts
 
 
 def split_contaminated(dataset: datasets.Dataset, contamination: Contamination) -> datasets.DatasetDict:
@@ -230,8 +288,9 @@ def decontaminate(
     """`DatasetDict(train=clean rows, contaminated=rows whose picture copies a reference picture)`.
 
     `references`: image folders, question files, TSVs, LLaVA eval folders, datasets or Hub ids (see
-    `decontam.references`). `threshold=None`: the embedder's copy threshold (0.80 for `gradients`, 0.9 for an
-    embedder without one). `kwargs` go to `find_contamination` (`cache_dir`, `device`, `batch_size`, ...)."""
+    `decontam.references`). `threshold=None`: the embedder's own (for `gradients`, candidates at 0.70 that
+    verification then confirms; 0.9 for an embedder that states none). `kwargs` go to `find_contamination`
+    (`cache_dir`, `device`, `batch_size`, ...)."""
     return split_contaminated(ds, find_contamination(ds, references, threshold, embedder, **kwargs))
 
 

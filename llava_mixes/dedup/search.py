@@ -13,14 +13,14 @@ BLAS library's summation order.
 
 from __future__ import annotations
 
-import functools
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from llava_mixes.dedup.speed import cpu_bfloat16_speedup
+from llava_mixes.devices import blas_threads
 from llava_mixes.vectors import checked_norms, exact_cosines
 
 # float32 dot products of unit vectors in d <= 4096 are within d * 2**-24 < 3e-4 of exact.
@@ -88,12 +88,14 @@ class LowRankBound:
         rows = vectors[picked].astype(np.float64) / norms[picked, None]
         # The leading principal directions by subspace iteration (a full d x d eigh cost 1.4 s at d=1024 on a
         # 2-core EPYC); the basis is orthonormal to float64 precision, which is all the bound's truth needs.
-        wider = np.linalg.qr(rows.T @ np.random.default_rng(0).standard_normal((sample, cls.RANK + 32)))[0]
-        for _ in range(3):
-            wider = np.linalg.qr(rows.T @ (rows @ wider))[0]
-        _, rotation = np.linalg.eigh(wider.T @ (rows.T @ (rows @ wider)))
-        bound = cls(wider @ rotation[:, -cls.RANK :])
-        projected, residual = bound.project(rows.astype(np.float32))
+        # On one BLAS thread: threaded, each 1024 x 96 QR took 0.2-1.7 s on a busy 2-core machine, 4 ms alone.
+        with blas_threads(1):
+            wider = np.linalg.qr(rows.T @ np.random.default_rng(0).standard_normal((sample, cls.RANK + 32)))[0]
+            for _ in range(3):
+                wider = np.linalg.qr(rows.T @ (rows @ wider))[0]
+            _, rotation = np.linalg.eigh(wider.T @ (rows.T @ (rows @ wider)))
+            bound = cls(wider @ rotation[:, -cls.RANK :])
+            projected, residual = bound.project(rows.astype(np.float32))
         upper = projected @ projected.T + residual[:, None] * residual[None, :]
         return bound if np.count_nonzero(upper >= cutoff - cls.SLACK) < 0.1 * upper.size else None
 
@@ -235,50 +237,6 @@ def bfloat16_floor(value: float) -> float:
     if value < 0 and truncated != bits:
         truncated += 0x10000
     return float(np.array(truncated, dtype=np.uint32).view(np.float32))
-
-
-@functools.cache
-def cpu_bfloat16_speedup() -> float:
-    """How many times faster torch multiplies bfloat16 matrices than NumPy float32 on this CPU (AMX makes it
-    4-5x; without bfloat16 units it is far slower), measured once per process on a 512 x 8192 x 1024 product.
-    0.0 without torch, and on an x86-64 Linux CPU without bfloat16 instructions, where torch emulates them
-    (measuring that took 19 s on a 2-core AMD EPYC, more than a 20K search's products)."""
-    if not _x86_has_bfloat16():
-        return 0.0
-    try:
-        import torch
-    except ImportError:
-        return 0.0
-    rng = np.random.default_rng(0)
-    left = rng.standard_normal((512, 1024), dtype=np.float32)
-    right = rng.standard_normal((8192, 1024), dtype=np.float32)
-    left16, right16 = torch.from_numpy(left).bfloat16(), torch.from_numpy(right).bfloat16()
-
-    def best_of_three(product: Callable[[], object]) -> float:
-        product()
-        product()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            product()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    numpy_seconds = best_of_three(lambda: left @ right.T)
-    torch_seconds = best_of_three(lambda: torch.matmul(left16, right16.T))
-    return numpy_seconds / torch_seconds
-
-
-def _x86_has_bfloat16() -> bool:
-    """False only on an x86-64 Linux CPU whose flags list neither `avx512_bf16` nor `amx_bf16`."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return True
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), None)
-    except OSError:
-        return True
-    return flags is None or "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _group_by_row(found: list[list[np.ndarray]], rows: np.ndarray, ids: np.ndarray) -> None:

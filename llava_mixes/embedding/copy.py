@@ -70,7 +70,10 @@ class GradientsEmbedder(Embedder):
 
     VERSION = 1
     copy_threshold = 0.80
-    """Cosine at or above which two pictures are copies (module docstring)."""
+    """Cosine at or above which two pictures are copies when the vectors decide alone (module docstring)."""
+    candidate_threshold = 0.70
+    """Cosine at or above which two pictures are a candidate pair for verification (`embedding.verify`): on the
+    copy benchmark (`bench/bench_copy_verification.py`) every planted copy of every kind scores 0.70 or more."""
 
     def __init__(self, size: int = 48, grid: int = 4, bins: int = 8) -> None:
         self.size = _positive_int("size", size, 8)
@@ -157,6 +160,8 @@ class TorchScriptEmbedder(Embedder):
     decode_in_processes = True
     copy_threshold = 0.75
     """SSCD's README: `sscd_disc_mixup` pairs at or above 0.75 are copies with 90% precision on DISC."""
+    candidate_threshold = 0.60
+    """Cosine at or above which a pair goes to verification: below SSCD's copy threshold, for recall."""
 
     def __init__(self, path: str | Path, device: str | None = None, size: int = 320) -> None:
         self.path = Path(path).expanduser().resolve()

@@ -44,10 +44,21 @@ EMBEDDER_GUIDE = (
         ">= 0.8-0.9",
     ),
     ("thumbnail", "32x32 grey thumbnail, no weights", ">= 0.90 (misses most crops)", ">= 0.80"),
-    ("gradients", "gradient-orientation grid, no weights, crop-tolerant", ">= 0.80", ">= 0.75"),
-    ("<file>.pt / .torchscript", "a TorchScript model, e.g. SSCD's sscd_disc_mixup (512-d)", ">= 0.75", "-"),
+    (
+        "gradients",
+        "gradient-orientation grid, no weights; THE copy default (decontaminate, overlap, recipe copy dedup)",
+        ">= 0.70 + verification",
+        ">= 0.75",
+    ),
+    (
+        "<file>.pt / .torchscript",
+        "a TorchScript model, e.g. SSCD's sscd_disc_mixup (512-d)",
+        ">= 0.60 + verification",
+        "-",
+    ),
 )
-"""Each embedder, what it is, and the cosine at which its scores mean "copy" and "near duplicate"."""
+"""Each embedder, what it is, and the score at which it means "copy" and "near duplicate". For copy embedders,
+"+ verification": pairs at that cosine are candidates that `embedding.verify` confirms or rejects."""
 # On CUDA, runs of at least this many images compile the model (about 25 s, then about a quarter faster).
 COMPILE_MIN_IMAGES = 4096
 JPEG_MAGIC = b"\xff\xd8\xff"

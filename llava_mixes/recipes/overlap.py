@@ -5,7 +5,8 @@ embedding cache (so a second run embeds nothing), and searched against every oth
 `range_search` (float32 tiles, float64 re-check). For sources `a` and `b`:
 
 - `exact[a][b]`: distinct pictures present in both, byte for byte (the diagonal: each source's distinct pictures);
-- `near[a][b]`: distinct pictures of `a` with a picture of `b` at cosine >= the threshold (a byte copy always
+- `near[a][b]`: distinct pictures of `a` with a copy among `b`'s: at cosine >= the threshold, confirmed by
+  verification for a copy embedder (`decontam.copies`; a byte copy always
   counts, embedded or not; so `near >= exact`; the diagonal: each source's distinct pictures);
 - `rows_lost[b][a]` for `a` listed before `b`: rows of `b` whose picture has such a match among `a`'s pictures;
   `rows_lost_total[b]`: rows of `b` whose picture has a match in any earlier source, which is what a mix with
@@ -26,8 +27,10 @@ import datasets
 import numpy as np
 
 from llava_mixes import schema
+from llava_mixes.decontam.candidates import CandidateBudget, CandidateTally, candidate_pairs
+from llava_mixes.decontam.copies import confirm, picture_source, verification_record
 from llava_mixes.decontam.decontaminate import copy_search
-from llava_mixes.decontam.search import range_search
+from llava_mixes.decontam.search import Matches, range_search
 from llava_mixes.embedding.embedders import Embedder
 from llava_mixes.embedding.transform import fill_cache
 from llava_mixes.errors import ConfigError
@@ -55,6 +58,7 @@ class Overlap:
     not_embedded: int = 0
     embedded: int = 0
     cached: int = 0
+    verification: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Everything, as JSON-serialisable values."""
@@ -84,9 +88,12 @@ def source_overlap(
     num_workers: int | None = None,
     block_size: int = 1024,
     tile_size: int = 16384,
+    max_candidate_pairs: int | None = None,
 ) -> Overlap:
     """The pairwise overlap of `sources` (name -> rows with `image` and `image_sha256`, in mix order); see the
-    module docstring. `threshold=None` is the embedder's copy threshold."""
+    module docstring. `threshold=None` is the embedder's copy threshold. Where verification confirms the
+    candidates, only pairs that can change the answer (pictures of different sources) are candidates, and more
+    than `max_candidate_pairs` of them (None: `CandidateBudget.of`) raise `TooManyCandidatesError` first."""
     names = list(sources)
     if len(names) < 2:
         raise ConfigError(f"overlap compares at least two sources; got {names}")
@@ -112,7 +119,39 @@ def source_overlap(
     vectors, errors = cache.vectors(hashes)
     usable = np.flatnonzero([error is None for error in errors])
     logger.info("overlap of %s: %d distinct pictures, %d embedded", names, len(hashes), len(usable))
-    found = range_search(vectors[usable], vectors[usable], threshold, block_size=block_size, tile_size=tile_size)
+    verification = None
+    if search.verifier is None:
+        found = range_search(vectors[usable], vectors[usable], threshold, block_size=block_size, tile_size=tile_size)
+    else:
+        budget, tally = CandidateBudget.of(max_candidate_pairs), CandidateTally()
+        labels = ["+".join(np.asarray(names)[member[position]].tolist()) for position in usable.tolist()]
+        sets = member[usable]
+
+        def new_sources(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+            """Pairs where one picture is in a source the other is not in: only those can change the answer."""
+            return (sets[query] != sets[reference]).any(axis=1)
+
+        found = candidate_pairs(
+            vectors[usable],
+            vectors[usable],
+            threshold,
+            labels,
+            labels,
+            budget,
+            tally,
+            earlier_only=True,
+            wanted=new_sources,
+        )
+        budget.check(tally, f"cosine >= {threshold}", "threshold= in source_overlap(), or --threshold")
+        keys = [hashes[position] for position in usable.tolist()]
+        source = picture_source(*(sources[name] for name in names))
+        found, verified = confirm(found, keys, keys, search.verifier, source, num_workers)
+        verification = verification_record(search.verifier, threshold, verified)
+        found = Matches(
+            np.concatenate([found.query, found.reference]),
+            np.concatenate([found.reference, found.query]),
+            np.concatenate([found.similarity, found.similarity]),
+        )
     identity = np.arange(len(hashes), dtype=np.int64)
     left = np.concatenate([usable[found.query], identity])
     right = np.concatenate([usable[found.reference], identity])
@@ -144,6 +183,7 @@ def source_overlap(
         not_embedded=len(hashes) - len(usable),
         embedded=embedded,
         cached=cached,
+        verification=verification,
     )
 
 

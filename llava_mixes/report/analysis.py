@@ -27,6 +27,14 @@ from llava_mixes.dedup.deduplicate import SCOPES
 from llava_mixes.dedup.sweep import GRID, PassResult, sweep_pass, sweep_thresholds
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError
 from llava_mixes.errors import ConfigError
+from llava_mixes.report.cross import (
+    DEFAULT_SAMPLE,
+    CrossGroup,
+    check_cross_group,
+    in_share,
+    measure_recall,
+    sample_found,
+)
 from llava_mixes.report.pairs import Band, Pair, sample_pairs, score_bands
 from llava_mixes.schema import NO_GROUP
 
@@ -128,13 +136,18 @@ def _items(images: DistinctImages, paths: np.ndarray) -> tuple[np.ndarray, list[
 
 
 def _run_scope(
-    images: DistinctImages, scope: str, thresholds: tuple[float, ...], block_size: int, floor: float
+    images: DistinctImages,
+    scope: str,
+    thresholds: tuple[float, ...],
+    block_size: int,
+    floor: float,
+    paths: np.ndarray | None = None,
 ) -> ScopeDecisions:
-    """Run `sweep_pass` over `scope`: each group on its own, or everything with cross-group matches (matches
-    and nearest neighbours looked for down to `floor`)."""
+    """Run `sweep_pass` over `scope`: each group on its own, or everything (or only `paths`, ascending) with
+    cross-group matches (matches and nearest neighbours looked for down to `floor`)."""
     path_item = np.full(len(images.paths), -1, dtype=np.int64)
     if scope == "global":
-        parts = [np.arange(len(images.paths))]
+        parts = [np.arange(len(images.paths)) if paths is None else paths]
     else:
         order = np.argsort(images.path_group, kind="stable")
         parts = np.split(order, np.flatnonzero(np.diff(images.path_group[order])) + 1) if len(order) else [order]
@@ -228,6 +241,7 @@ class DedupAnalysis:
     pairs: list[Pair] = field(default_factory=list)
     pair_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     nearest_from: float = GRID[0]
+    cross_group: CrossGroup = field(default_factory=lambda: CrossGroup("skip"))
 
     @property
     def table(self) -> SweepTable:
@@ -259,6 +273,7 @@ class DedupAnalysis:
                 if len(values)
             },
             "pair_counts": self.pair_counts,
+            "cross_group": {**asdict(self.cross_group), "recall": self.cross_group.recall},
             "pairs": [asdict(pair) for pair in self.pairs],
         }
 
@@ -269,17 +284,22 @@ def analyse(
     config_name: str,
     shown: Sequence[float] = (0.7, 0.8, 0.9),
     scope: str = "group",
-    cross_group: bool = True,
+    cross_group: bool | str = "exact",
     per_band: int = 3,
     block_size: int = 1024,
     nearest_from: float = GRID[0],
+    cross_group_sample: float = DEFAULT_SAMPLE,
 ) -> DedupAnalysis:
     """Everything the report shows about deduplicating `dataset` (embeddings already in `cache`).
 
-    The sweep runs per group, and globally too under `scope="global"` or `cross_group` (which finds
-    the duplicates across groups). `shown` are the thresholds the pairs are labelled at. Nearest-neighbour
+    The sweep runs per group, and globally too under `scope="global"` or as `cross_group` says (`exact`, `sample`
+    on a `cross_group_sample` share of the images with its recall measured, or `skip`: see `report.cross`), which
+    finds the duplicates across groups. `shown` are the thresholds the pairs are labelled at. Nearest-neighbour
     similarities are exact from `nearest_from` up; lower ones count as `nearest_from`.
     """
+    mode = check_cross_group(cross_group, cross_group_sample)
+    if scope == "global" and mode == "sample":
+        raise ConfigError("cross_group='sample' is not allowed for scope='global': its table is the config's own")
     if scope not in SCOPES:
         raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
     if not shown:
@@ -294,8 +314,11 @@ def analyse(
     logger.info("%d distinct image paths, %d distinct files", len(images.paths), len(images.vectors))
     floor = min(float(nearest_from), lowest_shown)
     decisions = {"group": _run_scope(images, "group", thresholds, block_size, floor)}
-    if scope == "global" or cross_group:
+    crossing = CrossGroup("exact" if scope == "global" else mode)
+    if crossing.mode == "exact":
         decisions["global"] = _run_scope(images, "global", thresholds, block_size, lowest_shown)
+    elif crossing.mode == "sample":
+        decisions["global"], crossing = _sampled_pass(images, thresholds, block_size, lowest_shown, cross_group_sample)
     nearest_items = np.maximum(decisions["group"].result.nearest, np.float32(nearest_from))
     copied = [first for _, first in decisions["group"].followers]
     nearest_items[decisions["group"].path_item[np.asarray(copied, dtype=np.int64)]] = 1.0
@@ -312,7 +335,11 @@ def analyse(
         shown=shown,
         images=images,
         decisions=decisions,
-        tables={name: _table(images, scope_decisions) for name, scope_decisions in decisions.items()},
+        tables={
+            name: _table(images, scope_decisions)
+            for name, scope_decisions in decisions.items()
+            if name == "group" or crossing.mode == "exact"
+        },
         nearest={
             name: np.concatenate([nearest_items[item_groups == index], np.ones(int((copy_groups == index).sum()))])
             for index, name in enumerate(images.groups)
@@ -321,7 +348,25 @@ def analyse(
         pairs=sample.pairs,
         pair_counts=sample.counts,
         nearest_from=float(nearest_from),
+        cross_group=crossing,
     )
+
+
+def _sampled_pass(
+    images: DistinctImages, thresholds: tuple[float, ...], block_size: int, lowest_shown: float, share: float
+) -> tuple[ScopeDecisions, CrossGroup]:
+    """The global pass over the contents in `share` (`cross.in_share`), and its recall at `lowest_shown`."""
+    paths = np.flatnonzero(in_share(images.path_vector, share))
+    decisions = _run_scope(images, "global", thresholds, block_size, lowest_shown, paths)
+    every, _ = _items(images, np.arange(len(images.paths)))
+    vectors = images.vectors[images.path_vector[every]]
+    groups = images.path_group[every]
+    sampled = np.flatnonzero(decisions.path_item[every] >= 0)
+    found = sample_found(vectors, sampled, decisions.result.match, lowest_shown)
+    queries, matched, hits = measure_recall(vectors, groups, sampled, found, lowest_shown)
+    crossing = CrossGroup("sample", share, len(sampled), lowest_shown, queries, matched, hits, len(every))
+    logger.info("%s", crossing.describe())
+    return decisions, crossing
 
 
 @dataclass(frozen=True)

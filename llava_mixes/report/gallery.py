@@ -180,6 +180,9 @@ def render_page(
             '<p class="muted">Each image with its most similar earlier image in another group; '
             "labels are what a global-scope dedup would do.</p>"
         )
+        if analysis.cross_group.mode == "sample":
+            note += f'<p class="muted">{_e(analysis.cross_group.describe())}.</p>'
+
         body.append(_section(analysis, CROSS_GROUP, "cross-group", pictures, note))
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -26,6 +26,7 @@ from llava_mixes.errors import CacheWriteError, ConfigError
 from llava_mixes.extras import require
 from llava_mixes.outputs import OutputFolder, check_claims, output_folder
 from llava_mixes.report.analysis import DedupAnalysis, analyse
+from llava_mixes.report.cross import DEFAULT_SAMPLE
 from llava_mixes.report.gallery import render_page
 from llava_mixes.report.plots import nearest_png, sweep_png
 from llava_mixes.report.samples import XLSX_FILE, Sheet, sheet_title, write_samples
@@ -76,12 +77,13 @@ def analyse_built(
     *,
     thresholds: tuple[float, ...] = THRESHOLDS,
     pairs_per_band: int = PAIRS_PER_BAND,
-    cross_group: bool = True,
+    cross_group: bool | str = "exact",
     model: Embedder | None = None,
     nearest_from: float = GRID[0],
+    cross_group_sample: float = DEFAULT_SAMPLE,
 ) -> ConfigAnalysis:
     """Sweep the embeddings of `built`'s plain rows (from the cache; missing ones embedded); nearest
-    neighbours from `nearest_from` up (see `analyse`)."""
+    neighbours from `nearest_from` up, the cross-group pass as `cross_group` says (see `analyse`)."""
     sweep_thresholds(thresholds)
     settings = built.config
     model = model or embedder_of(settings)
@@ -98,6 +100,7 @@ def analyse_built(
         cross_group,
         pairs_per_band,
         nearest_from=nearest_from,
+        cross_group_sample=cross_group_sample,
     )
     return ConfigAnalysis(built, analysis)
 

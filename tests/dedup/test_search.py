@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llava_mixes.dedup import search
+from llava_mixes.dedup import search, speed
 from llava_mixes.dedup.search import LowRankBound, bfloat16_floor, brute_force_keep_first, greedy_keep_first
 from llava_mixes.playground.synthetic import clip_like_vectors
 
@@ -218,12 +218,13 @@ def test_work_of_a_pruned_search_leaves_the_pruned_tiles_out() -> None:
 
 
 def test_bfloat16_probe_is_skipped_on_x86_without_bfloat16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
-    search.cpu_bfloat16_speedup.cache_clear()
-    has_bfloat16 = search._x86_has_bfloat16
-    monkeypatch.setattr(search.platform, "machine", lambda: "aarch64")
+    speed.cpu_bfloat16_speedup.cache_clear()
+    has_bfloat16 = speed.x86_has_bfloat16
+    monkeypatch.setattr(speed.platform, "machine", lambda: "aarch64")
     assert has_bfloat16()
-    monkeypatch.setattr(search, "_x86_has_bfloat16", lambda: False)
+    monkeypatch.setattr(speed, "x86_has_bfloat16", lambda: False)
+    monkeypatch.setattr(speed, "measure_bfloat16_speedup", lambda: pytest.fail("measured without bfloat16"))
     try:
-        assert search.cpu_bfloat16_speedup() == 0.0
+        assert speed.cpu_bfloat16_speedup() == 0.0
     finally:
-        search.cpu_bfloat16_speedup.cache_clear()
+        speed.cpu_bfloat16_speedup.cache_clear()

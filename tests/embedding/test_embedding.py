@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -141,3 +142,27 @@ def test_dedup_reads_vectors_from_the_cache_as_from_the_embedding_column(
     empty = embedding_cache.EmbeddingCache(tmp_path / "empty", ThumbnailEmbedder())
     with pytest.raises(ValueError, match="no embedding"):
         deduplicate(base, threshold=0.8, embeddings=empty)
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "fifo"])
+def test_picture_bytes_come_from_the_row_when_the_path_holds_no_regular_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "picture.jpg"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    rows = datasets.Dataset.from_dict(
+        {schema.IMAGE: [{"bytes": b"row bytes", "path": None}]},
+        features=datasets.Features({schema.IMAGE: datasets.Image(decode=False)}),
+    )
+    ref = embedding_cache.ImageRef("0" * 64, str(path), 0)
+    assert embedding_cache.read_image_bytes(ref, rows) == b"row bytes"
+
+
+def test_picture_bytes_come_from_the_file_when_there_is_one(tmp_path: Path) -> None:
+    path = tmp_path / "picture.jpg"
+    path.write_bytes(b"file bytes")
+    ref = embedding_cache.ImageRef("0" * 64, str(path), 0)
+    assert embedding_cache.read_image_bytes(ref, None) == b"file bytes"
+    with pytest.raises(FileNotFoundError, match="no file"):
+        embedding_cache.read_image_bytes(embedding_cache.ImageRef("0" * 64, str(tmp_path / "gone.jpg"), 0), None)
