@@ -26,10 +26,11 @@ from filelock import FileLock
 
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES, check_data_dir, extra_features, info_fields
+from llava_mixes.building.chain import config_steps
 from llava_mixes.building.config import VERSION, LlavaMixesConfig, named_configs
 from llava_mixes.building.freshness import (
     BUILD_LOCK_SUFFIX,
-    bases_digest,
+    BuildPlan,
     build_digest,
     clear_unfinished,
     damage_reason,
@@ -47,13 +48,13 @@ from llava_mixes.building.report import (
     dedup_group_stats,
     group_stats,
 )
+from llava_mixes.building.steps import Step, write_steps
 from llava_mixes.decontam import CONTAMINATED_SPLIT, DECONTAM_FEATURES, find_contamination, split_contaminated
-from llava_mixes.decontam.references import record_references
 from llava_mixes.dedup.deduplicate import KEEP_RULE, deduplicate
 from llava_mixes.dedup.rows import duplicate_rows
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
-from llava_mixes.embedding.embedders import embedder_fingerprint, resolve_embedder
+from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.schema import Rejection
@@ -101,10 +102,21 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
     def _data_dir(self) -> Path:
         return check_data_dir(self.config.sources, self.config.data_dir)
 
-    def embedder_fingerprints(self) -> dict[str, str | None]:
-        """Each embedder this config uses, by role, as `embedder_fingerprint` identifies it (`freshness` compares
-        them with those the build recorded)."""
-        return {role: embedder_fingerprint(name) for role, name in self.config.embedders().items()}
+    def steps(self) -> list[Step]:
+        """The steps that build this config (`chain.config_steps`), with the digests of their inputs now."""
+        bases = {base.config.name: Path(base.cache_dir) for base in self.base_builders()}
+        return config_steps(self.config, bases)
+
+    def plan(self, folder: Path | None = None) -> BuildPlan:
+        """What the freshness check needs of this config's build, cached in `folder` (default: its cache folder)."""
+        derived = self.config.is_derived
+        return BuildPlan(
+            self.config.name,
+            folder or Path(self.cache_dir),
+            self.steps,
+            tuple(base.plan() for base in self.base_builders()),
+            None if derived else self._located_files,
+        )
 
     def _build_cache_dir(self) -> str:
         """As in `datasets`, except that a `dataset_info.json` there that cannot be read is set aside first (see
@@ -125,6 +137,9 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         report = BuildReport.load(folder / REPORT_FILE)
         check_lost_rows(report, self._data_dir(), prefixes, self.config.max_rejected)
 
+    def _located_files(self) -> list[Path]:
+        return [path for paths in self._annotation_files(self._data_dir()).values() for path in paths]
+
     def _annotation_files(self, data_dir: Path) -> dict[str, list[Path]]:
         """Each source's annotation files: those `data_files` names, else those the source finds or fetches."""
         named = files_per_source(self.config.data_files, self.config.sources)
@@ -139,33 +154,33 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         result = self._mixed(rebuild_base=forced) if self.config.is_recipe else self._derived(rebuild_base=forced)
         return [datasets.SplitGenerator(split, gen_kwargs={"dataset": rows}) for split, rows in result.items()]
 
-    def _base_builder(self, config_name: str | None = None) -> LlavaMixes:
+    def _base_builder(self, config_name: str) -> LlavaMixes:
         kwargs = {"data_dir": self.config.data_dir, "data_files": self.config.data_files}
         kwargs.update(self.config.base_overrides())
         return LlavaMixes(
             cache_dir=self._cache_dir_root,
-            config_name=config_name or self.config.base_name,
+            config_name=config_name,
             hash=self.hash,
             dataset_name=self.dataset_name,
             **kwargs,
         )
 
-    def _base_builders(self) -> list[LlavaMixes]:
-        """The plain builds this derived config is made from: its plain config, or each source of its recipe."""
+    def base_builders(self) -> list[LlavaMixes]:
+        """The plain builds this config is made from: none for a plain config, its plain config for a deduplicated
+        or decontaminated one, each source of its recipe for a recipe."""
         if self.config.is_recipe:
             return [self._base_builder(source) for source in self.config.sources]
-        return [self._base_builder()]
+        return [self._base_builder(self.config.base_name)] if self.config.is_derived else []
 
     def _mixed(self, rebuild_base: bool) -> dict[str, datasets.Dataset]:
         """The splits of the config `recipe`, from its sources' plain builds (see `mixing.mix_recipe`)."""
         config = self.config
         sources = []
-        for base_builder in self._base_builders():
+        for base_builder in self.base_builders():
             base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
             folder = Path(base_builder.cache_dir)
             rows = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
             sources.append(SourceBuild(base_builder.config.name, rows, BuildReport.load(folder / REPORT_FILE)))
-        self._base_digest = bases_digest([Path(base.cache_dir) for base in self._base_builders()])
         embedding = Embedding(config.cache_root(), config.device, config.batch_size, config.num_workers)
         splits, self._pending_report = mix_recipe(
             config.recipe_spec(), sources, config.name, str(config.version), embedding
@@ -177,9 +192,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         """The splits of a deduplicated and/or decontaminated config, from its plain config's rows: the rows whose
         picture copies a benchmark's leave first (`contaminated`), then the rest are deduplicated."""
         config = self.config
-        base_builder = self._base_builder()
+        (base_builder,) = self.base_builders()
         base_builder.download_and_prepare(download_mode="force_redownload" if rebuild_base else None)
-        self._base_digest = build_inputs.record_digest(Path(base_builder.cache_dir))
         base = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
         base_report = BuildReport.load(Path(base_builder.cache_dir) / REPORT_FILE)
         splits: dict[str, datasets.Dataset] = {}
@@ -280,7 +294,6 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         clear_unfinished(Path(self._output_dir))
         self._part_report_dir = str(Path(self._output_dir) / PART_REPORTS)
         self._pending_report = None
-        self._base_digest = None
         # Split sizes loaded from an earlier build are no expectation: the local sources may have changed.
         self.info.splits = None
         repairs = repairs_mark()
@@ -297,15 +310,12 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         if not self.config.is_derived:
             report.duplicate_rows = len(duplicate_rows(self._rows()))
         report.save(Path(self._output_dir) / REPORT_FILE)
-        if self.config.is_derived:
-            build_inputs.write_dedup_record(Path(self._output_dir), self._base_digest, self.embedder_fingerprints())
-            if self.config.references():
-                record_references(Path(self._output_dir), self.config.references())
-        else:
+        if not self.config.is_derived:
             parts = [Path(self._part_report_dir) / f"{name}{build_inputs.PART_SUFFIX}" for name in self.config.sources]
             build_inputs.write_record(Path(self._output_dir), parts)
             for part in parts:
                 part.unlink()
+        write_steps(Path(self._output_dir), self.steps())
         write_build_record(Path(self._output_dir), self.dataset_name, self.info.splits)
 
     def download_and_prepare(
@@ -329,7 +339,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             reusing = DownloadMode(download_mode or DownloadMode.REUSE_DATASET_IF_EXISTS)
             if reusing == DownloadMode.REUSE_DATASET_IF_EXISTS and is_built(folder):
                 damage = damage_reason(folder)
-                reason = damage or stale_reason(self, folder)
+                reason = damage or stale_reason(self.plan(folder))
                 if reason is not None:
                     log = logger.warning if damage else logger.info
                     log("rebuilding %s in %s: %s", self.config.name, folder, reason)

@@ -18,7 +18,7 @@ import datasets
 from llava_mixes import schema
 from llava_mixes.builders import MIXES, SOURCES
 from llava_mixes.building.losses import DEFAULT_MAX_REJECTED, check_max_rejected
-from llava_mixes.building.mixing import NOT_FOR_RECIPES, config_recipe
+from llava_mixes.building.mixing import NOT_FOR_RECIPES, check_recipe_kwargs, config_recipe
 from llava_mixes.decontam.decontaminate import DEFAULT_EMBEDDER as DECONTAM_EMBEDDER
 from llava_mixes.decontam.decontaminate import check_settings as check_decontamination
 from llava_mixes.dedup.deduplicate import SCOPES, SEARCHES, THRESHOLDS, check_threshold
@@ -152,11 +152,16 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         set; its sources are the recipe's."""
         defaults = {field.name: field.default for field in fields(LlavaMixesConfig)}
         refused = {name: getattr(self, name) for name in NOT_FOR_RECIPES if getattr(self, name) != defaults[name]}
-        self.sources = tuple(source.config for source in config_recipe(self.recipe, refused).sources)
+        check_recipe_kwargs(refused)
+        self.sources = tuple(source.config for source in self.recipe_spec().sources)
 
     def recipe_spec(self) -> Recipe:
-        """The recipe of the config `recipe`, loaded and validated."""
-        return config_recipe(self.recipe)
+        """The recipe of the config `recipe`, parsed once into a typed `Recipe` (when the config is validated, or at
+        the first use) and passed down from there; parsed again only if `recipe` is set to another value."""
+        parsed: tuple[str | None, Recipe] | None = getattr(self, "_parsed_recipe", None)
+        if parsed is None or parsed[0] != self.recipe:
+            parsed = self._parsed_recipe = (self.recipe, config_recipe(self.recipe))
+        return parsed[1]
 
     def create_config_id(self, config_kwargs: dict, custom_features: datasets.Features | None = None) -> str:
         """The cache id, from the kwargs that can change this config's rows only: speed settings never do,

@@ -53,7 +53,7 @@ def prepare(dataset_builder: LlavaMixes) -> Built:
     if dataset_builder.config.is_recipe:
         base = recipe_base(dataset)
     else:
-        base_builder = dataset_builder._base_builder() if dataset_builder.config.is_derived else dataset_builder
+        base_builder = dataset_builder.base_builders()[0] if dataset_builder.config.is_derived else dataset_builder
         # A derived build that was reused has just checked its base's inputs, and one that was rebuilt built its
         # base: preparing the base again would only repeat that check (one stat per image file).
         base_folder = Path(base_builder.cache_dir)
@@ -76,5 +76,5 @@ def verify(
     config is made from, against their build records, each file hashed in full (`freshness.verify_build`); builds
     nothing. The problems found, per build folder: all empty when every build is whole."""
     dataset_builder = configure(config, data_dir, cache_dir, **config_kwargs)
-    bases = dataset_builder._base_builders() if dataset_builder.config.is_derived else []
-    return {Path(each.cache_dir): verify_build(Path(each.cache_dir)) for each in [dataset_builder, *bases]}
+    builders = [dataset_builder, *dataset_builder.base_builders()]
+    return {Path(each.cache_dir): verify_build(Path(each.cache_dir)) for each in builders}
