@@ -371,10 +371,12 @@ def _sampled_pass(
 
 @dataclass(frozen=True)
 class CardSummary:
-    """What a dataset card shows of the report: a Markdown table of kept images and a few pairs."""
+    """What a dataset card shows of the report: a Markdown table of kept images at the thresholds `shown`, and a few
+    pairs; plain data, so that publishing a card needs none of the analysis."""
 
     markdown: str
     pairs: list[Pair]
+    shown: tuple[float, ...]
 
 
 def card_summary(analysis: DedupAnalysis, pairs: int = 4) -> CardSummary:
@@ -394,4 +396,4 @@ def card_summary(analysis: DedupAnalysis, pairs: int = 4) -> CardSummary:
     for pair in sorted(analysis.pairs, key=lambda pair: -order[pair.band]):
         if len(picked) < pairs and all(pair.band != other.band for other in picked):
             picked.append(pair)
-    return CardSummary("\n".join(lines), picked)
+    return CardSummary("\n".join(lines), picked, analysis.shown)
