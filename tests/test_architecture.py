@@ -297,3 +297,10 @@ def test_architecture_md_names_the_stages_and_foundations_there_are() -> None:
         assert re.search(rf"^  {stage}/", text, re.M), stage
     for name in FOUNDATIONS:
         assert f"`{name}.py`" in text, name
+
+
+def test_the_readme_counts_the_configs_there_are() -> None:
+    from llava_mixes.building.config import CONFIG_NAMES
+
+    counted = re.findall(r"# the (\d+) configs", (PACKAGE.parent / "README.md").read_text())
+    assert counted == [str(len(CONFIG_NAMES))]

@@ -178,6 +178,16 @@ def _type_name(feature: Any) -> str:
     return type(feature).__name__
 
 
+def _licence_note(manifest: dict[str, Any]) -> str:
+    """Which of the published sources forbid commercial use (`Source.commercial_use`, registry data)."""
+    closed = [SOURCES[name].name for name in _sources(manifest) if not SOURCES[name].commercial_use]
+    if not closed:
+        return "Each config keeps its sources' licences; no source here is marked non-commercial."
+    verb = "is" if len(closed) == 1 else "are"
+    names = ", ".join(closed)
+    return f"Each config keeps its sources' licences, and {len(closed)} of them {verb} non-commercial: {names}."
+
+
 def _sources_section(manifest: dict[str, Any]) -> str:
     parts = []
     for name in _sources(manifest):
@@ -378,6 +388,7 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
         example_config=manifest["default"],
         configs_table=_configs_table(manifest),
         schema_table=_schema_table(manifest),
+        licence_note=_licence_note(manifest),
         sources=_sources_section(manifest),
         dedup=_dedup_section(manifest),
         decontaminated=_decontaminated(manifest),

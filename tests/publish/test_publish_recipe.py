@@ -108,6 +108,7 @@ def test_a_recipe_is_published_as_its_own_config_with_every_split_and_loads_back
     assert [item["split"] for item in configs["recipe-llava-1.5"]["data_files"]] == ["train", DUPLICATE_SPLIT]
     # The sharegpt4v source brings its non-commercial licence onto the card.
     assert "cc-by-nc-4.0" in card.data.license
+    assert "1 of them is non-commercial: sharegpt4v_mix665k." in card.text
 
     built = build_recipe(recipe, playground, tmp_path)
     loaded = datasets.load_dataset(str(out), MIX)
