@@ -11,7 +11,8 @@ whose inputs changed since is rebuilt, with no cache to clear by hand.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from llava_mixes import schema
 from llava_mixes.builders import SOURCES, check_data_dir, extra_features, info_fields
 from llava_mixes.building.chain import config_steps
 from llava_mixes.building.config import VERSION, LlavaMixesConfig, named_configs
+from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
 from llava_mixes.building.freshness import (
     BUILD_LOCK_SUFFIX,
     BuildPlan,
@@ -40,7 +42,7 @@ from llava_mixes.building.freshness import (
     write_build_record,
 )
 from llava_mixes.building.losses import check_lost_rows, reject_unembeddable
-from llava_mixes.building.mixing import Embedding, SourceBuild, mix_recipe
+from llava_mixes.building.mixing import SourceBuild, mix_recipe
 from llava_mixes.building.report import (
     PART_REPORTS,
     REPORT_FILE,
@@ -49,13 +51,11 @@ from llava_mixes.building.report import (
     group_stats,
 )
 from llava_mixes.building.steps import Step, write_steps
-from llava_mixes.decontam import CONTAMINATED_SPLIT, DECONTAM_FEATURES, find_contamination, split_contaminated
-from llava_mixes.dedup.deduplicate import KEEP_RULE, deduplicate
+from llava_mixes.decontam import CONTAMINATED_SPLIT, DECONTAM_FEATURES
 from llava_mixes.dedup.rows import duplicate_rows
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import resolve_embedder
-from llava_mixes.embedding.transform import attach_embeddings, fill_cache
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.schema import Rejection
 from llava_mixes.sources import inputs as build_inputs
@@ -181,9 +181,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             folder = Path(base_builder.cache_dir)
             rows = base_builder.as_dataset(split=schema.TRAIN_SPLIT)
             sources.append(SourceBuild(base_builder.config.name, rows, BuildReport.load(folder / REPORT_FILE)))
-        embedding = Embedding(config.cache_root(), config.device, config.batch_size, config.num_workers)
         splits, self._pending_report = mix_recipe(
-            config.recipe_spec(), sources, config.name, str(config.version), embedding
+            config.recipe_spec(), sources, config.name, str(config.version), self._embedding(engine=False)
         )
         features = self.info.features
         return {split: schema.conform(rows, features) for split, rows in splits.items()}
@@ -199,19 +198,13 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         splits: dict[str, datasets.Dataset] = {}
         decontamination = None
         if config.is_decontaminated:
-            found = find_contamination(
+            base, splits[CONTAMINATED_SPLIT], decontamination = decontaminate_rows(
                 base,
                 list(config.decontaminate),
                 config.decontaminate_threshold,
                 config.decontaminate_embedder,
-                cache_dir=config.cache_root(),
-                device=config.device,
-                batch_size=config.batch_size,
-                num_workers=config.num_workers,
+                self._embedding(engine=False),
             )
-            parts = split_contaminated(base, found)
-            base, splits[CONTAMINATED_SPLIT] = parts[schema.TRAIN_SPLIT], parts[CONTAMINATED_SPLIT]
-            decontamination = found.to_json()
         if config.is_dedup:
             splits = {**self._deduplicated(base, base_report), **splits}
         else:
@@ -228,25 +221,33 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         features = self.info.features
         return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
-    def _deduplicated(self, base: datasets.Dataset, base_report: BuildReport) -> datasets.DatasetDict:
+    def _embedding(self, engine: bool = True) -> Embedding:
+        """Where and how this config's pictures are embedded (`engine`: with its engine; else the local one)."""
         config = self.config
-        model = self._embedder()
-        devices = parse_devices(config.device)
-        cache, stats = fill_cache(
-            base,
-            model,
-            config.cache_root(),
-            config.batch_size,
-            config.num_workers,
-            devices,
-            config.engine,
-            keep_failures=True,
+        local = Embedding(config.cache_root(), config.device, config.batch_size, config.num_workers)
+        return replace(local, engine=config.engine) if engine else local
+
+    def _deduplicated(self, base: datasets.Dataset, base_report: BuildReport) -> datasets.DatasetDict:
+        """The dedup step of this config's chain (`derive.deduplicate_rows`); the rows whose picture has no vector
+        are rejected with their reason (`losses.reject_unembeddable`)."""
+        config = self.config
+        unembeddable: list[Rejection] = []
+
+        def reject(rows: datasets.Dataset, failed: Mapping[str, str]) -> datasets.Dataset:
+            kept, rejected = reject_unembeddable(rows, failed, config.on_bad_records)
+            unembeddable.extend(rejected)
+            return kept
+
+        settings = DedupSettings(
+            config.dedup_threshold,
+            config.dedup_scope,
+            config.embedder,
+            config.dedup_search,
+            config.embedder_revision,
+            config.precision,
+            config.keep_embeddings,
         )
-        base, unembeddable = reject_unembeddable(base, stats.failed, config.on_bad_records)
-        rows = attach_embeddings(base, cache) if config.keep_embeddings else base
-        result = deduplicate(
-            rows, config.dedup_threshold, config.dedup_scope, search=config.dedup_search, embeddings=cache
-        )
+        done = deduplicate_rows(base, settings, self._embedding(), reject)
         rejected = [*base_report.rejected, *unembeddable]
         self._pending_report = BuildReport(
             config_name=config.name,
@@ -254,17 +255,11 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             sources=list(config.sources),
             rows_in=base_report.rows_in,
             rejected=rejected,
-            groups=dedup_group_stats(result, rejected),
-            dedup={
-                "threshold": config.dedup_threshold,
-                "scope": config.dedup_scope,
-                "search": config.dedup_search,
-                "rule": KEEP_RULE,
-                "embedder": model.identity(),
-            },
-            embedding={"cache_key": stats.embedder, "images": stats.images, "embedded": stats.embedded},
+            groups=dedup_group_stats(done.splits, rejected),
+            dedup=done.dedup,
+            embedding=done.embedding,
         )
-        return result
+        return done.splits
 
     def _generate_tables(
         self, sources: list[str] | None = None, dataset: datasets.Dataset | None = None
