@@ -28,12 +28,12 @@ from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.vectors import checked_norms
 
 MAX_CANDIDATE_PAIRS = 5_000_000
-"""Default budget: the most candidate pairs one copy-detection run verifies (about 28 CPU-hours at
+"""Default budget: the most candidate pairs one copy-detection run verifies (about 35 CPU-hours at
 `SECONDS_PER_PAIR`); `max_candidate_pairs=` or the environment variable `BUDGET_VARIABLE` sets another."""
 BUDGET_VARIABLE = "LLAVA_MIXES_MAX_CANDIDATE_PAIRS"
-SECONDS_PER_PAIR = 0.02
-"""CPU seconds one verified pair costs, decoding included, for estimates: 17.5 ms measured on a 2-core AMD EPYC
-(`bench/bench_copy_verification.py`), rounded up."""
+SECONDS_PER_PAIR = 0.025
+"""CPU seconds one verified pair costs, decoding included, for estimates: 22.2 and 25.5 ms measured on a 2-core AMD
+EPYC (`bench/bench_copy_verification.py`, seeds 23 and 31), rounded up."""
 SHOWN_LABELS = 5
 
 
