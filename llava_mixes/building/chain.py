@@ -19,8 +19,10 @@ WIRING = "llava_mixes.building.builder"
 """The module that runs every step: its own source is part of each step's code version."""
 NORMALISE_CODE = ("llava_mixes.sources.normalise", "llava_mixes.building.report")
 """Besides the source's own builder module: what normalises its rows and writes its part of the report."""
-DECONTAMINATE_CODE = ("llava_mixes.decontam", "llava_mixes.building.report")
+DECONTAMINATE_CODE = ("llava_mixes.decontam", "llava_mixes.building.derive", "llava_mixes.building.report")
+"""`derive` runs both derived steps, so an edit of either stage's code makes both stale: never too few."""
 DEDUP_CODE = (
+    "llava_mixes.building.derive",
     "llava_mixes.dedup.deduplicate",
     "llava_mixes.embedding.transform",
     "llava_mixes.building.losses",
