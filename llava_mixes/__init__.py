@@ -1,11 +1,11 @@
 """llava_mixes: LLaVA-style instruction sets as clean, deduplicated, versioned `datasets` configs.
 
 Importing the package registers the `llava_mixes` builder with `datasets`, so that
-`load_dataset("llava_mixes", "mix665k-dedup-0.8", data_dir=DIR)` builds from local raw downloads.
+`load_dataset("llava_mixes", "mix665k-dedup-0.8", data_dir=DIR)` builds from local raw downloads. The build stage is
+`llava_mixes.building`; its one build entry, `build(name, data_dir, **kwargs)`, is also `llava_mixes.build`.
 """
 
-from llava_mixes.build_report import BuildReport, load_report
-from llava_mixes.builder import Built, LlavaMixes, LlavaMixesConfig, build
+from llava_mixes.building import BuildReport, Built, LlavaMixes, LlavaMixesConfig, build, load_report
 from llava_mixes.decontam import decontaminate
 from llava_mixes.dedup.deduplicate import deduplicate
 from llava_mixes.embedding.transform import add_embeddings

@@ -18,16 +18,20 @@ from datasets.load import DatasetModule
 
 DATASET_NAME = "llava_mixes"
 DEDUP_MARK = "-dedup-"
-BUILDER_MODULE = "llava_mixes.builder"
+BUILDER_MODULE = "llava_mixes.building.builder"
 _PACKAGE_DIR = Path(__file__).parent
 
 
-def code_hash() -> str:
-    """A digest of this package's code, every subpackage included: it is part of the builder's cache path."""
-    digest = hashlib.sha256()
-    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
-        digest.update(path.read_bytes())
+CACHE_LAYOUT = 1
+"""The build folder's layout, raised by hand when it changes (what a build writes besides its rows and records)."""
+
+
+def layout_hash() -> str:
+    """The part of a build's `datasets` cache path that stands for this package's code: the schema's source and
+    `CACHE_LAYOUT`, never the whole package, so that a code edit moves no build folder. Each step of a build keys
+    its own code (`building.steps`); a step that a code edit touches is rebuilt in place."""
+    digest = hashlib.sha256(f"layout {CACHE_LAYOUT}\n".encode())
+    digest.update((_PACKAGE_DIR / "schema.py").read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -36,7 +40,7 @@ def _factory(original: Any) -> Any:
         if path == DATASET_NAME:
             # `data_files` are resolved against `data_dir`, as datasets' own folder builders do.
             base_path = {"base_path": str(kwargs["data_dir"])} if kwargs.get("data_dir") else {}
-            return DatasetModule(BUILDER_MODULE, code_hash(), {"dataset_name": DATASET_NAME, **base_path})
+            return DatasetModule(BUILDER_MODULE, layout_hash(), {"dataset_name": DATASET_NAME, **base_path})
         return original(path, *args, **kwargs)
 
     dataset_module_factory.__wrapped__ = original  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import datasets
 import pyarrow as pa
 
@@ -102,6 +104,25 @@ REJECT_REASONS = (
     UNREADABLE_IMAGE,
     INVALID_TEXT,
 )
+
+
+TEXT_ONLY_GROUP = "(text only)"
+"""The statistics line of rows without an image."""
+NO_GROUP = "(no image group)"
+"""The statistics line of images without an `image_group`."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected input row and why."""
+
+    source: str
+    row_index: int
+    source_id: str | None
+    image_group: str | None
+    image_path: str | None
+    reason: str
+    detail: str
 
 
 def embedding_feature(dim: int) -> datasets.List:

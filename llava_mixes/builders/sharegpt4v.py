@@ -54,6 +54,7 @@ class ShareGpt4vMix665k(Source):
     description = "ShareGPT4V's 665K instruction mix: LLaVA-1.5's mix with 23K GPT-4V detailed captions."
     homepage = "https://huggingface.co/datasets/Lin-Chen/ShareGPT4V"
     license = "cc-by-nc-4.0 (non-commercial; text also under OpenAI's terms of use); images under their own licences"
+    commercial_use = False
     citation = (
         "@article{chen2023sharegpt4v, title={ShareGPT4V: Improving Large Multi-Modal Models with Better Captions}, "
         "author={Chen, Lin and Li, Jinsong and Dong, Xiaoyi and Zhang, Pan and He, Conghui and Wang, Jiaqi and "

@@ -52,6 +52,7 @@ class TextOcrGpt4v(Source):
     description = "textOCR-GPT-4v: 25K GPT-4V captions of TextVQA images that describe them and transcribe their text."
     homepage = "https://huggingface.co/datasets/jimmycarter/textocr-gpt4v"
     license = "cc-by-nc-4.0 (non-commercial); images under TextOCR's and Open Images' terms"
+    commercial_use = False
     citation = (
         "@misc{carter2024textocrgpt4v, title={TextOCR-GPT4V}, author={Carter, Jimmy}, year={2024}, "
         "howpublished={https://huggingface.co/datasets/jimmycarter/textocr-gpt4v}}"

@@ -9,22 +9,18 @@ import sys
 from pathlib import Path
 
 from llava_mixes import schema
-from llava_mixes.build_report import (
-    BuildReport,
-    alarm_line,
-    format_recipe_table,
-    format_table,
-    removal_alarms,
-    stats_file_name,
-)
-from llava_mixes.builder import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixes, LlavaMixesConfig, build
 from llava_mixes.builders import SOURCES
+from llava_mixes.building.builder import LlavaMixes
+from llava_mixes.building.config import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixesConfig
+from llava_mixes.building.entry import build
+from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_refusal
+from llava_mixes.building.report import BuildReport, alarm_line, removal_alarms, stats_file_name
+from llava_mixes.building.tables import format_recipe_table, format_table
 from llava_mixes.decontam import format_benchmark_table
 from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixing import NOT_FOR_RECIPES, recipe_refusal
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.plugin import DEDUP_MARK

@@ -7,7 +7,7 @@ import json
 
 from llava_mixes.cli.build import add_config_options, config_kwargs, out
 from llava_mixes.exporters import FORMATS
-from llava_mixes.handover import run_export
+from llava_mixes.workflows.handover import run_export
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from llava_mixes import schema
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.cli.build import out
-from llava_mixes.mixes.heatmap import overlap_png
-from llava_mixes.mixes.overlap import DEFAULT_EMBEDDER, format_overlap, source_overlap
+from llava_mixes.recipes.heatmap import overlap_png
+from llava_mixes.recipes.overlap import DEFAULT_EMBEDDER, format_overlap, source_overlap
 from llava_mixes.store import write_atomic
 
 

@@ -10,7 +10,7 @@ from llava_mixes.cli.build import add_config_options, check_flags_apply, check_r
 from llava_mixes.errors import ConfigError
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

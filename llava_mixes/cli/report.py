@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llava_mixes.builder import configure, prepare
+from llava_mixes.building.entry import configure, prepare
 from llava_mixes.cli.build import add_build_options, config_kwargs, out
 from llava_mixes.dedup import THRESHOLDS
 from llava_mixes.dedup.sweep import GRID, sweep_thresholds

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from llava_mixes.builder import verify
+from llava_mixes.building.entry import verify
 from llava_mixes.cli.build import add_build_options, add_recipe_option, chosen_config, out
 
 

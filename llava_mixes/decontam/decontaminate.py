@@ -10,7 +10,7 @@ contaminated when its picture matches any reference; `matched_reference` names t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,12 @@ from typing import Any
 import datasets
 import numpy as np
 
-from llava_mixes import build_report, schema
+from llava_mixes import schema
 from llava_mixes.decontam.candidates import CandidateBudget, CandidateTally, candidate_pairs
 from llava_mixes.decontam.copies import confirm, picture_groups, picture_source, verification_record, verifies
 from llava_mixes.decontam.references import Reference, load_references, reference_dataset
 from llava_mixes.decontam.search import range_search
+from llava_mixes.decontam.tables import benchmark_table
 from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.embedders import Embedder, resolve_embedder
@@ -293,8 +294,6 @@ def decontaminate(
     return split_contaminated(ds, find_contamination(ds, references, threshold, embedder, **kwargs))
 
 
-def format_benchmark_table(contamination: Contamination | dict[str, Any]) -> str:
+def format_benchmark_table(contamination: Contamination | Mapping[str, Any]) -> str:
     """The per-benchmark table (Markdown) of a `Contamination` or of its `to_json()`."""
-    return build_report.format_benchmark_table(
-        contamination.to_json() if isinstance(contamination, Contamination) else contamination
-    )
+    return benchmark_table(contamination.to_json() if isinstance(contamination, Contamination) else contamination)

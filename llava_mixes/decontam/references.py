@@ -25,7 +25,6 @@ in the log and counted in `ReferenceSet.missing`. `references_fingerprint` cover
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -43,7 +42,6 @@ from llava_mixes.decontam.reference_files import contained_picture, tsv_pictures
 from llava_mixes.decontam.reference_layouts import Planned, exists, plan_path, short
 from llava_mixes.errors import ConfigError, PathEscapeError
 from llava_mixes.network import NETWORK_ERRORS
-from llava_mixes.store import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -302,23 +300,3 @@ def reference_dataset(images: Sequence[ReferenceImage]) -> datasets.Dataset:
             {schema.IMAGE: datasets.Image(decode=False), schema.IMAGE_SHA256: datasets.Value("string")}
         ),
     )
-
-
-REFERENCES_RECORD = "llava_mixes_references.json"
-"""In a decontaminated build: the fingerprint of the reference files it was checked against."""
-
-
-def record_references(folder: Path, references: Sequence[Reference]) -> None:
-    """Write, in a build's folder, the fingerprint of the references it was checked against."""
-    write_atomic(folder / REFERENCES_RECORD, json.dumps({"references": references_fingerprint(references)}).encode())
-
-
-def references_changed(folder: Path, references: Sequence[Reference]) -> str | None:
-    """Why the references recorded in a build's folder are not those on disk now, or None when they are."""
-    try:
-        record = json.loads((folder / REFERENCES_RECORD).read_text())
-    except (OSError, ValueError):
-        return "it has no record of the benchmark pictures it was checked against"
-    if record.get("references") != references_fingerprint(references):
-        return "the benchmark pictures it was checked against changed"
-    return None

@@ -8,7 +8,7 @@ already kept in its scope is >= the threshold. Byte-identical files (same SHA-25
 are duplicates at every threshold: the first path is the one judged, the others follow it. Rows without
 an image are always kept. The result depends only on the input rows and the threshold. An image row
 without a usable vector (none, or one with a NaN or infinite coordinate, or all zero) is an error here;
-the builder rejects such rows first (`build_report.reject_unembeddable`).
+the builder rejects such rows first (`building.losses.reject_unembeddable`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Hand a built config to the training code people run: LLaVA, LLaMA-Factory, ms-swift, or plain JSON Lines.
 
 `export(dataset, format, out)` writes a config's `train` rows as the file that tool reads (see `formats`);
-`llava_mixes.handover.run_export` is what `llava-mixes export` calls, from a data folder (through the one build
+`llava_mixes.workflows.run_export` is what `llava-mixes export` calls, from a data folder (through the one build
 entry) or a published copy (`load_published` / `read_published`: untrusted input, read through its checksummed
 manifest; its pictures are checked by `pictures`).
 """

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from llava_mixes.builders import SOURCES
+from llava_mixes.playground.generic import write_generic
 from llava_mixes.playground.pictures import encode, synthetic_photo
 from llava_mixes.playground.sources import (
     FixtureWriter,
@@ -131,6 +133,9 @@ def write_playground(root: Path, seed: int = 0) -> Playground:
         "textocr-gpt4v": write_textocr(root, textvqa, mix.fixture.planted),
         "zh600k": write_zh600k(root, np.random.default_rng(seed + 600)),
     }
+    for number, (name, source) in enumerate(SOURCES.items()):
+        if name not in sources:
+            sources[name] = write_generic(root, source(), np.random.default_rng(seed + 1000 + number))
     return Playground(root, sources)
 
 

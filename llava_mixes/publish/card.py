@@ -21,8 +21,9 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_benchmark_table, format_recipe_table, format_table
 from llava_mixes.builders import SOURCES
+from llava_mixes.building.report import BuildReport
+from llava_mixes.building.tables import format_benchmark_table, format_recipe_table, format_table
 
 PRETTY_NAME = "LLaVA mixes"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
@@ -177,6 +178,16 @@ def _type_name(feature: Any) -> str:
     return type(feature).__name__
 
 
+def _licence_note(manifest: dict[str, Any]) -> str:
+    """Which of the published sources forbid commercial use (`Source.commercial_use`, registry data)."""
+    closed = [SOURCES[name].name for name in _sources(manifest) if not SOURCES[name].commercial_use]
+    if not closed:
+        return "Each config keeps its sources' licences; no source here is marked non-commercial."
+    verb = "is" if len(closed) == 1 else "are"
+    names = ", ".join(closed)
+    return f"Each config keeps its sources' licences, and {len(closed)} of them {verb} non-commercial: {names}."
+
+
 def _sources_section(manifest: dict[str, Any]) -> str:
     parts = []
     for name in _sources(manifest):
@@ -327,7 +338,7 @@ def _recipes(manifest: dict[str, Any]) -> str:
     if not recipes:
         return ""
     intro = (
-        "A `recipe-<name>` config mixes several sources by a recipe (llava_mixes' `llava_mixes/mixes/recipe.py`): "
+        "A `recipe-<name>` config mixes several sources by a recipe (llava_mixes' `llava_mixes/recipes/recipe.py`): "
         "each source sampled, exact duplicate rows removed, benchmark pictures taken out and near-duplicate "
         "pictures removed across sources, as the recipe says. Its splits are `train` and, where a step applies, "
         "`removed` (near duplicates), `duplicate_row` (exact duplicate rows, with `duplicate_of`) and "
@@ -377,6 +388,7 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
         example_config=manifest["default"],
         configs_table=_configs_table(manifest),
         schema_table=_schema_table(manifest),
+        licence_note=_licence_note(manifest),
         sources=_sources_section(manifest),
         dedup=_dedup_section(manifest),
         decontaminated=_decontaminated(manifest),

@@ -22,12 +22,12 @@ from datasets.table import embed_table_storage
 from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport
+from llava_mixes.building.report import BuildReport
 from llava_mixes.errors import ConfigError
 from llava_mixes.plugin import dedup_config_name
 
 if TYPE_CHECKING:
-    from llava_mixes.builder import LlavaMixesConfig
+    from llava_mixes.building.config import LlavaMixesConfig
 
 logger = logging.getLogger(__name__)
 

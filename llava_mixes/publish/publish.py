@@ -1,7 +1,7 @@
 """Publish built configs as a versioned, viewer-ready Hub dataset repo, or the identical tree in a local folder.
 
-A publish takes built configs (`builder.Built`; `llava_mixes.release` builds and publishes in one call), writes
-their Parquet shards (`parquet`), merges them into the repo's manifest (`manifest`: every config with its files'
+A publish takes built configs (`building.Built`; `llava_mixes.workflows.release` builds and publishes in one call),
+writes their Parquet shards (`parquet`), merges them into the repo's manifest (`manifest`: every config with its files'
 SHA-256s, and every release with each config's content digest), renders the card from the manifest (`card`),
 and commits data, card and manifest at once; on the Hub the commit is then tagged `vX.Y.Z`.
 
@@ -62,8 +62,8 @@ from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES, exp
 from llava_mixes.publish.repos import HubRepo, Target, redact
 
 if TYPE_CHECKING:
-    from llava_mixes.builder import Built
-    from llava_mixes.report.analysis import DedupAnalysis
+    from llava_mixes.building.entry import Built
+    from llava_mixes.report.analysis import CardSummary
 
 logger = logging.getLogger(__name__)
 
@@ -289,15 +289,15 @@ def publish(
     images: str = "bytes",
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     set_default: bool = False,
-    views: Mapping[str, DedupAnalysis] | None = None,
+    views: Mapping[str, CardSummary] | None = None,
     token: str | None = None,
     commit_message: str | None = None,
 ) -> PublishResult:
     """Release the `built` configs as `version` of `repo_id` in `target` (see `open_target`).
 
-    `views` maps a dedup config's name to the analysis of its plain rows; the card then shows its threshold
-    sweep and a few near-duplicate pairs (see `llava_mixes.publish.card_views`). `commit_message` replaces the
-    default `Publish vX.Y.Z: CONFIGS` of the commit and its tag. `token` is only scrubbed
+    `views` maps a dedup config's name to the card summary of the analysis of its plain rows; the card then shows its
+    threshold sweep and a few near-duplicate pairs (see `llava_mixes.publish.card_views`). `commit_message` replaces
+    the default `Publish vX.Y.Z: CONFIGS` of the commit and its tag. `token` is only scrubbed
     from errors: it never appears in logs, in the card or in an error message.
     """
     if not built:
@@ -320,7 +320,7 @@ def _publish(
     images: str,
     max_shard_size: str | int,
     set_default: bool,
-    views: Mapping[str, DedupAnalysis],
+    views: Mapping[str, CardSummary],
     commit_message: str | None = None,
 ) -> PublishResult:
     manifest = read_manifest(target)
@@ -331,9 +331,9 @@ def _publish(
             dataset, report = config.dataset, config.report
             with _writing(staging):
                 entry = export_config(dataset, report, config.config, staging, images, max_shard_size)
-                analysis = views.get(config.config.name)
-                if config.config.is_dedup and analysis is not None:
-                    entry["views"], entry["card_files"] = dedup_views(analysis, config.base, entry["name"], staging)
+                summary = views.get(config.config.name)
+                if config.config.is_dedup and summary is not None:
+                    entry["views"], entry["card_files"] = dedup_views(summary, config.base, entry["name"], staging)
             entries[entry["name"]] = entry
         release = _release(manifest, version)
         if release is not None:

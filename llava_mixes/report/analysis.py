@@ -23,7 +23,6 @@ import numpy as np
 from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
-from llava_mixes.build_report import NO_GROUP
 from llava_mixes.dedup.deduplicate import SCOPES
 from llava_mixes.dedup.sweep import GRID, PassResult, sweep_pass, sweep_thresholds
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError
@@ -37,6 +36,7 @@ from llava_mixes.report.cross import (
     sample_found,
 )
 from llava_mixes.report.pairs import Band, Pair, sample_pairs, score_bands
+from llava_mixes.schema import NO_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -371,10 +371,12 @@ def _sampled_pass(
 
 @dataclass(frozen=True)
 class CardSummary:
-    """What a dataset card shows of the report: a Markdown table of kept images and a few pairs."""
+    """What a dataset card shows of the report: a Markdown table of kept images at the thresholds `shown`, and a few
+    pairs; plain data, so that publishing a card needs none of the analysis."""
 
     markdown: str
     pairs: list[Pair]
+    shown: tuple[float, ...]
 
 
 def card_summary(analysis: DedupAnalysis, pairs: int = 4) -> CardSummary:
@@ -394,4 +396,4 @@ def card_summary(analysis: DedupAnalysis, pairs: int = 4) -> CardSummary:
     for pair in sorted(analysis.pairs, key=lambda pair: -order[pair.band]):
         if len(picked) < pairs and all(pair.band != other.band for other in picked):
             picked.append(pair)
-    return CardSummary("\n".join(lines), picked)
+    return CardSummary("\n".join(lines), picked, analysis.shown)

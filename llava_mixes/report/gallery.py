@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
-from pathlib import Path
 
 import datasets
-from PIL import Image
 
-from llava_mixes import schema
 from llava_mixes.report.analysis import DedupAnalysis, SweepTable
 from llava_mixes.report.pairs import CROSS_GROUP, Pair, PairImage
+from llava_mixes.report.thumbnails import thumbnails
 
 logger = logging.getLogger(__name__)
-
-THUMBNAIL_SIZE = 176
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1180px; padding: 0 20px 40px; color: #222; }
@@ -39,29 +34,6 @@ table.sweep tr.shown { background: #fff3c4; font-weight: 600; }
 .badge { display: inline-block; border-radius: 3px; padding: 0 4px; margin: 2px 2px 0 0; font-size: 11px; }
 .kept { background: #d9f2d9; color: #1b5e20; } .removed { background: #fbd5d5; color: #8e1b1b; }
 """
-
-
-def _jpeg(image: dict | None, size: int) -> bytes:
-    data = (image or {}).get("bytes") or Path((image or {})["path"]).read_bytes()
-    with Image.open(io.BytesIO(data)) as opened:
-        picture = opened.convert("RGB")
-    picture.thumbnail((size, size))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=82)
-    return buffer.getvalue()
-
-
-def thumbnails(dataset: datasets.Dataset, rows: list[int], size: int = THUMBNAIL_SIZE) -> dict[int, bytes | None]:
-    """JPEG thumbnails of the images in `rows` of `dataset` (None where one cannot be read)."""
-    readable = dataset.select_columns([schema.IMAGE]).cast_column(schema.IMAGE, datasets.Image(decode=False))
-    found: dict[int, bytes | None] = {}
-    for row, record in zip(rows, readable.select(rows), strict=True):
-        try:
-            found[row] = _jpeg(record[schema.IMAGE], size)
-        except (OSError, KeyError, TypeError, ValueError) as error:
-            logger.warning("no thumbnail for row %d: %s", row, error)
-            found[row] = None
-    return found
 
 
 def data_uri(data: bytes, mime: str) -> str:

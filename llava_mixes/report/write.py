@@ -33,7 +33,8 @@ from llava_mixes.report.samples import XLSX_FILE, Sheet, sheet_title, write_samp
 from llava_mixes.store import write_atomic
 
 if TYPE_CHECKING:
-    from llava_mixes.builder import Built, LlavaMixesConfig
+    from llava_mixes.building.config import LlavaMixesConfig
+    from llava_mixes.building.entry import Built
 
 EVERY = 500
 PAIRS_PER_BAND = 3

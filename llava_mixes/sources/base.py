@@ -69,6 +69,8 @@ class Source:
     description: ClassVar[str]
     homepage: ClassVar[str]
     license: ClassVar[str]
+    commercial_use: ClassVar[bool] = True
+    """False where the licence of the source's text forbids commercial use (the card says so)."""
     citation: ClassVar[str]
     download_hint: ClassVar[str]
     """What to download and where to put it, shown when files are missing."""
@@ -76,6 +78,12 @@ class Source:
     def normalise(self, record: Any) -> SourceRow:
         """Turn one raw record into a `SourceRow`; raise `RecordRejected` for a bad one."""
         raise NotImplementedError
+
+    def example_record(self, number: int, image: str) -> Any:
+        """Raw record `number` in this source's own format, whose picture is `image` (relative to the first of
+        `image_prefixes`), normalised without rejection: what the demo playground writes for a source that has no
+        hand-written fixture (see `docs/new-instruction-set.md`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no example_record, so the playground cannot write it")
 
     def raw_source_id(self, record: Any) -> str | None:
         """The id of a raw record that was rejected before it became a `SourceRow`, if it names one."""

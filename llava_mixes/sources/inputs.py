@@ -10,10 +10,10 @@ A plain build records every file it depended on, one row each:
 - `unreadable`: each image that failed with an I/O error, with its errno; it is opened again at every check,
   and the build is stale unless that fails with the same errno.
 
-The record is an Arrow file (`INPUTS_FILE`) and a small JSON (`INPUTS_META`) holding its SHA-256, which is
-also the digest a deduplicated config records of its base build: a dedup config is stale when its base is
-stale or was rebuilt since. The check costs one `stat` per recorded file; a file is hashed only when it is
-small enough to have a recorded hash and its stat changed, and then a touch alone does not make it stale.
+The record is an Arrow file (`INPUTS_FILE`) and a small JSON (`INPUTS_META`) holding its SHA-256; these are the
+dynamic inputs of a plain build's steps (`building.steps`), found while it runs. The check costs one `stat` per
+recorded file; a file is hashed only when it is small enough to have a recorded hash and its stat changed, and then
+a touch alone does not make it stale.
 """
 
 from __future__ import annotations
@@ -151,12 +151,6 @@ def write_record(folder: Path, parts: Iterable[Path]) -> str:
     return digest
 
 
-def write_dedup_record(folder: Path, base_digest: str | None, embedders: dict[str, str | None] | None = None) -> None:
-    """The record of a derived build: the digest of the base build's record it was made from, and the fingerprint
-    of each embedder it used, by role (`dedup`, `decontaminate`; see `embedding.embedders.embedder_fingerprint`)."""
-    _write_meta(folder, {"base_sha256": base_digest, "embedders": dict(embedders or {})})
-
-
 def _write_meta(folder: Path, fields: dict[str, Any]) -> None:
     meta = {"format": RECORD_FORMAT, **fields}
     write_atomic(folder / INPUTS_META, json.dumps(meta, indent=2, sort_keys=True).encode())
@@ -171,36 +165,6 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     if not isinstance(meta, dict) or meta.get("format") != RECORD_FORMAT:
         return None
     return meta
-
-
-def record_digest(folder: Path) -> str | None:
-    """The digest of a plain build's record (see the module docstring), or None when it has none."""
-    meta = read_meta(folder)
-    digest = None if meta is None else meta.get("sha256")
-    return digest if isinstance(digest, str) else None
-
-
-def base_changed(folder: Path, base_folder: Path) -> str | None:
-    """Why a deduplicated build under `folder` no longer matches its base build's record, or None."""
-    meta = read_meta(folder)
-    if meta is None or not isinstance(meta.get("base_sha256"), str):
-        return "it has no record of the base build it was made from"
-    if meta["base_sha256"] != record_digest(base_folder):
-        return "its base build was rebuilt since"
-    return None
-
-
-def embedders_changed(folder: Path, now: dict[str, str | None]) -> str | None:
-    """Why the embedders a derived build under `folder` used are not those it would use now, or None. A fingerprint
-    of None (a Hub model, a file that is gone) cannot tell, and counts as unchanged."""
-    meta = read_meta(folder)
-    recorded = None if meta is None else meta.get("embedders")
-    if not isinstance(recorded, dict) or set(recorded) != set(now):
-        return "it has no record of the embedders it used"
-    for role, fingerprint in sorted(now.items()):
-        if fingerprint is not None and recorded[role] is not None and recorded[role] != fingerprint:
-            return f"its {role} embedder changed since (its weights or its code)"
-    return None
 
 
 def _changed(stat: os.stat_result, size: int, mtime_ns: int, ctime_ns: int) -> bool:

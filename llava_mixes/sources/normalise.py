@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from datasets.builder import Key
 from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, Rejection
 from llava_mixes.errors import BadRecordError, RecordRejected
+from llava_mixes.schema import Rejection
 from llava_mixes.sources.base import Source, SourceRow
 from llava_mixes.sources.conversation import check_text
 from llava_mixes.sources.images import ImageCheck, ImageIndex, ImageResolver, contained_path
 from llava_mixes.sources.inputs import PART_SUFFIX, InputLog
+from llava_mixes.store import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +328,6 @@ def normalise_sources(
     on_bad_records: str,
     features: datasets.Features,
     report_dir: Path | None,
-    version: str,
     named_files: dict[str, list[Path]] | None = None,
 ) -> Iterator[tuple[Key, pa.Table]]:
     """The rows of every source in order, as the builder's `(key, table)` pairs; with `report_dir`, each
@@ -343,7 +344,21 @@ def normalise_sources(
             for batch, table in enumerate(normaliser.tables(progress.update, files)):
                 yield Key(shard, batch), table
         if report_dir is not None:
-            part = BuildReport(source.config_name, version, [source.config_name], normaliser.result.rows_in)
-            part.rejected = normaliser.result.rejected
-            part.save(report_dir / f"{source.config_name}.json")
+            write_part(report_dir / f"{source.config_name}.json", normaliser.result)
             inputs.save(report_dir / f"{source.config_name}{PART_SUFFIX}")
+
+
+def write_part(path: Path, result: SourceResult) -> None:
+    """Save what normalising one source gave besides its rows (rows in, rejections), for the build's report."""
+    data = {
+        "rows_in": result.rows_in,
+        "rows_out": result.rows_out,
+        "rejected": [asdict(item) for item in result.rejected],
+    }
+    write_atomic(path, json.dumps(data, ensure_ascii=False).encode())
+
+
+def read_part(path: Path) -> SourceResult:
+    """What `write_part` saved at `path`."""
+    data = json.loads(Path(path).read_bytes())
+    return SourceResult(data["rows_in"], data["rows_out"], [Rejection(**item) for item in data["rejected"]])

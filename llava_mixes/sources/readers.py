@@ -12,6 +12,7 @@ that cannot be read (Arrow bounds its nesting itself) stops the read with the fi
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +27,7 @@ from llava_mixes.sources.json_guard import GuardedArray
 
 _YAJL_MIN_INDENT = 10
 _YAJL_CARET_COLUMN = 40
+_YAJL_SPACE = b" \t\r\n\x0b\x0c"
 _PARQUET_BATCH_ROWS = 256
 BadLine = tuple[str, str]
 Reader = Callable[[Path, Callable[[int], None] | None], Iterator[tuple[int, Any]]]
@@ -113,6 +115,20 @@ def _reparsed(text: bytes, parsed: Any) -> Any:
         return parsed
 
 
+def _last_token_byte(path: Path) -> bytes:
+    """The file's last byte that is not JSON whitespace (yajl's, vertical tab and form feed included), or b""."""
+    with path.open("rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            handle.seek(start)
+            text = handle.read(end - start).rstrip(_YAJL_SPACE)
+            if text:
+                return text[-1:]
+            end = start
+    return b""
+
+
 def iter_json_array(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
     """Yield `(index, record)` for each element of the JSON array in `path`; a record over a limit of
     `json_guard` yields a `("malformed", detail)` tuple instead."""
@@ -145,6 +161,11 @@ def iter_json_array(path: Path, on_bytes: Callable[[int], None] | None = None) -
                 f"{path}: malformed JSON at line {line}, column {column} (byte {offset}), "
                 f"after {index + 1} complete records: {reason}{hint}"
             ) from error
+        if _last_token_byte(path) != b"]":
+            # yajl ends without an error on a string left open after the array (`[1]"`): Python's json refuses it.
+            raise MalformedSourceError(
+                f"{path}: malformed JSON: text after the array's closing bracket, after {index + 1} complete records"
+            )
 
 
 def _json_line(line: bytes, number: int, path: Path) -> Any | BadLine:

@@ -25,10 +25,10 @@ import pytest
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.build_report import RowsLostError
-from llava_mixes.builder import build, verify
+from llava_mixes.building.entry import build, verify
+from llava_mixes.building.freshness import BUILD_RECORD
+from llava_mixes.building.losses import RowsLostError
 from llava_mixes.cli.main import main
-from llava_mixes.freshness import BUILD_RECORD
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
 
 FEATURE = "caches and build folders"

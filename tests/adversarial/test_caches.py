@@ -30,7 +30,7 @@ from dedup_builds import DEDUP, build, decisions, kept_original
 from permissions import mode_bits_bind
 
 from llava_mixes import load_report
-from llava_mixes.build_report import BuildReport
+from llava_mixes.building.report import BuildReport
 from llava_mixes.cli.main import main
 from llava_mixes.embedding import weights
 from llava_mixes.playground.layout import Playground, write_playground

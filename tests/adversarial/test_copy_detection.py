@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from llava_mixes import schema
-from llava_mixes.build_report import REPORT_FILE, BuildReport, GroupStats, removal_alarms
+from llava_mixes.building.report import REPORT_FILE, BuildReport, GroupStats, removal_alarms
 from llava_mixes.decontam.copies import copy_deduplicate, picture_source
 from llava_mixes.embedding.copy import GradientsEmbedder
 from llava_mixes.embedding.verify import CopyVerifier, VerifierSettings

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from benchmark_files import b64, ids, missing, picture, questions, secret_picture, secret_read, tsv, write
 
-from llava_mixes.builder import Built, build
+from llava_mixes.building.entry import Built, build
 from llava_mixes.decontam import CONTAMINATED_SPLIT, find_contamination, load_references, references_fingerprint
 from llava_mixes.decontam.reference_files import question_names
 from llava_mixes.playground import Playground

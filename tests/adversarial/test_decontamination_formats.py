@@ -24,7 +24,7 @@ from benchmark_files import (
     write,
 )
 
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.decontam import find_contamination, load_references, reference_files
 from llava_mixes.decontam.reference_files import tsv_pictures
 from llava_mixes.errors import ConfigError, LlavaMixesError, PathEscapeError

@@ -19,8 +19,8 @@ from llava_mixes.cli.main import main
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import EmbedderUnavailableError, MissingDataError, PublishError
 from llava_mixes.publish.repos import HubRepo
-from llava_mixes.release import release
 from llava_mixes.sources import fetch as hub
+from llava_mixes.workflows.release import release
 
 FEATURE = "disks and network"
 

@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from permissions import mode_bits_bind
 
-from llava_mixes.builder import Built, build
+from llava_mixes.building.entry import Built, build
 from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError, LlavaMixesError, PathEscapeError, PublishError
 from llava_mixes.paths import check_file_name

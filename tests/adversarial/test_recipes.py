@@ -17,8 +17,8 @@ from llava_mixes.builders import SOURCES
 from llava_mixes.cli.build import write_demo_recipe
 from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError, LlavaMixesError, PathEscapeError
-from llava_mixes.mixes.recipe import MAX_DEPTH, MAX_RECIPE_BYTES, RecipeSource, load_recipe
 from llava_mixes.playground import Playground
+from llava_mixes.recipes.recipe import MAX_DEPTH, MAX_RECIPE_BYTES, RecipeSource, load_recipe
 
 FEATURE = "recipes"
 
@@ -75,7 +75,7 @@ CHILD = textwrap.dedent(
     """
     import resource, sys, time
     from llava_mixes.errors import LlavaMixesError
-    from llava_mixes.mixes.recipe import load_recipe
+    from llava_mixes.recipes.recipe import load_recipe
 
     with open("/proc/self/statm") as handle:
         virtual = int(handle.read().split()[0]) * resource.getpagesize()

@@ -17,7 +17,7 @@ import pytest
 
 import llava_mixes
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport
+from llava_mixes.building.report import BuildReport
 from llava_mixes.cli.main import main
 from llava_mixes.playground.layout import ANNOTATION_FILE, Playground
 from llava_mixes.playground.pictures import encode, synthetic_photo

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llava_mixes.build_report import BuildReport, stats_file_name
+from llava_mixes.building.report import BuildReport, stats_file_name
 from llava_mixes.cli.main import main
 from llava_mixes.errors import PathEscapeError
 from llava_mixes.playground.eval import write_eval_playground

@@ -18,7 +18,7 @@ from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.layout import Playground
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 TEXTOCR = "textocr-gpt4v"
 RENAMED = "textocr-gpt4v.train.jsonl"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llava_mixes import schema
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import CONTAMINATED_SPLIT, MATCHED_REFERENCE
 from llava_mixes.errors import ConfigError

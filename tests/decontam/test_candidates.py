@@ -10,7 +10,7 @@ import pytest
 from document_folders import write_mix665k
 
 from llava_mixes import schema
-from llava_mixes.builder import build
+from llava_mixes.building import build
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import find_contamination, range_search
 from llava_mixes.decontam.candidates import (
@@ -26,9 +26,9 @@ from llava_mixes.embedding import verify
 from llava_mixes.embedding.copy import GradientsEmbedder
 from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.errors import ConfigError, LlavaMixesError
-from llava_mixes.mixes import source_overlap
 from llava_mixes.playground import Playground
 from llava_mixes.playground.copies import encode, picture
+from llava_mixes.recipes import source_overlap
 
 
 def _clustered(seed: int, count: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llava_mixes import schema
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.decontam import (
     CONTAMINATED_SPLIT,
     MATCHED_REFERENCE,

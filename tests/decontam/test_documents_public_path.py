@@ -21,8 +21,8 @@ from document_folders import write_mix665k
 from PIL import Image
 
 from llava_mixes import schema
-from llava_mixes.build_report import removal_alarms
-from llava_mixes.builder import build
+from llava_mixes.building import build
+from llava_mixes.building.report import removal_alarms
 from llava_mixes.decontam import CONTAMINATED_SPLIT, MATCHED_REFERENCE
 from llava_mixes.embedding.copy import TorchScriptEmbedder
 from llava_mixes.playground.copies import encode, picture, plant

@@ -10,8 +10,8 @@ import pytest
 from golden_rows import DictVectors, as_dataset, tricky_rows
 
 from llava_mixes import deduplicate, schema
-from llava_mixes.build_report import group_stats
-from llava_mixes.builder import _arrow_batches
+from llava_mixes.building.builder import _arrow_batches
+from llava_mixes.building.report import group_stats
 
 
 def several_batches() -> datasets.Dataset:

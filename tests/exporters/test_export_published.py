@@ -18,9 +18,9 @@ import llava_mixes  # noqa: F401 - registers the builder
 from llava_mixes import schema
 from llava_mixes.errors import ConfigError, LlavaMixesError
 from llava_mixes.exporters import IMAGE_TAG_MISMATCH, REMOVED_BY_DEDUP, ExportError, export
-from llava_mixes.handover import run_export
 from llava_mixes.outputs import LOCK_FILE
 from llava_mixes.playground import Playground
+from llava_mixes.workflows.handover import run_export
 
 CONFIG = "mix665k-dedup-0.8"
 

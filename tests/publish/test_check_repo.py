@@ -12,7 +12,7 @@ from llava_mixes.cli.main import main
 from llava_mixes.playground.layout import Playground
 from llava_mixes.publish.check_repo import ViewerLimits, check_repo
 from llava_mixes.publish.publish import CARD_FILE, MANIFEST_FILE
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 DEDUP = "mix665k-dedup-0.8"
 TRAIN = f"{DEDUP}/train-00000-of-00001.parquet"

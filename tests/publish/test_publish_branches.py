@@ -13,7 +13,7 @@ from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError, PublishError
 from llava_mixes.playground.layout import Playground
 from llava_mixes.publish.publish import MANIFEST_FILE
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 REPO = "demo/llava_mixes"
 PLAIN = "mix665k"

@@ -14,14 +14,14 @@ from datasets.utils.metadata import MetadataConfigs
 from fake_hub import EMPTY_SHA, RecordingHubApi, http_error
 from huggingface_hub import DatasetCard
 
-from llava_mixes.builder import LlavaMixes
+from llava_mixes.building.builder import LlavaMixes
 from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError, PublishError
 from llava_mixes.playground.layout import Playground
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import published_name
 from llava_mixes.publish.publish import CARD_FILE, MANIFEST_FILE
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 REPO = "demo/llava_mixes"
 DEDUP = "mix665k-dedup-0.8"

@@ -19,7 +19,7 @@ import datasets
 import pytest
 
 import llava_mixes.publish.publish as publish_module
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.cli.main import main
 from llava_mixes.errors import PublishError
 from llava_mixes.playground.layout import Playground
@@ -27,7 +27,7 @@ from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.local import JOURNAL_FILE, LocalRepo
 from llava_mixes.publish.publish import MANIFEST_FILE, publish
 from llava_mixes.publish.repos import STAGING_PREFIX
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 REPO = "demo/llava_mixes"
 DEDUP = "mix665k-dedup-0.8"
@@ -144,7 +144,7 @@ def replace_then_die(source, target, *args, **kwargs):
 
 
 os.replace = replace_then_die
-from llava_mixes.release import release
+from llava_mixes.workflows.release import release
 
 release(["{config}"], "{repo}", version, data, local_dir=out, cache_dir=cache, max_shard_size="20KB",
         config_kwargs={{"embedder": "thumbnail"}}, card_views=False)

@@ -17,7 +17,7 @@ import openpyxl
 import pytest
 
 from llava_mixes import schema
-from llava_mixes.build_report import dedup_group_stats
+from llava_mixes.building.report import dedup_group_stats
 from llava_mixes.cli.main import main
 from llava_mixes.dedup.deduplicate import deduplicate
 from llava_mixes.embedding.cache import EmbeddingCache

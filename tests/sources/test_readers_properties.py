@@ -267,6 +267,9 @@ EDITS = st.lists(
 @example(
     records=[], layout={"indent": None, "ensure_ascii": False, "bom": False}, edits=[("insert", 0, b"\x0b")], chunk=16
 )
+@example(  # a string left open after the array: yajl ended without an error
+    records=[], layout={"indent": None, "ensure_ascii": False, "bom": False}, edits=[("insert", 50, b'"')], chunk=16
+)
 def test_an_edited_array_gives_pythons_records_or_the_projects_error(
     tmp_path: Path, records: list[Any], layout: dict[str, Any], edits: list[tuple[str, int, bytes]], chunk: int
 ) -> None:

@@ -16,17 +16,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llava_mixes import schema
-from llava_mixes.build_report import RECIPE_COUNTS, load_report, recipe_accounted
-from llava_mixes.builder import Built, build
 from llava_mixes.builders import SOURCES
+from llava_mixes.building.entry import Built, build
+from llava_mixes.building.mixing import DUPLICATE_SPLIT
+from llava_mixes.building.report import RECIPE_COUNTS, load_report, recipe_accounted
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.errors import ConfigError, LlavaMixesError
-from llava_mixes.mixes.recipe import TOP_KEYS, Recipe, RecipeSource, load_recipe, parse_recipe, shipped_recipes
-from llava_mixes.mixing import DUPLICATE_SPLIT
 from llava_mixes.playground import Playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.playground.layout import ANNOTATION_FILE
+from llava_mixes.recipes.recipe import TOP_KEYS, Recipe, RecipeSource, load_recipe, parse_recipe, shipped_recipes
 
 PLAIN = tuple(SOURCES)
 

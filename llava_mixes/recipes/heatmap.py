@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from llava_mixes.extras import require
-from llava_mixes.mixes.overlap import Overlap
+from llava_mixes.recipes.overlap import Overlap
 
 
 def overlap_png(overlap: Overlap) -> bytes:

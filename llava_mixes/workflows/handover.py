@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llava_mixes import schema
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.errors import ConfigError
 from llava_mixes.exporters.core import ExportResult, export
 from llava_mixes.exporters.formats import FORMATS, llamafactory_hub_entry

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from llava_mixes.errors import ConfigError
-from llava_mixes.training import TRL_FEATURES, as_trl, to_trl
+from llava_mixes.exporters.training import TRL_FEATURES, as_trl, to_trl
 
 
 def png(color: tuple[int, int, int]) -> bytes:

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from llava_mixes import schema
-from llava_mixes.builder import build
+from llava_mixes.building.entry import build
 from llava_mixes.cli.main import main
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixes import format_overlap, source_overlap
-from llava_mixes.mixes.heatmap import overlap_png
 from llava_mixes.playground import Playground
+from llava_mixes.recipes import format_overlap, source_overlap
+from llava_mixes.recipes.heatmap import overlap_png
 
 CONFIGS = ("mix665k", "sharegpt4v-mix665k", "svit-mix665k", "textocr-gpt4v")
 

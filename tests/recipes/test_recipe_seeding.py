@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llava_mixes import schema
-from llava_mixes.builder import build
 from llava_mixes.builders import SOURCES
-from llava_mixes.mixes.recipe import RecipeSource
+from llava_mixes.building.entry import build
 from llava_mixes.playground import Playground
+from llava_mixes.recipes.recipe import RecipeSource
 
 HALF = RecipeSource("mix665k", 0.5)
 
@@ -29,7 +29,7 @@ def picks_in_another_process(calls: list[tuple[int, int, int]], hash_seed: str) 
     """`HALF.pick(rows, seed, position)` for each call, computed by a fresh interpreter with `PYTHONHASHSEED`."""
     code = (
         "import json, sys\n"
-        "from llava_mixes.mixes.recipe import RecipeSource\n"
+        "from llava_mixes.recipes.recipe import RecipeSource\n"
         "calls = json.loads(sys.argv[1])\n"
         "print(json.dumps([RecipeSource('mix665k', 0.5).pick(*call).tolist() for call in calls]))\n"
     )

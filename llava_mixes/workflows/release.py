@@ -13,13 +13,15 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from llava_mixes.builder import RECIPE_CONFIG, build, check_config_name
+from llava_mixes.building.config import RECIPE_CONFIG, check_config_name
+from llava_mixes.building.entry import build
+from llava_mixes.building.mixing import check_recipe_kwargs, config_recipe
 from llava_mixes.dedup.deduplicate import THRESHOLDS
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixing import check_recipe_kwargs, config_recipe
+from llava_mixes.publish.card_views import CARD_PAIRS
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, recipe_config_name
 from llava_mixes.publish.publish import PublishResult, check_arguments, open_target, publish
-from llava_mixes.report.analysis import DedupAnalysis
+from llava_mixes.report.analysis import CardSummary, card_summary
 from llava_mixes.report.write import analyse_built
 
 
@@ -74,12 +76,12 @@ def release(
     )
     built = [build(name, data_dir, cache_dir, **(config_kwargs or {})) for name in configs]
     built += [build(RECIPE_CONFIG, data_dir, cache_dir, recipe=recipe, **(config_kwargs or {})) for recipe in recipes]
-    views: dict[str, DedupAnalysis] = {}
+    views: dict[str, CardSummary] = {}
     for config in built:
         if card_views and config.config.is_dedup:
             shown = tuple(sorted({*THRESHOLDS, float(config.config.dedup_threshold or 0.0)}))
             analysed = analyse_built(config, thresholds=shown, pairs_per_band=1, cross_group=False)
-            views[config.config.name] = analysed.analysis
+            views[config.config.name] = card_summary(analysed.analysis, CARD_PAIRS)
     return publish(
         built,
         target,

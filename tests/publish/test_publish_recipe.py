@@ -17,19 +17,20 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard
 
 from llava_mixes import schema
-from llava_mixes.build_report import BuildReport, format_benchmark_table, format_recipe_table, recipe_accounted
-from llava_mixes.builder import Built, build
 from llava_mixes.builders import SOURCES
+from llava_mixes.building.entry import Built, build
+from llava_mixes.building.mixing import DUPLICATE_SPLIT
+from llava_mixes.building.report import BuildReport, recipe_accounted
+from llava_mixes.building.tables import format_benchmark_table, format_recipe_table
 from llava_mixes.cli.main import main
 from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.errors import ConfigError, PathEscapeError, PublishError
-from llava_mixes.mixes.recipe import parse_recipe
-from llava_mixes.mixing import DUPLICATE_SPLIT
 from llava_mixes.playground import Playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.publish import CARD_FILE, MANIFEST_FILE
-from llava_mixes.release import release
+from llava_mixes.recipes.recipe import parse_recipe
+from llava_mixes.workflows.release import release
 
 REPO = "demo/llava_mixes"
 MIX = "recipe-mix"
@@ -107,6 +108,7 @@ def test_a_recipe_is_published_as_its_own_config_with_every_split_and_loads_back
     assert [item["split"] for item in configs["recipe-llava-1.5"]["data_files"]] == ["train", DUPLICATE_SPLIT]
     # The sharegpt4v source brings its non-commercial licence onto the card.
     assert "cc-by-nc-4.0" in card.data.license
+    assert "1 of them is non-commercial: sharegpt4v_mix665k." in card.text
 
     built = build_recipe(recipe, playground, tmp_path)
     loaded = datasets.load_dataset(str(out), MIX)

@@ -1,33 +1,28 @@
-"""The rows of a recipe (see `mixes.recipe`) from its sources' plain builds: each source sampled, the rows put
+"""The rows of a recipe (see `recipes.recipe`) from its sources' plain builds: each source sampled, the rows put
 together in recipe order, exact duplicate rows removed, benchmark pictures taken out, near-duplicate pictures
 removed across the recipe (earlier sources win), with one accounting line per source:
-`rows in = kept + removed + contaminated + duplicate rows + rejected + not sampled` (`build_report.RECIPE_COUNTS`).
+`rows in = kept + removed + contaminated + duplicate rows + rejected + not sampled` (`building.report.RECIPE_COUNTS`).
 
-The builder (`builder.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
+The builder (`building.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 
 from llava_mixes import schema
-from llava_mixes.build_report import RECIPE_COUNTS, BuildReport, group_stats
 from llava_mixes.builders import SOURCES, extra_features
-from llava_mixes.decontam import CONTAMINATED_SPLIT, find_contamination, split_contaminated
-from llava_mixes.decontam.copies import copy_deduplicate, verification_record, verifies
-from llava_mixes.dedup.deduplicate import KEEP_RULE, deduplicate
+from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
+from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats
+from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
-from llava_mixes.devices import parse_devices
-from llava_mixes.embedding.embedders import resolve_embedder
-from llava_mixes.embedding.transform import fill_cache
-from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.errors import ConfigError
-from llava_mixes.mixes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
+from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +37,6 @@ class SourceBuild:
     config: str
     rows: datasets.Dataset
     report: BuildReport
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """Where and how the recipe's pictures are embedded (the cache, the device, batches and decoding threads)."""
-
-    cache_root: Path
-    device: str | None = None
-    batch_size: int = 64
-    num_workers: int | None = None
 
 
 NOT_FOR_RECIPES: dict[str, str | None] = {
@@ -81,7 +66,7 @@ def recipe_refusal(name: str, value: object) -> str:
         how = "each of the recipe's sources reads its own annotation files from data_dir"
     else:
         how = "a recipe build does not use it, and the recipe has no such setting"
-    return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/mixes/recipe.py)"
+    return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/recipes/recipe.py)"
 
 
 def check_recipe_kwargs(kwargs: dict[str, object]) -> None:
@@ -152,19 +137,9 @@ def mix_recipe(
 
     if recipe.decontaminate is not None:
         spec = recipe.decontaminate
-        found = find_contamination(
-            rows,
-            list(spec.references),
-            spec.threshold,
-            spec.embedder,
-            cache_dir=embedding.cache_root,
-            device=embedding.device,
-            batch_size=embedding.batch_size,
-            num_workers=embedding.num_workers,
+        rows, splits[CONTAMINATED_SPLIT], report.decontamination = decontaminate_rows(
+            rows, list(spec.references), spec.threshold, spec.embedder, embedding
         )
-        parted = split_contaminated(rows, found)
-        rows, splits[CONTAMINATED_SPLIT] = parted[schema.TRAIN_SPLIT], parted[CONTAMINATED_SPLIT]
-        report.decontamination = found.to_json()
         for config, number in _count(splits[CONTAMINATED_SPLIT], names).items():
             counts[config]["contaminated"] = number
 
@@ -188,42 +163,24 @@ def _deduplicated(
     counts: dict[str, dict[str, int]],
     report: BuildReport,
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """`rows` split into kept and removed by `dedup`; rows whose picture has no vector are counted as
-    `not_embedded` and left out of both."""
-    devices = parse_devices(embedding.device)
-    model = resolve_embedder(dedup.embedder, device=devices[0])
-    cache, stats = fill_cache(
-        rows, model, embedding.cache_root, embedding.batch_size, embedding.num_workers, devices, keep_failures=True
-    )
-    if stats.failed:
-        failed = rows.filter(lambda sha: sha in stats.failed, input_columns=[schema.IMAGE_SHA256])
-        rows = rows.filter(lambda sha: sha not in stats.failed, input_columns=[schema.IMAGE_SHA256])
-        for config, number in _count(failed, names).items():
+    """`rows` split into kept and removed by `dedup` (`derive.deduplicate_rows`, a copy embedder's pairs confirmed by
+    verification); rows whose picture has no vector are counted as `not_embedded` and left out of both."""
+
+    def count_out(rows: datasets.Dataset, failed: Mapping[str, str]) -> datasets.Dataset:
+        if not failed:
+            return rows
+        gone = rows.filter(lambda sha: sha in failed, input_columns=[schema.IMAGE_SHA256])
+        for config, number in _count(gone, names).items():
             counts[config]["not_embedded"] = number
+        return rows.filter(lambda sha: sha not in failed, input_columns=[schema.IMAGE_SHA256])
+
     scope = "global" if dedup.scope == "recipe" else "group"
-    verification = None
-    if verifies(model):
-        # A copy embedder: its pairs at the threshold are candidates, removed only once verification confirms them.
-        hashes = sorted({sha for sha in rows[schema.IMAGE_SHA256] if sha is not None})
-        vectors, errors = cache.vectors(hashes)
-        usable = {sha: vectors[i] for i, (sha, error) in enumerate(zip(hashes, errors, strict=True)) if error is None}
-        verifier = CopyVerifier()
-        result, verified = copy_deduplicate(rows, usable, dedup.threshold, scope, verifier, embedding.num_workers)
-        verification = verification_record(verifier, dedup.threshold, verified)
-    else:
-        result = deduplicate(rows, dedup.threshold, scope, embeddings=cache)
-    report.dedup = {
-        "threshold": dedup.threshold,
-        "scope": scope,
-        "search": "exact",
-        "rule": KEEP_RULE,
-        "embedder": model.identity(),
-        "verification": verification,
-    }
-    report.embedding = {"cache_key": stats.embedder, "images": stats.images, "embedded": stats.embedded}
-    for config, number in _count(result[schema.REMOVED_SPLIT], names).items():
+    settings = DedupSettings(dedup.threshold, scope, dedup.embedder, verify_copies=True)
+    done = deduplicate_rows(rows, settings, embedding, count_out)
+    report.dedup, report.embedding = done.dedup, done.embedding
+    for config, number in _count(done.splits[schema.REMOVED_SPLIT], names).items():
         counts[config]["removed"] = number
-    return result[schema.TRAIN_SPLIT], result[schema.REMOVED_SPLIT]
+    return done.splits[schema.TRAIN_SPLIT], done.splits[schema.REMOVED_SPLIT]
 
 
 def recipe_base(dataset: datasets.DatasetDict) -> datasets.Dataset:

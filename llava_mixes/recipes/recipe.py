@@ -53,7 +53,7 @@ TOP_KEYS = ("name", "seed", "sources", "dedup", "decontaminate", "duplicate_rows
 SOURCE_KEYS = ("config", "sample")
 DEDUP_KEYS = ("threshold", "scope", "embedder")
 DECONTAM_KEYS = ("references", "threshold", "embedder")
-SHIPPED = "llava_mixes.mixes.recipes"
+SHIPPED = "llava_mixes.recipes.shipped"
 MAX_RECIPE_BYTES = 64 << 10
 """Largest recipe file read; real recipes take a few hundred bytes."""
 MAX_DEPTH = 32

@@ -1,10 +1,11 @@
 """Whether a cached build still matches its inputs on disk, and whether its folder still holds what the build
 wrote; the builder rebuilds one that does not.
 
-A plain build is compared with its record of inputs (`sources.inputs`: annotation files, image files, paths
-looked for in vain, unreadable images); a derived build (deduplicated, decontaminated or a recipe) with its base
-builds (a recipe has one per source), which must be fresh themselves and the ones it was made from, with the
-weight files of the embedders it used, and with the benchmark pictures it was checked against.
+Every build is compared through one check (`stale_reason` over a typed `BuildPlan`): its steps against the ones it
+recorded (`building.steps`: each step's code version, settings and input digests: the base builds it was made from,
+the weight files of the embedders it used, the benchmark pictures it was checked against), after its base builds
+(a recipe has one per source), which must be built and fresh themselves; a plain build then against its record of
+the files it read (`sources.inputs`: annotation files, image files, paths looked for in vain, unreadable images).
 
 Every build also writes a build record (`BUILD_RECORD`, last, before `datasets` writes `dataset_info.json`): the
 size and SHA-256 of every file it wrote (its Arrow files, its report, its records) and each split's row counts,
@@ -28,15 +29,15 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from llava_mixes.build_report import REPORT_FILE
-from llava_mixes.decontam.references import references_changed
+from llava_mixes.building.report import REPORT_FILE
+from llava_mixes.building.steps import Step, changed
 from llava_mixes.errors import LlavaMixesError
 from llava_mixes.paths import check_file_name
 from llava_mixes.sources import inputs as build_inputs
@@ -271,44 +272,34 @@ def verify_build(folder: Path) -> list[str]:
     return folder_problems(folder, full=True)
 
 
-def bases_digest(folders: list[Path]) -> str | None:
-    """The digest of the plain builds a derived build is made from: the one base's record digest, or for several a
-    SHA-256 of theirs in order; None when one has no record."""
-    digests = [build_inputs.record_digest(folder) for folder in folders]
-    if len(digests) == 1 or None in digests:
-        return digests[0] if len(digests) == 1 else None
-    return hashlib.sha256(json.dumps(digests).encode()).hexdigest()
+@dataclass(frozen=True)
+class BuildPlan:
+    """What the freshness check needs of one build: its config's name, its folder, its steps as they would run now
+    (`building.steps.Step`), the plans of the plain builds it is made from, and for a plain build its dynamic inputs:
+    the annotation files it would read now (the images it read are in its record of inputs, `sources.inputs`)."""
+
+    name: str
+    folder: Path
+    steps: Callable[[], list[Step]]
+    bases: tuple[BuildPlan, ...] = ()
+    annotation_files: Callable[[], list[Path]] | None = None
 
 
-def stale_reason(builder: Any, folder: Path) -> str | None:
-    """Why the build of `builder` (a `builder.LlavaMixes`) cached under `folder` no longer matches its inputs on
-    disk, or None when it does."""
-    config = builder.config
-    if config.is_derived:
-        if config.references():
-            changed = references_changed(folder, config.references())
-            if changed is not None:
-                return changed
-        changed = build_inputs.embedders_changed(folder, builder.embedder_fingerprints())
-        if changed is not None:
-            return changed
-        bases = builder._base_builders()
-        for base in bases:
-            base_folder = Path(base.cache_dir)
-            if not is_built(base_folder):
-                return f"its base {base.config.name} is not built"
-            reason = stale_reason(base, base_folder)
-            if reason is not None:
-                return f"its base {base.config.name} is stale: {reason}"
-        if len(bases) == 1:
-            return build_inputs.base_changed(folder, Path(bases[0].cache_dir))
-        meta = build_inputs.read_meta(folder)
-        if meta is None or meta.get("base_sha256") != bases_digest([Path(base.cache_dir) for base in bases]):
-            return "one of its base builds was rebuilt since"
-        return None
+def stale_reason(plan: BuildPlan) -> str | None:
+    """Why the build of `plan` no longer matches its inputs on disk, or None when it does: its bases first (each
+    built and fresh itself), then its steps against those it recorded (`steps.changed`: code versions, settings,
+    the digests of its inputs), then a plain build's record of the files it read."""
+    for base in plan.bases:
+        if not is_built(base.folder):
+            return f"its base {base.name} is not built"
+        reason = stale_reason(base)
+        if reason is not None:
+            return f"its base {base.name} is stale: {reason}"
+    reason = changed(plan.folder, plan.steps())
+    if reason is not None or plan.annotation_files is None:
+        return reason
     try:
-        data_dir = builder._data_dir()
-        files = [path for paths in builder._annotation_files(data_dir).values() for path in paths]
+        files = plan.annotation_files()
     except LlavaMixesError as error:
         return f"its inputs cannot be located ({error})"
-    return build_inputs.stale_reason(folder, files)
+    return build_inputs.stale_reason(plan.folder, files)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datasets
 
 from llava_mixes import schema
-from llava_mixes.build_report import NO_GROUP, TEXT_ONLY_GROUP, Rejection, group_stats
+from llava_mixes.building.report import group_stats
+from llava_mixes.schema import NO_GROUP, TEXT_ONLY_GROUP, Rejection
 
 
 def rows(pairs: list[tuple[str | None, str | None]]) -> datasets.Dataset:
