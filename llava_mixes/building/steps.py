@@ -1,13 +1,14 @@
 """The build as a chain of steps, and the one check that tells whether a cached step still holds.
 
-A step (`Step`) declares what its output follows from: its own code version (`code_version`: a digest of its
-modules and the package modules they import, read with `ast`, never the whole package), its settings, and the
-digests of its inputs (the outputs of the steps before it, embedder weight files, benchmark pictures), each
-digest computed stat first and from the content only when the `stat` cannot decide (`embedding.weights`,
-`decontam.references`, `sources.inputs`). A build stores its steps in its folder (`STEPS_RECORD`); `changed` is
-the one freshness check: the recorded steps either match the ones the config would run now or they do not, and
-the first difference is named. The files a plain build discovers while it runs (the images it reads) are its
-dynamic inputs, recorded after the run (`sources.inputs`) and checked by the same stat-first rule.
+A step (`Step`) declares what its output follows from: its own code version (`code_version`: a digest of its modules
+and the package modules they import, their import statements read with `ast`, never the whole package), its
+settings, and the digests of its inputs (the outputs of the steps before it, embedder weight files, benchmark
+pictures), each digest computed stat first and from the content only when the `stat` cannot decide
+(`embedding.weights`, `decontam.references`, `sources.inputs`). A build stores its steps in its folder
+(`STEPS_RECORD`); `changed` is the one freshness check: the recorded steps either match the ones the config would
+run now or they do not, and the first difference is named. The files a plain build discovers while it runs (the
+images it reads) are its dynamic inputs, recorded after the run (`sources.inputs`) and checked by the same
+stat-first rule.
 
 A code edit thus makes exactly the steps stale whose code it touches: editing one source's builder rebuilds the
 configs that read that source; editing `dedup/` reruns the dedup steps over the normalised rows, which are reused.
@@ -19,6 +20,7 @@ import ast
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,24 +58,39 @@ def _resolve(name: str) -> str | None:
     return None
 
 
-def _imported_names(module: str, tree: ast.AST) -> Iterable[str]:
+_IMPORT_STATEMENT = re.compile(
+    rb"^[ \t]*(?:from[ \t]+[.\w]+[ \t]+import[ \t]*(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.MULTILINE
+)
+"""An import statement on its own line (a parenthesised name list may span lines), wherever it stands: at the top,
+in a function, under `if TYPE_CHECKING:`, or inside a string (which can only add a dependency, never lose one)."""
+_IMPORT_MODULE_CALL = re.compile(rb"import_module\(\s*[\"']([\w.]+)[\"']")
+
+
+def _import_nodes(source: bytes) -> Iterable[ast.Import | ast.ImportFrom]:
+    """The import statements of `source`, each parsed alone: parsing only them, not the whole module, keeps the
+    code version of a step cheap enough for every cache-hit load."""
+    for match in _IMPORT_STATEMENT.finditer(source):
+        try:
+            statement = ast.parse(match.group(0).strip()).body
+        except SyntaxError:  # a line of prose that starts like an import
+            continue
+        yield from (node for node in statement if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+def _imported_names(module: str, source: bytes) -> Iterable[str]:
     is_package = _module_path(module) == PACKAGE_DIR.joinpath(*module.split(".")[1:], "__init__.py")
-    for node in ast.walk(tree):
+    for node in _import_nodes(source):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = module.split(".")
-                anchor = parts if is_package else parts[:-1]
-                anchor = anchor[: len(anchor) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            yield from (f"{base}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            if called == "import_module" and isinstance(node.args[0].value, str):
-                yield node.args[0].value
+            continue
+        base = node.module or ""
+        if node.level:
+            parts = module.split(".")
+            anchor = parts if is_package else parts[:-1]
+            anchor = anchor[: len(anchor) - node.level + 1]
+            base = ".".join([*anchor, base] if base else anchor)
+        yield from (f"{base}.{alias.name}" for alias in node.names)
+    yield from (name.decode() for name in _IMPORT_MODULE_CALL.findall(source))
 
 
 @functools.cache
@@ -84,7 +101,7 @@ def module_imports(module: str) -> frozenset[str]:
     if path is None:
         return frozenset()
     found = set()
-    for name in _imported_names(module, ast.parse(path.read_bytes())):
+    for name in _imported_names(module, path.read_bytes()):
         target = _resolve(name) if name.startswith(PACKAGE + ".") else None
         if target is not None and target != module:
             found.add(target)

@@ -4,6 +4,7 @@ steps whole or not at all."""
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from collections.abc import Callable
@@ -49,6 +50,66 @@ def test_a_step_follows_the_imports_of_its_own_modules_only() -> None:
     dedup = code_modules(DEDUP_CODE)
     assert "llava_mixes.dedup.search" in dedup
     assert not [name for name in dedup if name.startswith(("llava_mixes.sources", "llava_mixes.builders"))]
+
+
+IMPORT_MODULE = "import_module"
+
+
+def every_import(module: str) -> frozenset[str]:
+    """The package modules `module` imports, read by walking its whole syntax tree (what `steps.module_imports`
+    finds from its import statements alone)."""
+    path = steps.PACKAGE_DIR.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    is_package = path.name == "__init__.py"
+    names = []
+    for node in ast.walk(ast.parse(path.read_bytes())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names += [f"{base}.{alias.name}" for alias in node.names]
+        elif (
+            isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+        ):
+            names += [arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant)]
+    found = {steps._resolve(name) for name in names if name.startswith(steps.PACKAGE + ".")}
+    return frozenset(found - {None, module})
+
+
+def test_the_import_scan_finds_what_the_whole_syntax_tree_holds() -> None:
+    modules = []
+    for path in sorted(steps.PACKAGE_DIR.rglob("*.py")):
+        parts = list(path.relative_to(steps.PACKAGE_DIR.parent).with_suffix("").parts)
+        modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    assert len(modules) > 100
+    for module in modules:
+        assert steps.module_imports(module) == every_import(module), module
+
+
+def test_the_import_scan_reads_statements_anywhere_and_only_statements(tmp_path: Path) -> None:
+    source = b"""\"\"\"Docs.\"\"\"
+from __future__ import annotations
+
+import os
+from .sibling import (
+    one,
+    two,
+)
+
+def late() -> None:
+    from llava_mixes.dedup import search  # noqa
+    importlib.import_module("llava_mixes.store")
+
+text = "import nothing, from which prose follows"
+"""
+    names = set(steps._imported_names("llava_mixes.building.example", source))
+    assert {"os", "llava_mixes.building.sibling.one", "llava_mixes.building.sibling.two"} <= names
+    assert {"llava_mixes.dedup.search", "llava_mixes.store"} <= names
+    assert not any("nothing" in name for name in names)
 
 
 def test_the_cache_path_holds_the_schema_and_layout_not_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
