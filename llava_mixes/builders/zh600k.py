@@ -146,9 +146,10 @@ class Zh600k(Source):
         f"<data_dir>/{RELEASE_DIR}` (or from ModelScope into that folder), images included."
     )
 
-    def locate_files(self, data_dir: Path) -> list[Path]:
+    def locate_files(self, data_dir: Path, in_recipe: bool = False) -> list[Path]:
         """The release's data files under `data_dir/llava-instruct-zh-600k`; else its JSON annotation files
-        from the Hub. A release that keeps its data in Parquet (images inside) is never fetched implicitly."""
+        from the Hub. A release that keeps its data in Parquet (images inside) is never fetched implicitly; its
+        errors suggest no similarly named file, so `in_recipe` changes nothing."""
         release = data_dir / RELEASE_DIR
         if release.is_dir():
             found = sorted(path for path in release.rglob("*") if path.is_file())

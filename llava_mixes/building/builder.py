@@ -75,6 +75,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
     BUILDER_CONFIGS = named_configs()
     DEFAULT_CONFIG_NAME = "mix665k"
     config: LlavaMixesConfig
+    in_recipe: bool = False
+    """Whether this plain build is a recipe's source (its missing-file errors then name the recipe's remedies)."""
 
     def _info(self) -> datasets.DatasetInfo:
         self.config.validate()
@@ -143,7 +145,10 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
     def _annotation_files(self, data_dir: Path) -> dict[str, list[Path]]:
         """Each source's annotation files: those `data_files` names, else those the source finds or fetches."""
         named = files_per_source(self.config.data_files, self.config.sources)
-        return {name: named.get(name) or SOURCES[name]().locate_files(data_dir) for name in self.config.sources}
+        in_recipe = getattr(self, "in_recipe", False)
+        return {
+            name: named.get(name) or SOURCES[name]().locate_files(data_dir, in_recipe) for name in self.config.sources
+        }
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         data_dir = self._data_dir()
@@ -155,15 +160,22 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         return [datasets.SplitGenerator(split, gen_kwargs={"dataset": rows}) for split, rows in result.items()]
 
     def _base_builder(self, config_name: str) -> LlavaMixes:
-        kwargs = {"data_dir": self.config.data_dir, "data_files": self.config.data_files}
+        """The plain build of `config_name` that this config is made from; a recipe's source reads the files its
+        recipe (or `data_files`) names for it, which key its build as a plain build's `data_files` do."""
+        data_files: Any = self.config.data_files
+        if self.config.is_recipe:
+            data_files = self.config.recipe_data_files(self._data_dir()).get(config_name)
+        kwargs = {"data_dir": self.config.data_dir, "data_files": data_files}
         kwargs.update(self.config.base_overrides())
-        return LlavaMixes(
+        base = LlavaMixes(
             cache_dir=self._cache_dir_root,
             config_name=config_name,
             hash=self.hash,
             dataset_name=self.dataset_name,
             **kwargs,
         )
+        base.in_recipe = self.config.is_recipe
+        return base
 
     def base_builders(self) -> list[LlavaMixes]:
         """The plain builds this config is made from: none for a plain config, its plain config for a deduplicated

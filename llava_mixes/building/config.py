@@ -18,13 +18,14 @@ import datasets
 from llava_mixes import schema
 from llava_mixes.builders import MIXES, SOURCES
 from llava_mixes.building.losses import DEFAULT_MAX_REJECTED, check_max_rejected
-from llava_mixes.building.mixing import NOT_FOR_RECIPES, check_recipe_kwargs, config_recipe
+from llava_mixes.building.mixing import NOT_FOR_RECIPES, check_recipe_kwargs, config_recipe, recipe_refusal
 from llava_mixes.decontam.decontaminate import DEFAULT_EMBEDDER as DECONTAM_EMBEDDER
 from llava_mixes.decontam.decontaminate import check_settings as check_decontamination
 from llava_mixes.dedup.deduplicate import SCOPES, SEARCHES, THRESHOLDS, check_threshold
 from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.errors import ConfigError
+from llava_mixes.paths import contained
 from llava_mixes.plugin import dedup_config_name
 from llava_mixes.recipes.recipe import Recipe
 from llava_mixes.store import default_cache_root
@@ -151,9 +152,32 @@ class LlavaMixesConfig(datasets.BuilderConfig):
         """The config `recipe`: a recipe is given, and no field that it does not use (`mixing.NOT_FOR_RECIPES`) is
         set; its sources are the recipe's."""
         defaults = {field.name: field.default for field in fields(LlavaMixesConfig)}
-        refused = {name: getattr(self, name) for name in NOT_FOR_RECIPES if getattr(self, name) != defaults[name]}
+        refused = {
+            name: getattr(self, name)
+            for name in NOT_FOR_RECIPES
+            if name != "data_files" and getattr(self, name) != defaults[name]
+        }
         check_recipe_kwargs(refused)
         self.sources = tuple(source.config for source in self.recipe_spec().sources)
+        for key in self.data_files or {}:
+            if key not in self.sources:
+                files = [str(file) for file in self.data_files[key]]
+                refusal = recipe_refusal("data_files", {key: files})
+                raise ConfigError(f"{refusal}; CONFIG is one of {list(self.sources)}")
+
+    def recipe_data_files(self, data_dir: Path) -> dict[str, list[str]]:
+        """The annotation files each source of the config `recipe` reads where they are not the names it expects:
+        those `data_files` names for it (keyed by its config name), else its `data_files` in the recipe; each
+        resolved inside `data_dir` (`paths.contained`: a path that leads outside it, dangles or is missing is
+        refused with `PathEscapeError`)."""
+        named = {key: [str(file) for file in files] for key, files in (self.data_files or {}).items()}
+        chosen: dict[str, list[str]] = {}
+        for source in self.recipe_spec().sources:
+            given = named.get(source.config) or list(source.data_files)
+            if given:
+                what = f"sources[{source.config}].data_files"
+                chosen[source.config] = [str(_regular_file(contained(data_dir, file, what), what)) for file in given]
+        return chosen
 
     def recipe_spec(self) -> Recipe:
         """The recipe of the config `recipe`, parsed once into a typed `Recipe` (when the config is validated, or at
@@ -231,6 +255,12 @@ class LlavaMixesConfig(datasets.BuilderConfig):
             for name in ("on_bad_records", "content_cache_dir", "max_rejected")
             if getattr(self, name) != defaults[name]
         }
+
+
+def _regular_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{what}: {str(path)!r} is not a file; name annotation files (.json, .jsonl, .parquet)")
+    return path
 
 
 def named_configs() -> list[LlavaMixesConfig]:

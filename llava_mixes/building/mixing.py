@@ -51,7 +51,7 @@ NOT_FOR_RECIPES: dict[str, str | None] = {
     "decontaminate": "decontaminate.references",
     "decontaminate_threshold": "decontaminate.threshold",
     "decontaminate_embedder": "decontaminate.embedder",
-    "data_files": None,
+    "data_files": "sources[].data_files",
 }
 """The config fields a recipe build does not take, each with the recipe key that sets it instead (None: the
 recipe has no such setting, and a recipe build always uses that field's default)."""
@@ -60,10 +60,13 @@ recipe has no such setting, and a recipe build always uses that field's default)
 def recipe_refusal(name: str, value: object) -> str:
     """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
     key = NOT_FOR_RECIPES[name]
-    if key:
+    if name == "data_files":
+        how = (
+            "name each source's files instead: `data_files: FILE` on its entry in the recipe, or "
+            "data_files={CONFIG: FILE} (`--data-files CONFIG=FILE` on the command line), relative to data_dir"
+        )
+    elif key:
         how = f"set {key} in the recipe"
-    elif name == "data_files":
-        how = "each of the recipe's sources reads its own annotation files from data_dir"
     else:
         how = "a recipe build does not use it, and the recipe has no such setting"
     return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/recipes/recipe.py)"

@@ -24,6 +24,7 @@ from llava_mixes.errors import ConfigError
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.plugin import DEDUP_MARK
+from llava_mixes.recipes.recipe import load_recipe
 
 DEMO_DEDUP_CONFIGS = ("mix665k-dedup-0.8", "mix665k+zh600k-dedup-0.8")
 
@@ -89,13 +90,19 @@ def check_flags_apply(args: argparse.Namespace, configs: list[str]) -> None:
         )
 
 
-def check_recipe_flags(args: argparse.Namespace) -> None:
+def check_recipe_flags(args: argparse.Namespace, per_source_files: bool = False) -> None:
     """Refuse, with `--recipe`, the flags a recipe build would not use (the recipe sets dedup and
-    decontamination itself: `mixing.NOT_FOR_RECIPES`), naming each flag and the recipe key that sets it instead."""
+    decontamination itself: `mixing.NOT_FOR_RECIPES`), naming each flag and the recipe key that sets it instead;
+    `--data-files` (CONFIG=FILE) is taken where `per_source_files` (one recipe, built or verified)."""
+    if getattr(args, "data_files", None) and not per_source_files:
+        raise ConfigError(
+            f"--data-files {' '.join(args.data_files)!r} is not allowed here: name each source's files with "
+            "`data_files: FILE` on its entry in the recipe, relative to --data-dir"
+        )
     given = [
         f"--{flag.replace('_', '-')}: {recipe_refusal(field, getattr(args, flag))}"
         for flag, field in CONFIG_KWARGS.items()
-        if field in NOT_FOR_RECIPES and getattr(args, flag, None) is not None
+        if field in NOT_FOR_RECIPES and field != "data_files" and getattr(args, flag, None) is not None
     ]
     if given:
         raise ConfigError("; ".join(given))
@@ -120,9 +127,11 @@ def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool 
     parser.add_argument(
         "--data-files",
         nargs="+",
+        action="extend",
         metavar="FILE",
         help="the annotation file(s) of a one-source config under another name, relative to --data-dir "
-        "(as datasets' data_files=); default: the names the source expects (see README, Sources)",
+        "(as datasets' data_files=); with --recipe, CONFIG=FILE for one of the recipe's sources (repeatable; "
+        "overrides the recipe's `data_files:` for it); default: the names the source expects (see README, Sources)",
     )
     parser.add_argument(
         "--threshold", type=float, help="dedup cosine threshold, e.g. 0.85 (default: the config's, if any)"
@@ -240,8 +249,31 @@ def chosen_config(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
     if args.recipe is None:
         check_flags_apply(args, [args.config])
         return args.config, kwargs
-    check_recipe_flags(args)
+    check_recipe_flags(args, per_source_files=True)
+    kwargs.pop("data_files", None)
+    if args.data_files:
+        kwargs["data_files"] = recipe_data_files(args.recipe, args.data_files)
     return RECIPE_CONFIG, {**kwargs, "recipe": args.recipe}
+
+
+def recipe_data_files(recipe: str, values: list[str]) -> dict[str, list[str]]:
+    """`--data-files CONFIG=FILE` values for `recipe`, as data_files={CONFIG: [FILE, ...]}; `ConfigError` for a
+    value without `CONFIG=` or a CONFIG that is none of the recipe's sources, naming the allowed ones."""
+    sources = [source.config for source in load_recipe(recipe, tuple(SOURCES)).sources]
+    files: dict[str, list[str]] = {}
+    for value in values:
+        config, equals, file = value.partition("=")
+        if not equals or not file:
+            raise ConfigError(
+                f"--data-files {value!r} is not allowed with --recipe: give CONFIG=FILE (FILE relative to --data-dir) "
+                f"for one of the recipe's sources {sources}"
+            )
+        if config not in sources:
+            raise ConfigError(
+                f"--data-files {value!r}: unknown source {config!r} for this recipe; CONFIG is one of {sources}"
+            )
+        files.setdefault(config, []).append(file)
+    return files
 
 
 def cmd_build(args: argparse.Namespace) -> int:

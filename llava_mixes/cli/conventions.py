@@ -12,6 +12,7 @@ EXAMPLES = {
         "llava-mixes build mix665k-dedup-0.8 --data-dir playground/data --batch-size 256 --num-workers 16",
         "llava-mixes build mix665k --data-dir playground/data --threshold 0.85 --embedder thumbnail",
         "llava-mixes build textocr-gpt4v --data-dir D --data-files textocr-gpt4v.train.jsonl",
+        "llava-mixes build --recipe llava-en-all --data-dir D --data-files textocr-gpt4v=textocr-gpt4v.train.jsonl",
     ],
     "demo": ["llava-mixes demo --out llava_mixes_demo"],
     "report": ["llava-mixes report mix665k-dedup-0.8 --data-dir playground/data --out report/"],

@@ -8,6 +8,7 @@ sources:                     # plain configs (`llava-mixes list`), in order: ear
     sample: all              # all (default) | a row count (integer >= 1) | a fraction in (0, 1] (at least 1 row)
   - config: sharegpt4v-mix665k
     sample: 0.5
+  - {config: textocr-gpt4v, data_files: textocr-gpt4v.train.jsonl}  # file(s) under another name, in data_dir
 dedup:                       # optional; no near-duplicate removal without it
   threshold: 0.8             # cosine in (0, 1]
   scope: recipe              # recipe: across all sources (default) | group: within each image group
@@ -20,9 +21,10 @@ duplicate_rows: remove       # remove (default): exact duplicate rows leave as `
 ```
 
 A relative path in a recipe (a reference, an embedder file or folder) is read from the recipe file's folder,
-never from the working directory. A recipe file is untrusted input, so it is read with bounds: at most
-`MAX_RECIPE_BYTES`, UTF-8, plain YAML (no anchors, aliases, merge keys, duplicate keys or explicit tags beyond
-the core scalars, at most `MAX_DEPTH` levels deep), and every error shows a bad value cut short.
+never from the working directory; a source's `data_files` from `data_dir` only (absolute paths are refused here,
+paths out of `data_dir` by `paths.contained` at build time). A recipe file is untrusted input, read with bounds:
+at most `MAX_RECIPE_BYTES`, UTF-8, plain YAML (no anchors, aliases, merge keys, duplicate keys or explicit tags
+beyond the core scalars, at most `MAX_DEPTH` levels deep), and every error shows a bad value cut short.
 `Recipe.digest()` covers every setting, so a build keyed by it changes whenever the recipe's content does.
 """
 
@@ -50,7 +52,7 @@ from llava_mixes.paths import check_file_name
 RECIPE_SCOPES = ("recipe", "group")
 DUPLICATE_ROW_POLICIES = ("remove", "keep")
 TOP_KEYS = ("name", "seed", "sources", "dedup", "decontaminate", "duplicate_rows")
-SOURCE_KEYS = ("config", "sample")
+SOURCE_KEYS = ("config", "sample", "data_files")
 DEDUP_KEYS = ("threshold", "scope", "embedder")
 DECONTAM_KEYS = ("references", "threshold", "embedder")
 SHIPPED = "llava_mixes.recipes.shipped"
@@ -59,6 +61,7 @@ MAX_RECIPE_BYTES = 64 << 10
 MAX_DEPTH = 32
 """Deepest nesting of YAML collections in a recipe; a real one nests 3 deep."""
 MAX_SEED = 2**63
+MAX_DATA_FILES = 1000  # the most annotation files one recipe source may name; a real source has a few
 NAMED_EMBEDDERS = (GRADIENTS, THUMBNAIL)
 _CORE_TAGS = frozenset(f"tag:yaml.org,2002:{kind}" for kind in ("str", "int", "float", "bool", "null", "seq", "map"))
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -141,14 +144,17 @@ def _embedder_name(where: str, embedder: object) -> None:
 
 @dataclass(frozen=True)
 class RecipeSource:
-    """One source of a recipe: a plain config and how many of its rows to take."""
+    """One source of a recipe: a plain config, how many of its rows to take, and its annotation files where they
+    are not the names the source expects (`data_files`, relative to `data_dir`; empty: the expected names)."""
 
     config: str
     sample: str | int | float = "all"
+    data_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, str) or not self.config:
             raise ConfigError(f"sources[].config={show(self.config)} is not allowed; give a plain config name")
+        object.__setattr__(self, "data_files", _data_files(self.config, self.data_files))
         sample = self.sample
         if isinstance(sample, str) and sample == "all":
             return
@@ -172,6 +178,20 @@ class RecipeSource:
             wanted = min(rows, max(1, round(self.sample * rows)))
         chosen = np.random.default_rng([seed, position]).choice(rows, size=wanted, replace=False)
         return np.sort(chosen).astype(np.int64)
+
+
+def _data_files(config: str, data_files: object) -> tuple[str, ...]:
+    """A source's `data_files` as relative paths; `ConfigError` for a wrong value, `PathEscapeError` if absolute."""
+    files = (data_files,) if isinstance(data_files, str) else data_files
+    count = len(files) if isinstance(files, (list, tuple)) else -1
+    if not (0 < count <= MAX_DATA_FILES or files == ()) or not all(map(_is_name, files)):  # type: ignore[arg-type]
+        raise ConfigError(
+            f"sources[{config}].data_files={show(data_files)} is not allowed; give a file or a list of "
+            f"1-{MAX_DATA_FILES} files, relative to data_dir"
+        )
+    for item in (item for item in files if Path(item).is_absolute()):
+        raise PathEscapeError(f"sources[{config}].data_files={show(item)}: an absolute path; use data_dir's", item)
+    return tuple(files)
 
 
 @dataclass(frozen=True)
@@ -260,6 +280,7 @@ class Recipe:
         """Every setting, as JSON-serialisable values."""
         data = asdict(self)
         data.pop("plain_configs")
+        data["sources"] = [{key: value for key, value in item.items() if value != ()} for item in data["sources"]]
         return data
 
     def digest(self) -> str:
@@ -306,7 +327,9 @@ def parse_recipe(data: object, name: str, plain_configs: tuple[str, ...] = (), b
         raise ConfigError(f"recipe: the key 'sources' is missing; allowed keys: {list(TOP_KEYS)}")
     raw_sources = data["sources"]
     if not isinstance(raw_sources, list):
-        raise ConfigError(f"sources must be a list of {{config, sample}} mappings; got {show(raw_sources)}")
+        raise ConfigError(
+            f"sources must be a list of {{config, sample, data_files}} mappings; got {show(raw_sources)}"
+        )
     sources = []
     for entry in raw_sources:
         entry = {"config": entry} if isinstance(entry, str) else entry

@@ -18,7 +18,7 @@ import datasets
 from llava_mixes.errors import MissingDataError
 from llava_mixes.sources import fetch as hub
 from llava_mixes.sources import readers
-from llava_mixes.sources.data_files import similar_files
+from llava_mixes.sources.data_files import read_instead, similar_files
 
 
 @dataclass(slots=True)
@@ -111,10 +111,12 @@ class Source:
                 return path
         return None
 
-    def locate_files(self, data_dir: Path) -> list[Path]:
+    def locate_files(self, data_dir: Path, in_recipe: bool = False) -> list[Path]:
         """The annotation files: local ones under `data_dir`, absent ones fetched from `hub_repo`.
 
-        Raises one clear error naming every file that is neither here nor fetchable, and what to download.
+        Raises one clear error naming every file that is neither here nor fetchable, and what to download; a
+        similarly named file present is suggested with the way to read it that works for a plain build, or for a
+        recipe's source (`in_recipe`: the recipe key and the per-source flag, see `data_files.read_instead`).
         """
         hub_names = self.hub_files or self.annotation_files
         paths: list[Path] = []
@@ -133,11 +135,12 @@ class Source:
                 paths.append(local)
         if missing:
             raise MissingDataError(
-                f"{self.name}: missing {'; '.join(missing)}. {self._similar_hint(data_dir)}{self.download_hint}"
+                f"{self.name}: missing {'; '.join(missing)}. {self._similar_hint(data_dir, in_recipe)}"
+                f"{self.download_hint}"
             )
         return paths
 
-    def _similar_hint(self, data_dir: Path) -> str:
+    def _similar_hint(self, data_dir: Path, in_recipe: bool) -> str:
         """The files present under `data_dir` whose names resemble a missing annotation file, and how to use them."""
         folders = [data_dir / folder if folder else data_dir for folder in self.annotation_dirs]
         alike = [
@@ -149,10 +152,7 @@ class Source:
         if not alike:
             return ""
         names = ", ".join(str(path.relative_to(data_dir)) for path in dict.fromkeys(alike))
-        return (
-            f"Similarly named files are here: {names}; to read one, pass data_files=<file> "
-            f"(`--data-files` on the command line). "
-        )
+        return f"Similarly named files are here: {names}; {read_instead(self.config_name, in_recipe)}. "
 
     def iter_records(
         self, paths: list[Path], on_bytes: Callable[[int], None] | None = None

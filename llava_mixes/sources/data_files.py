@@ -37,6 +37,18 @@ def files_per_source(data_files: Any, sources: tuple[str, ...]) -> dict[str, lis
     return named
 
 
+def read_instead(config: str, in_recipe: bool) -> str:
+    """How to read a file of another name as `config`'s annotation file: for a plain build `data_files=` (and
+    `--data-files FILE`); for a source of a recipe, whose config refuses a plain `data_files=`, the recipe key or
+    a `data_files` mapping keyed by the source (and `--data-files CONFIG=FILE`)."""
+    if in_recipe:
+        return (
+            f"to read one, set `data_files: <file>` on the `config: {config}` entry of the recipe, or pass "
+            f"`--data-files {config}=<file>` (data_files={{{config!r}: <file>}} from Python), relative to data_dir"
+        )
+    return "to read one, pass `--data-files <file>` (data_files=<file> from Python), relative to data_dir"
+
+
 def similar_files(folders: list[Path], expected: str) -> list[Path]:
     """Annotation-like files (JSON, JSON Lines, Parquet) in `folders` whose names resemble `expected`: they
     contain its stem, it contains theirs, or `difflib` finds them close."""

@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llava_mixes.builders import SOURCES
+from llava_mixes.building.entry import build
 from llava_mixes.cli.build import write_demo_recipe
 from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError, LlavaMixesError, PathEscapeError
@@ -373,3 +376,88 @@ def test_the_cli_gives_one_line_for_a_bad_recipe(
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert len(errors) == 1 and "may not hold an anchor" in errors[0].getMessage()
     assert "Traceback" not in caplog.text
+
+
+# A source's data_files: names that lead out of data_dir, wrong types, links, missing files.
+
+
+@pytest.mark.adversarial("error")
+@pytest.mark.parametrize(
+    ("value", "match", "error"),
+    [
+        ("/etc/passwd", r"absolute path", PathEscapeError),
+        ("[a.jsonl, /etc/passwd]", r"absolute path", PathEscapeError),
+        ("[]", r"data_files=\[\] is not allowed", ConfigError),
+        ("{a: b}", r"data_files=\{'a': 'b'\} is not allowed", ConfigError),
+        ("7", r"data_files=7 is not allowed", ConfigError),
+        ('""', r"data_files='' is not allowed", ConfigError),
+        ("[[a.jsonl]]", r"is not allowed; give a file or a list", ConfigError),
+        ("null", r"data_files=None is not allowed", ConfigError),
+        ('"a\\0b"', r"is not allowed", ConfigError),
+    ],
+)
+def test_data_files_that_are_no_relative_file_names_are_refused(
+    tmp_path: Path, value: str, match: str, error: type[LlavaMixesError]
+) -> None:
+    refused(write(tmp_path, f"sources:\n  - {{config: mix665k, data_files: {value}}}\n"), match, error)
+
+
+@pytest.mark.adversarial("error")
+def test_too_many_data_files_are_refused_in_a_short_message(tmp_path: Path) -> None:
+    names = ", ".join(f"f{index}.jsonl" for index in range(1001))
+    refused(write(tmp_path, f"sources:\n  - {{config: mix665k, data_files: [{names}]}}\n"), r"list of 1-1000 files")
+
+
+@pytest.mark.adversarial("error")
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("../outside.jsonl", r"leads outside"),
+        ("link-out.jsonl", r"leads outside"),
+        ("dangling.jsonl", r"not found under"),
+        ("absent.jsonl", r"'absent.jsonl' not found under"),
+        ("coco", r"is not a file"),
+    ],
+)
+def test_data_files_outside_data_dir_or_absent_are_refused_before_any_build(
+    playground: Playground, tmp_path: Path, name: str, match: str
+) -> None:
+    root = playground.root
+    (root.parent / "outside.jsonl").write_text("{}\n")
+    (root / "link-out.jsonl").symlink_to(root.parent / "outside.jsonl")
+    (root / "dangling.jsonl").symlink_to(root / "nowhere.jsonl")
+    (root / "coco").mkdir(exist_ok=True)
+    recipe = write(tmp_path / "r", f"sources:\n  - {{config: textocr-gpt4v, data_files: {name!r}}}\n")
+    argv = ["build", "--recipe", str(recipe), "--data-dir", str(root), "--cache-dir", str(tmp_path / "hf")]
+    assert main(argv) == 2
+    with pytest.raises(LlavaMixesError, match=match):
+        build("recipe", str(root), str(tmp_path / "hf"), recipe=str(recipe))
+    assert not list((tmp_path / "hf").glob("**/*.arrow"))
+
+
+@pytest.mark.adversarial("error")
+@pytest.mark.parametrize("value", ["textocr-gpt4v", "=x.jsonl", "nope=x.jsonl", "textocr-gpt4v="])
+def test_the_per_source_flag_refuses_values_that_name_no_source(
+    playground: Playground, tmp_path: Path, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recipe = write(tmp_path, "sources: [textocr-gpt4v]\n")
+    argv = ["build", "--recipe", str(recipe), "--data-dir", str(playground.root), "--data-files", value]
+    assert main([*argv, "--cache-dir", str(tmp_path / "hf")]) == 2
+    assert "['textocr-gpt4v']" in caplog.text
+
+
+@pytest.mark.adversarial("rejected")
+@settings(max_examples=60)
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=8,
+    )
+)
+def test_any_data_files_value_gives_a_source_or_the_project_error(value: object) -> None:
+    try:
+        source = RecipeSource("mix665k", "all", value)  # type: ignore[arg-type]
+    except LlavaMixesError:
+        return
+    assert all(isinstance(item, str) and item and not Path(item).is_absolute() for item in source.data_files)
