@@ -95,3 +95,14 @@ def test_a_shipped_recipe_builds_on_a_renamed_file_with_one_flag(playground: Pla
     argv = ["build", "--recipe", "llava-en-all", "--data-dir", str(root), "--stats-json", str(tmp_path / "s.json")]
     assert main([*argv, *caches]) == 2
     assert main([*argv, *caches, "--data-files", f"textocr-gpt4v={RENAMED}"]) == 0
+
+
+def test_a_sampled_source_beside_another_builds_with_no_duplicate_rows(playground: Playground, tmp_path: Path) -> None:
+    # `datasets` cannot add a column to an empty selection of concatenated tables: the empty duplicate_row split
+    # of a sampled source and a second source once failed with "Failed to concatenate on axis=1".
+    path = tmp_path / "sampled.yaml"
+    path.write_text("sources:\n  - config: mix665k\n    sample: 3\n  - config: textocr-gpt4v\n")
+    built = build("recipe", str(playground.root), str(tmp_path / "hf"), recipe=str(path))
+    assert len(built.dataset["duplicate_row"]) == 0
+    assert "duplicate_of" in built.dataset["duplicate_row"].column_names
+    assert built.report.recipe["sources"]["mix665k"]["kept"] == 3
