@@ -297,5 +297,5 @@ def check_config_name(config: str) -> None:
         close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6)
         if close:
             hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
-            raise ConfigError(f"config {config!r} is not allowed; {hint}")
-        raise ConfigError(f"config {config!r} is not allowed; choose one of {list(CONFIG_NAMES)}")
+            raise ConfigError(f"unknown config {config!r}; {hint}")
+        raise ConfigError(f"unknown config {config!r}; choose one of {list(CONFIG_NAMES)}")

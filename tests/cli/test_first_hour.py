@@ -38,7 +38,10 @@ def test_a_mistyped_config_is_one_line_naming_the_closest_configs(
     argv = [command[0], "mix665k-dedup-08", "--data-dir", str(tmp_path), *command[1:]]
     assert main(argv) == 2
     [record] = [record for record in caplog.records if record.levelname == "ERROR"]
-    assert "did you mean mix665k-dedup-0.8, mix665k-dedup-0.9, mix665k-dedup-0.7?" in record.getMessage()
+    assert (
+        "unknown config 'mix665k-dedup-08'; did you mean mix665k-dedup-0.8, mix665k-dedup-0.9, mix665k-dedup-0.7?"
+        in (record.getMessage())
+    )
     assert "svit-core-dedup-0.9" not in record.getMessage() and "Traceback" not in caplog.text
 
 

@@ -268,7 +268,7 @@ def test_offline_push_from_the_cli_fails_with_one_clean_line(
     [
         ({"version": "1.0"}, r"--version '1\.0' is not allowed; it must be X\.Y\.Z"),
         ({"repo_id": "llava_mixes"}, r"--repo 'llava_mixes' is not allowed; it must be ORG/NAME"),
-        ({"configs": ["nope"]}, r"config 'nope' is not allowed; choose one of \['mix665k'"),
+        ({"configs": ["nope"]}, r"unknown config 'nope'; choose one of \['mix665k'"),
         ({"images": "gif"}, r"--images 'gif' is not allowed; choose one of \['bytes', 'paths'\]"),
     ],
 )
