@@ -18,7 +18,9 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance
+
+from llava_mixes.playground.copies import draw_shapes, jpeg, spectrum_field
 
 TRANSFORMATIONS = ("reencode", "resize", "crop", "brightness", "contrast", "grey")
 SIZES = ((640, 480), (480, 640), (600, 400), (512, 512))
@@ -34,29 +36,6 @@ class Copy:
     data: bytes
 
 
-def _fractal(rng: np.random.Generator, height: int, width: int, low_cut: float) -> np.ndarray:
-    """Zero-mean unit-variance noise with a 1/f^2 power spectrum, keeping frequencies above `low_cut`
-    cycles per picture (0 keeps all)."""
-    fy = np.fft.fftfreq(height)[:, None] * height
-    fx = np.fft.rfftfreq(width)[None, :] * width
-    radius = np.hypot(fy, fx)
-    amplitude = np.where(radius > max(low_cut, 0.5), 1.0 / np.maximum(radius, 0.5), 0.0)
-    spectrum = amplitude * (rng.standard_normal(radius.shape) + 1j * rng.standard_normal(radius.shape))
-    field = np.fft.irfft2(spectrum, s=(height, width))
-    return (field - field.mean()) / (field.std() + 1e-9)
-
-
-def _layout(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Only the coarsest frequencies (up to 3 cycles per picture): the part siblings share."""
-    fy = np.fft.fftfreq(height)[:, None] * height
-    fx = np.fft.rfftfreq(width)[None, :] * width
-    radius = np.hypot(fy, fx)
-    amplitude = np.where((radius > 0.5) & (radius <= 3.0), 1.0 / np.maximum(radius, 0.5), 0.0)
-    spectrum = amplitude * (rng.standard_normal(radius.shape) + 1j * rng.standard_normal(radius.shape))
-    field = np.fft.irfft2(spectrum, s=(height, width))
-    return (field - field.mean()) / (field.std() + 1e-9)
-
-
 def scene(seed: int, variant: int = 0) -> Image.Image:
     """The picture of `seed`; variants of one seed are similar-looking distinct pictures (module docstring)."""
     shared = np.random.default_rng(seed)
@@ -64,8 +43,8 @@ def scene(seed: int, variant: int = 0) -> Image.Image:
     sky, ground = shared.uniform(30, 225, size=(2, 3))
     horizon = shared.uniform(0.3, 0.7) * height
     tilt = shared.uniform(-0.15, 0.15)
-    waves = _layout(shared, 1, width)[0] * shared.uniform(5, 30)
-    light = _layout(shared, height, width)
+    waves = spectrum_field(shared, 1, width, 0.0, 3.0)[0] * shared.uniform(5, 30)
+    light = spectrum_field(shared, height, width, 0.0, 3.0)
     own = np.random.default_rng([seed, variant, 7])
     rows = np.arange(height)[:, None]
     line = horizon + tilt * (np.arange(width)[None, :] - width / 2) + waves[None, :]
@@ -73,47 +52,14 @@ def scene(seed: int, variant: int = 0) -> Image.Image:
     pixels = np.where(below[..., None], ground, sky).astype(np.float32)
     pixels += 25.0 * light[..., None]
     contrast = own.uniform(15, 40)
-    texture = _fractal(own, height, width, low_cut=3.0)
+    texture = spectrum_field(own, height, width, 3.0, np.inf)
     tint = own.uniform(0.7, 1.3, size=3)
     pixels += contrast * texture[..., None] * tint * np.where(below, 1.0, 0.5)[..., None]
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
-    _draw_shapes(image, own, float(np.mean(line)))
+    draw_shapes(image, own, float(np.mean(line)))
     grain = own.normal(0, own.uniform(2, 6), size=(height, width, 1))
     noisy = np.asarray(image, dtype=np.float32) + grain
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
-
-
-def _draw_shapes(image: Image.Image, rng: np.random.Generator, horizon: float) -> None:
-    """Draw 3-8 shapes near the horizon or on the ground, some blurred in place."""
-    width, height = image.size
-    for _ in range(int(rng.integers(3, 9))):
-        layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(layer)
-        colour = (*(int(c) for c in rng.integers(0, 256, 3)), 255)
-        cx = rng.uniform(0.05, 0.95) * width
-        cy = rng.uniform(horizon - 0.2 * height, min(height, horizon + 0.4 * height))
-        size = rng.uniform(0.04, 0.22) * min(width, height)
-        kind = int(rng.integers(3))
-        if kind == 0:
-            draw.ellipse((cx - size, cy - size * rng.uniform(0.4, 1.2), cx + size, cy + size), fill=colour)
-        elif kind == 1:
-            angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
-            radii = size * rng.uniform(0.5, 1.2, len(angles))
-            points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
-            draw.polygon(points, fill=colour)
-        else:
-            draw.rectangle((cx - size * 0.12, cy - size * 2, cx + size * 0.12, cy), fill=colour)
-            draw.ellipse((cx - size * 0.8, cy - size * 2.8, cx + size * 0.8, cy - size * 1.6), fill=colour)
-        if rng.random() < 0.4:
-            layer = layer.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4)))
-        image.paste(layer, (0, 0), layer)
-
-
-def jpeg(image: Image.Image, quality: int = 92) -> bytes:
-    """The picture as JPEG bytes (grey pictures stay grey)."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def _factor(rng: np.random.Generator) -> float:
@@ -155,7 +101,7 @@ def playground(
     originals: list[Image.Image] = []
     for family in range(singles + sibling_pairs):
         for variant in range(1 if family < singles else 2):
-            data = jpeg(scene(seed * 1_000_003 + family, variant))
+            data = jpeg(scene(seed * 1_000_003 + family, variant), 92)
             pictures.append(data)
             originals.append(Image.open(io.BytesIO(data)).convert("RGB"))
             families.append(family)

@@ -64,7 +64,7 @@ class CopyBenchmark:
         return self.pictures[index].kind
 
 
-def _spectrum_field(rng: np.random.Generator, height: int, width: int, low: float, high: float) -> np.ndarray:
+def spectrum_field(rng: np.random.Generator, height: int, width: int, low: float, high: float) -> np.ndarray:
     """Zero-mean unit-variance noise with a 1/f^2 power spectrum between `low` and `high` cycles per picture."""
     fy = np.fft.fftfreq(height)[:, None] * height
     fx = np.fft.rfftfreq(width)[None, :] * width
@@ -82,25 +82,25 @@ def scene(seed: int, variant: int = 0) -> Image.Image:
     sky, ground = shared.uniform(30, 225, size=(2, 3))
     horizon = shared.uniform(0.3, 0.7) * height
     tilt = shared.uniform(-0.15, 0.15)
-    waves = _spectrum_field(shared, 1, width, 0.0, 3.0)[0] * shared.uniform(5, 30)
-    light = _spectrum_field(shared, height, width, 0.0, 3.0)
+    waves = spectrum_field(shared, 1, width, 0.0, 3.0)[0] * shared.uniform(5, 30)
+    light = spectrum_field(shared, height, width, 0.0, 3.0)
     own = np.random.default_rng([seed, variant, 7])
     rows = np.arange(height)[:, None]
     line = horizon + tilt * (np.arange(width)[None, :] - width / 2) + waves[None, :]
     below = rows > line
     pixels = np.where(below[..., None], ground, sky).astype(np.float32)
     pixels += 25.0 * light[..., None]
-    texture = _spectrum_field(own, height, width, 3.0, np.inf)
+    texture = spectrum_field(own, height, width, 3.0, np.inf)
     pixels += (
         own.uniform(15, 40) * texture[..., None] * own.uniform(0.7, 1.3, size=3) * np.where(below, 1.0, 0.5)[..., None]
     )
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
-    _draw_shapes(image, own, float(np.mean(line)))
+    draw_shapes(image, own, float(np.mean(line)))
     noisy = np.asarray(image, dtype=np.float32) + own.normal(0, own.uniform(2, 6), size=(height, width, 1))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
 
-def _draw_shapes(image: Image.Image, rng: np.random.Generator, horizon: float) -> None:
+def draw_shapes(image: Image.Image, rng: np.random.Generator, horizon: float) -> None:
     """Draw 3-8 shapes near the horizon or on the ground, some blurred in place."""
     width, height = image.size
     for _ in range(int(rng.integers(3, 9))):
