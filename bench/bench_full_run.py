@@ -58,18 +58,11 @@ from bench_report import GROUPS
 from machine_info import host, matmul_ceiling
 from PIL import Image
 
+from llava_mixes.playground.layout import GROUP_FOLDERS
 from llava_mixes.playground.synthetic import photo_jpeg
 
 HERE = Path(__file__).resolve().parent
 CONFIG = "mix665k-dedup-0.8"
-FOLDERS = {
-    "coco": "coco/train2017",
-    "gqa": "gqa/images",
-    "ocr_vqa": "ocr_vqa/images",
-    "textvqa": "textvqa/train_images",
-    "VG_100K": "vg/VG_100K",
-    "VG_100K_2": "vg/VG_100K_2",
-}
 SIZES = {  # long side, short side, JPEG quality (module docstring)
     "coco": (640, 480, 94),
     "gqa": (500, 375, 90),
@@ -104,7 +97,7 @@ def plan(images: int, seed: int = 0) -> list[Picture]:
     pictures = []
     for number, label in enumerate(labels):
         group = names[label]
-        path = f"{FOLDERS[group]}/{number:012d}.jpg"
+        path = f"{GROUP_FOLDERS[group]}/{number:012d}.jpg"
         copy_of = byte_copy_of = -1
         if number > images // 10 and rng.random() < NEAR_COPIES:
             same = [earlier for earlier in rng.integers(0, number, 16) if labels[earlier] == label]
@@ -210,7 +203,7 @@ def playground(root: Path, images: int) -> dict[str, int]:
 
 
 def picture_files(root: Path) -> list[Path]:
-    return sorted(path for folder in FOLDERS.values() for path in (root / folder).glob("*.jpg"))
+    return sorted(path for folder in GROUP_FOLDERS.values() for path in (root / folder).glob("*.jpg"))
 
 
 def _threads(work: object, items: list) -> float:
