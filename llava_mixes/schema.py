@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import datasets
@@ -157,3 +158,12 @@ def conform(rows: datasets.Dataset, features: datasets.Features) -> datasets.Dat
             rows = rows.add_column(name, [None] * len(rows))
     rows = rows.select_columns(list(features))
     return rows if rows.features == features else rows.cast(features)
+
+
+def select_rows(rows: datasets.Dataset, positions: Sequence[int]) -> datasets.Dataset:
+    """`rows.select(positions)`, to which columns can be added: with no positions, an empty dataset of the same
+    features, since `datasets` cannot add a column to an empty selection of concatenated tables ("Failed to
+    concatenate on axis=1")."""
+    if len(positions) == 0:
+        return datasets.Dataset.from_dict({name: [] for name in rows.features}, features=rows.features)
+    return rows.select(positions)

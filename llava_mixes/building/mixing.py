@@ -132,7 +132,11 @@ def mix_recipe(
     if recipe.duplicate_rows == "remove":
         ids = rows[schema.ID]
         copy_rows = sorted(copies)
-        duplicates = _with_originals(rows, copy_rows, [ids[copies[row]] for row in copy_rows])
+        duplicates = schema.select_rows(rows, copy_rows).add_column(
+            schema.DUPLICATE_OF,
+            [ids[copies[row]] for row in copy_rows],
+            feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
+        )
         rows = rows.select(sorted(set(range(len(rows))) - copies.keys()))
         splits[DUPLICATE_SPLIT] = duplicates
         for config, number in _count(duplicates, names).items():
@@ -156,17 +160,6 @@ def mix_recipe(
     report.recipe = {"name": recipe.name, "digest": recipe.digest(), "settings": recipe.to_json(), "sources": counts}
     logger.info("recipe %s (%s): %s", recipe.name, recipe.digest()[:12], counts)
     return datasets.DatasetDict({schema.TRAIN_SPLIT: rows, **splits}), report
-
-
-def _with_originals(rows: datasets.Dataset, copy_rows: list[int], originals: list[str]) -> datasets.Dataset:
-    """The rows `copy_rows` of `rows` with the id of the row each repeats (`duplicate_of`). With no copies, an empty
-    dataset of those columns built from its features: `datasets` cannot add a column to an empty selection of
-    concatenated tables ("Failed to concatenate on axis=1")."""
-    if not copy_rows:
-        original = schema.DEDUP_FEATURES[schema.DUPLICATE_OF]
-        features = datasets.Features({**rows.features, schema.DUPLICATE_OF: original})
-        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-    return rows.select(copy_rows).add_column(schema.DUPLICATE_OF, originals)
 
 
 def _deduplicated(

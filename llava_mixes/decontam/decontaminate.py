@@ -270,7 +270,7 @@ def split_contaminated(dataset: datasets.Dataset, contamination: Contamination) 
     hit = np.zeros(len(dataset), dtype=bool)
     hit[contamination.rows] = True
     clean = dataset.select(np.flatnonzero(~hit))
-    dirty = dataset.select(contamination.rows)
+    dirty = schema.select_rows(dataset, contamination.rows)
     features = datasets.Features({**dataset.features, **DECONTAM_FEATURES})
     dirty = dirty.remove_columns([name for name in DECONTAM_FEATURES if name in dirty.column_names])
     dirty = dirty.add_column(MATCHED_REFERENCE, contamination.matched_reference)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from llava_mixes.building.entry import build
 from llava_mixes.cli.main import main
@@ -106,3 +107,17 @@ def test_a_sampled_source_beside_another_builds_with_no_duplicate_rows(playgroun
     assert len(built.dataset["duplicate_row"]) == 0
     assert "duplicate_of" in built.dataset["duplicate_row"].column_names
     assert built.report.recipe["sources"]["mix665k"]["kept"] == 3
+
+
+def test_a_recipe_decontaminated_against_pictures_it_lacks_builds(playground: Playground, tmp_path: Path) -> None:
+    # The empty contaminated split of two concatenated sources once failed the same way as the test above.
+    benchmark = tmp_path / "benchmark"
+    benchmark.mkdir()
+    Image.new("RGB", (64, 48), (200, 30, 90)).save(benchmark / "unrelated.png")
+    path = tmp_path / "clean.yaml"
+    path.write_text(
+        f"sources:\n  - config: mix665k\n  - config: textocr-gpt4v\ndecontaminate:\n  references: [{benchmark}]\n"
+    )
+    built = build("recipe", str(playground.root), str(tmp_path / "hf"), recipe=str(path))
+    contaminated = built.dataset["contaminated"]
+    assert len(contaminated) == 0 and {"matched_reference", "similarity"} <= set(contaminated.column_names)
