@@ -16,7 +16,13 @@ from benchmark_mirrors import REVISION, entry, mirror_set, repo_files, write_cac
 from llava_mixes import schema
 from llava_mixes.building.entry import build
 from llava_mixes.cli.main import main
-from llava_mixes.decontam import CONTAMINATED_SPLIT, MATCHED_REFERENCE, load_references, references_fingerprint
+from llava_mixes.decontam import (
+    CONTAMINATED_SPLIT,
+    MATCHED_REFERENCE,
+    format_benchmark_table,
+    load_references,
+    references_fingerprint,
+)
 from llava_mixes.decontam.benchmark_repos import MIRROR_ENV
 from llava_mixes.decontam.benchmark_sets import shipped_sets
 from llava_mixes.decontam.named_benchmarks import BenchmarksMissingError
@@ -209,3 +215,23 @@ def test_a_missing_entry_fails_naming_it_and_the_command_that_fetches_it(tmp_pat
     assert "hf download lmms-lab/VQAv2 --repo-type dataset --include 'README.md' --include 'data/testdev-*'" in message
     assert f"--local-dir {mirror}/lmms-lab/VQAv2" in message and "llava-1.5-evals/pope" in message
     assert isinstance(caught.value, ConfigError)
+
+
+def test_a_recipe_names_a_benchmark_set_and_its_report_records_it(playground: Playground, tmp_path: Path) -> None:
+    evals = write_eval_playground(playground.root)
+    pope = entry("llava-1.5-evals/pope")
+    pictures = [path.read_bytes() for path in sorted((evals.root / "pope" / "val2014").iterdir())]
+    write_mirror_repo(tmp_path / "mirror", pope.repo, repo_files(pope, {"test": pictures}))
+    recipe = tmp_path / "recipe" / "named.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("sources: [mix665k]\ndecontaminate: {references: [llava-1.5-evals/pope], embedder: thumbnail}\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MIRROR_ENV, str(tmp_path / "mirror"))
+        built = build("recipe", str(playground.root), str(tmp_path / "hf"), recipe=str(recipe))
+    contaminated = built.dataset[CONTAMINATED_SPLIT]
+    assert len(contaminated) > 0
+    assert {label.split(":")[0] for label in contaminated[MATCHED_REFERENCE]} == {"llava-1.5-evals/pope"}
+    record = built.report.decontamination["named_benchmarks"][0]
+    assert record["repo"] == "lmms-lab/POPE" and record["pictures"] == len(set(map(sha, pictures)))
+    table = format_benchmark_table(built.report.decontamination)
+    assert "| named benchmark | repo |" in table and "| llava-1.5-evals/pope | lmms-lab/POPE | (default) |" in table
