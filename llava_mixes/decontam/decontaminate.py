@@ -40,6 +40,8 @@ FALLBACK_THRESHOLD = 0.9
 """The threshold for an embedder that states no copy threshold of its own (`copy_threshold`)."""
 RAISE_THRESHOLD = "decontaminate_threshold= in build(), --decontaminate-threshold, or threshold= in decontaminate()"
 """Where a user sets a higher candidate threshold for decontamination (named by `TooManyCandidatesError`)."""
+PICTURE_STORE = "benchmark-pictures"
+"""The folder of the content cache root where named benchmarks' pictures are kept, one file per content."""
 CONTAMINATED_SPLIT = "contaminated"
 MATCHED_REFERENCE = "matched_reference"
 DECONTAM_FEATURES = {
@@ -177,7 +179,7 @@ def find_contamination(
     search = copy_search(embedder, threshold, device, cache_dir)
     budget = CandidateBudget.of(max_candidate_pairs)
     model, devices, threshold, root = search.model, search.devices, search.threshold, search.cache_root
-    found = load_references(references, mirror)
+    found = load_references(references, mirror, root / PICTURE_STORE)
     stats = {name: BenchmarkStats(name) for name in found.benchmarks}
     for name, missing in found.missing.items():
         stats[name].not_found = len(missing)

@@ -6,6 +6,11 @@ column that holds no pictures; a split with no picture) is a loss the user would
 mirror. To go on without some, name the entries wanted one by one (`SET/ENTRY`). What was read is recorded per
 entry (where from, the revision, the files, the pictures and a SHA-256 over their contents), and goes into the
 build report's decontamination record and the card.
+
+A benchmark can hold more picture bytes than memory (VQAv2's test split is about 70 GB): given a `store` folder
+(decontamination passes `<content cache>/benchmark-pictures`), each distinct picture is written there once, by its
+SHA-256 (atomically; a file there whose content does not match its name is written again), and only its path is
+kept; the embedding cache and the copy verifier check each picture they read against that SHA-256.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from llava_mixes.decontam.benchmark_repos import Located, Unreadable, entry_pictures, fetch_command, locate
 from llava_mixes.decontam.benchmark_sets import BenchmarkEntry, BenchmarkSet
 from llava_mixes.errors import ConfigError
+from llava_mixes.store import write_atomic
 
 logger = logging.getLogger(__name__)
 _SHOWN = 5
@@ -32,11 +38,12 @@ class BenchmarksMissingError(ConfigError):
 
 @dataclass
 class NamedRead:
-    """One named benchmark, read: its name in the tables (`SET/ENTRY`), its distinct pictures (id, bytes), the
-    rows left out (`id (why)`) and the record of what was read."""
+    """One named benchmark, read: its name in the tables (`SET/ENTRY`), its distinct pictures as (id, SHA-256,
+    file in the store or None, bytes where there is no store), the rows left out (`id (why)`) and the record of
+    what was read."""
 
     benchmark: str
-    pictures: list[tuple[str, bytes]]
+    pictures: list[tuple[str, str, Path | None, bytes | None]]
     missing: list[str]
     record: dict[str, Any]
 
@@ -73,13 +80,15 @@ def locate_named(named: BenchmarkSet, entries: Sequence[BenchmarkEntry], mirror:
     return found
 
 
-def read_named(named: BenchmarkSet, entries: Sequence[BenchmarkEntry], mirror: Path | None) -> list[NamedRead]:
-    """Every entry read, each picture content once per entry; `BenchmarksMissingError` naming each entry that is
-    missing, does not read, or holds no picture."""
+def read_named(
+    named: BenchmarkSet, entries: Sequence[BenchmarkEntry], mirror: Path | None, store: Path | None = None
+) -> list[NamedRead]:
+    """Every entry read, each picture content once per entry (kept in `store` where given, else in memory);
+    `BenchmarksMissingError` naming each entry that is missing, does not read, or holds no picture."""
     reads, lost = [], []
     for found in locate_named(named, entries, mirror):
         try:
-            reads.append(_read(named, found))
+            reads.append(_read(named, found, store))
         except Unreadable as error:
             lost.append((found.entry, str(error)))
     for read, entry in [(read, read.record["entry"]) for read in reads]:
@@ -91,13 +100,32 @@ def read_named(named: BenchmarkSet, entries: Sequence[BenchmarkEntry], mirror: P
     return reads
 
 
-def _read(named: BenchmarkSet, found: Located) -> NamedRead:
+def stored_picture(store: Path, sha256: str, data: bytes) -> Path:
+    """The file of `store` that holds `data` (named by its SHA-256), written unless one with that content is
+    already there."""
+    path = store / sha256[:2] / f"{sha256}.bin"
+    try:
+        with open(path, "rb") as handle:
+            if hashlib.sha256(handle.read()).hexdigest() == sha256:
+                return path
+    except OSError:
+        pass
+    write_atomic(path, data)
+    return path
+
+
+def _read(named: BenchmarkSet, found: Located, store: Path | None) -> NamedRead:
     entry = found.entry
-    pictures: dict[str, tuple[str, bytes]] = {}
+    pictures: dict[str, tuple[str, str, Path | None, bytes | None]] = {}
     missing = list(found.notes)
     for label, data, why in entry_pictures(found):
         if data is not None:
-            pictures.setdefault(hashlib.sha256(data).hexdigest(), (label, data))
+            sha = hashlib.sha256(data).hexdigest()
+            if sha not in pictures:
+                kept = (
+                    (label, sha, None, data) if store is None else (label, sha, stored_picture(store, sha, data), None)
+                )
+                pictures[sha] = kept
         elif why:
             missing.append(f"{label} ({why})")
     content = hashlib.sha256("\n".join(sorted(pictures)).encode()).hexdigest()

@@ -251,24 +251,30 @@ def _named(value: object) -> tuple[BenchmarkSet, tuple[BenchmarkEntry, ...]] | N
     return named
 
 
-def _read_named(found: ReferenceSet, name: str | None, value: object, mirror: Path | None) -> bool:
+def _read_named(found: ReferenceSet, name: str | None, value: object, mirror: Path | None, store: Path | None) -> bool:
     """Add the named set `value` names to `found`; False where it names none."""
     named = _named(value)
     if named is None:
         return False
-    for read in read_named(*named, mirror):
+    for read in read_named(*named, mirror, store):
         benchmark = read.benchmark if name is None else f"{name}/{read.benchmark.split('/', 1)[1]}"
-        images = [_bytes_image(benchmark, ref_id, data) for ref_id, data in read.pictures]
+        images = [
+            ReferenceImage(benchmark, ref_id, sha, str(path) if path else None, data)
+            for ref_id, sha, path, data in read.pictures
+        ]
         _add(found, benchmark, images, read.missing)
         found.named.append({**read.record, "benchmark": benchmark})
     return True
 
 
 def load_references(
-    references: Sequence[Reference] | Reference, mirror: str | os.PathLike | None = None
+    references: Sequence[Reference] | Reference,
+    mirror: str | os.PathLike | None = None,
+    picture_store: str | os.PathLike | None = None,
 ) -> ReferenceSet:
     """Every reference image of `references` (see the module docstring), in the order given; a named set's
-    entries are read from `mirror` (None: `$LLAVA_MIXES_BENCHMARK_MIRROR`) or the Hub cache."""
+    entries are read from `mirror` (None: `$LLAVA_MIXES_BENCHMARK_MIRROR`) or the Hub cache, and their pictures
+    kept as files in `picture_store` (None: in memory; see `decontam.named_benchmarks`)."""
     references = _as_list(references)
     if not references:
         raise ConfigError("references=[] is not allowed; give at least one benchmark (a folder, file or dataset)")
@@ -276,7 +282,7 @@ def load_references(
     folder = mirror_folder(mirror) if any(_named(_split(item)[1]) for item in references) else None
     for reference in references:
         name, value = _split(reference)
-        if _read_named(found, name, value, folder):
+        if _read_named(found, name, value, folder, Path(picture_store) if picture_store else None):
             continue
         if isinstance(value, (datasets.Dataset, datasets.DatasetDict)):
             benchmark = name or (value.info.dataset_name if isinstance(value, datasets.Dataset) else None) or "dataset"

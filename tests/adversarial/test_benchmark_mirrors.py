@@ -314,3 +314,16 @@ def test_a_mutated_list_parses_or_is_refused(key: str, value: object, top: dict[
     for item in parsed.entries:
         assert "/" in item.repo and ".." not in item.repo and not item.repo.startswith("/")
         assert all("/" not in name and ".." not in name for name in (*item.splits, *item.columns))
+
+
+@pytest.mark.adversarial("repaired")
+def test_a_kept_picture_edited_behind_the_stores_back_is_written_again(tmp_path: Path) -> None:
+    mirror, store = pope_mirror(tmp_path), tmp_path / "store"
+    first = load_references([POPE], mirror=mirror, picture_store=store)
+    paths = sorted(Path(image.path) for image in first.images if image.path)
+    assert len(paths) == 2 and all(path.is_relative_to(store) for path in paths)
+    assert all(image.data is None for image in first.images)
+    paths[0].write_bytes(b"edited")
+    again = load_references([POPE], mirror=mirror, picture_store=store)
+    assert sorted(Path(image.path) for image in again.images if image.path) == paths
+    assert {sha(path.read_bytes()) for path in paths} == {sha(picture(1)), sha(picture(2))}

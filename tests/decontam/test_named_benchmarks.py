@@ -7,6 +7,7 @@ import fnmatch
 import hashlib
 from pathlib import Path
 
+import datasets
 import huggingface_hub
 import huggingface_hub.constants
 import numpy as np
@@ -19,12 +20,14 @@ from llava_mixes.cli.main import main
 from llava_mixes.decontam import (
     CONTAMINATED_SPLIT,
     MATCHED_REFERENCE,
+    find_contamination,
     format_benchmark_table,
     load_references,
     references_fingerprint,
 )
 from llava_mixes.decontam.benchmark_repos import MIRROR_ENV
 from llava_mixes.decontam.benchmark_sets import shipped_sets
+from llava_mixes.decontam.decontaminate import PICTURE_STORE
 from llava_mixes.decontam.named_benchmarks import BenchmarksMissingError
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground import Playground
@@ -235,3 +238,20 @@ def test_a_recipe_names_a_benchmark_set_and_its_report_records_it(playground: Pl
     assert record["repo"] == "lmms-lab/POPE" and record["pictures"] == len(set(map(sha, pictures)))
     table = format_benchmark_table(built.report.decontamination)
     assert "| named benchmark | repo |" in table and "| llava-1.5-evals/pope | lmms-lab/POPE | (default) |" in table
+
+
+def test_decontamination_keeps_named_pictures_as_files_in_the_content_cache(tmp_path: Path) -> None:
+    pope = entry("llava-1.5-evals/pope")
+    write_mirror_repo(tmp_path / "m", pope.repo, repo_files(pope, {"test": [picture(1), picture(2)]}))
+    train = tmp_path / "train.jpg"
+    train.write_bytes(picture(2))
+    rows = datasets.Dataset.from_dict(
+        {schema.IMAGE: [str(train)], schema.IMAGE_SHA256: [sha(picture(2))]},
+        features=datasets.Features({schema.IMAGE: datasets.Image(), schema.IMAGE_SHA256: datasets.Value("string")}),
+    )
+    found = find_contamination(
+        rows, ["llava-1.5-evals/pope"], embedder="thumbnail", cache_dir=tmp_path / "cc", mirror=tmp_path / "m"
+    )
+    assert found.rows == [0] and found.matched_reference == ["llava-1.5-evals/pope:test/1"]
+    stored = sorted(path.name for path in (tmp_path / "cc" / PICTURE_STORE).rglob("*.bin"))
+    assert stored == sorted(f"{sha(picture(seed))}.bin" for seed in (1, 2))
