@@ -121,6 +121,22 @@ def _front_matter(readme: Path | None, notes: list[str]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def _strings(value: object) -> list[str]:
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [item for item in items if isinstance(item, str)]
+
+
+def _data_files(value: object) -> list[tuple[str, list[str]]]:
+    """A README config's `data_files` as (split, patterns): a list of `{split, path}`, or paths (`train`)."""
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return [
+            (item["split"], _strings(item.get("path")))
+            for item in value
+            if isinstance(item, dict) and isinstance(item.get("split"), str)
+        ]
+    return [("train", _strings(value))]
+
+
 def split_patterns(entry: BenchmarkEntry, readme: Path | None, notes: list[str]) -> dict[str, list[str]]:
     """Per split of `entry`, the file patterns that hold it: from the README's `configs:` where it names the
     entry's config (`default` without one), else the default layout."""
@@ -128,19 +144,9 @@ def split_patterns(entry: BenchmarkEntry, readme: Path | None, notes: list[str])
     configs = _front_matter(readme, notes).get("configs")
     found: dict[str, list[str]] = {}
     for config in configs if isinstance(configs, list) else []:
-        if not isinstance(config, dict) or config.get("config_name", "default") != wanted:
-            continue
-        data_files = config.get("data_files")
-        if isinstance(data_files, (str, list)) and not (
-            isinstance(data_files, list) and data_files and isinstance(data_files[0], dict)
-        ):
-            paths = [data_files] if isinstance(data_files, str) else data_files
-            found["train"] = [item for item in paths if isinstance(item, str)]
-        for item in data_files if isinstance(data_files, list) else []:
-            if isinstance(item, dict) and isinstance(item.get("split"), str):
-                paths = item.get("path")
-                paths = [paths] if isinstance(paths, str) else paths if isinstance(paths, list) else []
-                found.setdefault(item["split"], []).extend(path for path in paths if isinstance(path, str))
+        if isinstance(config, dict) and config.get("config_name", "default") == wanted:
+            for split, paths in _data_files(config.get("data_files")):
+                found.setdefault(split, []).extend(paths)
     return {split: found.get(split) or _default_patterns(entry, split) for split in entry.splits}
 
 

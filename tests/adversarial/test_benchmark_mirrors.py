@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llava_mixes.decontam import load_references, references_fingerprint
-from llava_mixes.decontam.benchmark_repos import MIRROR_ENV
+from llava_mixes.decontam.benchmark_repos import MIRROR_ENV, split_patterns
 from llava_mixes.decontam.benchmark_sets import BenchmarkSet, parse_set, shipped_sets
 from llava_mixes.decontam.named_benchmarks import BenchmarksMissingError
 from llava_mixes.errors import ConfigError
@@ -327,3 +327,18 @@ def test_a_kept_picture_edited_behind_the_stores_back_is_written_again(tmp_path:
     again = load_references([POPE], mirror=mirror, picture_store=store)
     assert sorted(Path(image.path) for image in again.images if image.path) == paths
     assert {sha(path.read_bytes()) for path in paths} == {sha(picture(1)), sha(picture(2))}
+
+
+@pytest.mark.adversarial("correct")
+@given(configs=_VALUES, raw=st.binary(max_size=200))
+def test_any_readme_gives_patterns_for_every_split(
+    tmp_path_factory: pytest.TempPathFactory, configs: object, raw: bytes
+) -> None:
+    pope = entry(POPE)
+    card = tmp_path_factory.mktemp("card") / "README.md"
+    for text in (b"---\n" + yaml.safe_dump({"configs": configs}).encode() + b"---\n", b"---\n" + raw):
+        card.write_bytes(text)
+        notes: list[str] = []
+        patterns = split_patterns(pope, card, notes)
+        assert set(patterns) == {"test"} and patterns["test"]
+        assert all(isinstance(pattern, str) for pattern in patterns["test"])
