@@ -219,20 +219,27 @@ def _hub_names(entry: BenchmarkEntry, notes: list[str]) -> tuple[str, dict[str, 
 
 
 def locate(entry: BenchmarkEntry, mirror: Path | None) -> Located | str:
-    """`entry` found in the mirror, else in the Hub cache; or why it is missing. A split with no file is
-    missing too."""
-    notes: list[str] = []
+    """`entry` found whole (a file for every split) in the mirror, else in the Hub cache; or why it is not."""
     why = []
     if mirror is not None:
+        notes: list[str] = []
         names = _mirror_names(mirror, entry, notes)
-        if not isinstance(names, str):
-            found = Located(entry, "mirror", None, _choose(entry, names, notes), notes)
-            return _whole(found)
-        why.append(names)
+        found = (
+            names
+            if isinstance(names, str)
+            else _whole(Located(entry, "mirror", None, _choose(entry, names, notes), notes))
+        )
+        if isinstance(found, Located):
+            return found
+        why.append(found)
+    notes = []
     hub = _hub_names(entry, notes)
-    if isinstance(hub, str):
-        return "; ".join([*why, hub])
-    return _whole(Located(entry, "hub cache", hub[0], _choose(entry, hub[1], notes), notes))
+    found = (
+        hub
+        if isinstance(hub, str)
+        else _whole(Located(entry, "hub cache", hub[0], _choose(entry, hub[1], notes), notes))
+    )
+    return found if isinstance(found, Located) else "; ".join([*why, found])
 
 
 def _whole(found: Located) -> Located | str:

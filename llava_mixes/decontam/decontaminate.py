@@ -103,8 +103,8 @@ def check_settings(references: object, threshold: object, embedder: object) -> t
     for reference in names:
         if not isinstance(reference, str) or not reference:
             raise ConfigError(
-                f"decontaminate={list(names)!r} is not allowed; give a list of folder, file or Hub dataset names "
-                "(an in-memory dataset goes to llava_mixes.decontaminate instead)"
+                f"decontaminate={list(names)!r} is not allowed; give a list of folder, file, Hub dataset or benchmark "
+                "set names (an in-memory dataset goes to llava_mixes.decontaminate instead)"
             )
     if threshold is not None:
         threshold = check_threshold(threshold, f"decontaminate_threshold={threshold!r}")

@@ -255,3 +255,13 @@ def test_decontamination_keeps_named_pictures_as_files_in_the_content_cache(tmp_
     assert found.rows == [0] and found.matched_reference == ["llava-1.5-evals/pope:test/1"]
     stored = sorted(path.name for path in (tmp_path / "cc" / PICTURE_STORE).rglob("*.bin"))
     assert stored == sorted(f"{sha(picture(seed))}.bin" for seed in (1, 2))
+
+
+def test_an_entry_the_mirror_holds_only_in_part_is_read_from_the_hub_cache(tmp_path: Path) -> None:
+    mmbench = entry("llava-1.5-evals/mmbench")
+    files = repo_files(mmbench, {"dev": [picture(1)], "test": [picture(2)]})
+    write_mirror_repo(tmp_path / "m", mmbench.repo, {k: v for k, v in files.items() if "test-" not in k})
+    write_cached_repo(Path(huggingface_hub.constants.HF_HUB_CACHE), mmbench.repo, files)
+    found = load_references(["llava-1.5-evals/mmbench"], mirror=tmp_path / "m")
+    assert found.named[0]["read_from"] == "hub cache"
+    assert {image.sha256 for image in found.images} == {sha(picture(1)), sha(picture(2))}
