@@ -40,6 +40,17 @@ def parquet_bytes(pictures: Sequence[bytes | None], column: str = "image", many:
     return sink.getvalue()
 
 
+def parquet_table(**columns: Sequence[bytes | None]) -> bytes:
+    """One Parquet shard with `question_id` and an Image column per keyword (None: a row without a picture)."""
+    rows = len(next(iter(columns.values())))
+    arrays = {"question_id": pa.array(list(range(rows)), pa.int64())}
+    for name, pictures in columns.items():
+        arrays[name] = pa.array([{"bytes": data, "path": None} if data else None for data in pictures], IMAGE)
+    sink = io.BytesIO()
+    pq.write_table(pa.table(arrays), sink)
+    return sink.getvalue()
+
+
 def readme(entry: BenchmarkEntry) -> str:
     """A dataset card whose `configs:` names each split's files as `push_to_hub` writes them."""
     folder = entry.config or "data"

@@ -12,7 +12,15 @@ import huggingface_hub
 import huggingface_hub.constants
 import numpy as np
 import pytest
-from benchmark_mirrors import REVISION, entry, mirror_set, repo_files, write_cached_repo, write_mirror_repo
+from benchmark_mirrors import (
+    REVISION,
+    entry,
+    mirror_set,
+    parquet_table,
+    repo_files,
+    write_cached_repo,
+    write_mirror_repo,
+)
 
 from llava_mixes import schema
 from llava_mixes.building.entry import build
@@ -265,3 +273,20 @@ def test_an_entry_the_mirror_holds_only_in_part_is_read_from_the_hub_cache(tmp_p
     found = load_references(["llava-1.5-evals/mmbench"], mirror=tmp_path / "m")
     assert found.named[0]["read_from"] == "hub cache"
     assert {image.sha256 for image in found.images} == {sha(picture(1)), sha(picture(2))}
+
+
+def test_an_entry_of_several_columns_reads_those_a_shard_has(tmp_path: Path) -> None:
+    iconqa = entry("lmms-eval-images/iconqa")
+    shards = {
+        split: parquet_table(query_image=[picture(seed)], choice_image_1=[picture(seed + 1)], choice_image_0=[None])
+        for split, seed in (("val", 1), ("test", 3))
+    }
+    files = {f"data/{split}-00000-of-00001.parquet": data for split, data in shards.items()}
+    write_mirror_repo(tmp_path / "m", iconqa.repo, files)
+    found = load_references(["lmms-eval-images/iconqa"], mirror=tmp_path / "m")
+    assert sorted(image.ref_id for image in found.images) == [
+        "test/0/choice_image_1",
+        "test/0/query_image",
+        "val/0/choice_image_1",
+        "val/0/query_image",
+    ]
