@@ -17,6 +17,8 @@ from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_refusal
 from llava_mixes.building.report import BuildReport, alarm_line, removal_alarms, stats_file_name
 from llava_mixes.building.tables import format_recipe_table, format_table
 from llava_mixes.decontam import format_benchmark_table
+from llava_mixes.decontam.benchmark_repos import MIRROR_ENV
+from llava_mixes.decontam.benchmark_sets import shipped_sets
 from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
@@ -55,7 +57,10 @@ def out(text: str) -> None:
 
 
 def config_kwargs(args: argparse.Namespace) -> dict[str, object]:
-    """The config kwargs the build flags given on the command line set."""
+    """The config kwargs the build flags given on the command line set; `--benchmark-mirror` sets
+    `$LLAVA_MIXES_BENCHMARK_MIRROR` for this command instead (where named benchmark sets are read offline)."""
+    if getattr(args, "benchmark_mirror", None):
+        os.environ[MIRROR_ENV] = str(Path(args.benchmark_mirror).absolute())
     return {field: getattr(args, arg) for arg, field in CONFIG_KWARGS.items() if getattr(args, arg) is not None}
 
 
@@ -176,10 +181,16 @@ def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool 
         "--decontaminate",
         action="append",
         metavar="REFERENCE",
-        help="a benchmark's pictures to take out of train (image folder, LLaVA eval folder, .jsonl, .tsv, Hub id); "
-        "repeatable",
+        help="a benchmark's pictures to take out of train (image folder, LLaVA eval folder, .jsonl, .tsv, Hub id, a "
+        "named set such as llava-1.5-evals or one entry of it such as llava-1.5-evals/pope); repeatable",
     )
     parser.add_argument("--decontaminate-threshold", type=float, help="copy cosine (default: the embedder's)")
+    parser.add_argument(
+        "--benchmark-mirror",
+        metavar="DIR",
+        help="a folder holding named benchmarks' Hub repos as owner/name/ (`hf download --local-dir`), read before "
+        f"the Hub cache (default: ${MIRROR_ENV})",
+    )
     parser.add_argument(
         "--max-rejected",
         type=float,
@@ -195,7 +206,15 @@ def add_recipe_option(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print every named config with its sources and dedup threshold, or (`--embedders`) every embedder."""
+    """Print every named config with its sources and dedup threshold, or (`--embedders`) every embedder, or
+    (`--benchmarks`) every named benchmark set with its entries."""
+    if args.benchmarks:
+        for named in shipped_sets().values():
+            out(f"{named.name} ({len(named.entries)} benchmarks): {named.description}")
+            for entry in named.entries:
+                confirmed = "" if entry.confirmed else "  (layout not confirmed)"
+                out(f"  {named.name}/{entry.name:34s} {entry.repo_config:46s} {', '.join(entry.splits)}{confirmed}")
+        return 0
     if args.embedders:
         out(f"{'embedder':36s} {'copy':28s} {'near duplicate':15s} what")
         for name, what, copy, near in EMBEDDER_GUIDE:
@@ -344,6 +363,9 @@ def add_options(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("list", help="list the configs (or the embedders)")
     sub.add_argument(
         "--embedders", action="store_true", help="list the embedders and the scores that mean copy / near duplicate"
+    )
+    sub.add_argument(
+        "--benchmarks", action="store_true", help="list the named benchmark sets (decontaminate=[SET or SET/NAME])"
     )
     sub.set_defaults(run=cmd_list)
     sub = commands.add_parser("build", help="build a config (or a recipe) and print its statistics")

@@ -7,7 +7,7 @@ import argparse
 from importlib import metadata
 
 EXAMPLES = {
-    "list": ["llava-mixes list", "llava-mixes list --embedders"],
+    "list": ["llava-mixes list", "llava-mixes list --embedders", "llava-mixes list --benchmarks"],
     "build": [
         "llava-mixes build mix665k-dedup-0.8 --data-dir playground/data --batch-size 256 --num-workers 16",
         "llava-mixes build mix665k --data-dir playground/data --threshold 0.85 --embedder thumbnail",

@@ -40,6 +40,8 @@ FALLBACK_THRESHOLD = 0.9
 """The threshold for an embedder that states no copy threshold of its own (`copy_threshold`)."""
 RAISE_THRESHOLD = "decontaminate_threshold= in build(), --decontaminate-threshold, or threshold= in decontaminate()"
 """Where a user sets a higher candidate threshold for decontamination (named by `TooManyCandidatesError`)."""
+PICTURE_STORE = "benchmark-pictures"
+"""The folder of the content cache root where named benchmarks' pictures are kept, one file per content."""
 CONTAMINATED_SPLIT = "contaminated"
 MATCHED_REFERENCE = "matched_reference"
 DECONTAM_FEATURES = {
@@ -77,6 +79,9 @@ class Contamination:
     where the embedder's cosine decides alone."""
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per image group: its rows and those found contaminated (for the build report's removal alarm)."""
+    named_benchmarks: list[dict[str, Any]] = field(default_factory=list)
+    """Per entry of a named benchmark set: the repo, config, splits and columns, where it was read from, the
+    revision, its files and pictures and their SHA-256 (`decontam.named_benchmarks`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The settings and the per-benchmark table (not the per-row matches, which the split holds)."""
@@ -87,6 +92,7 @@ class Contamination:
             "rows_removed": len(self.rows),
             "verification": self.verification,
             "groups": self.groups,
+            **({"named_benchmarks": self.named_benchmarks} if self.named_benchmarks else {}),
         }
 
 
@@ -97,8 +103,8 @@ def check_settings(references: object, threshold: object, embedder: object) -> t
     for reference in names:
         if not isinstance(reference, str) or not reference:
             raise ConfigError(
-                f"decontaminate={list(names)!r} is not allowed; give a list of folder, file or Hub dataset names "
-                "(an in-memory dataset goes to llava_mixes.decontaminate instead)"
+                f"decontaminate={list(names)!r} is not allowed; give a list of folder, file, Hub dataset or benchmark "
+                "set names (an in-memory dataset goes to llava_mixes.decontaminate instead)"
             )
     if threshold is not None:
         threshold = check_threshold(threshold, f"decontaminate_threshold={threshold!r}")
@@ -163,21 +169,23 @@ def find_contamination(
     block_size: int = 1024,
     tile_size: int = 16384,
     max_candidate_pairs: int | None = None,
+    mirror: str | Path | None = None,
 ) -> Contamination:
     """The rows of `dataset` (with `image` and `image_sha256` columns) whose picture copies a reference picture
     (see the module docstring); `threshold=None` is the embedder's copy threshold (`default_threshold`). Where
     verification confirms the candidates, more than `max_candidate_pairs` of them (None: `CandidateBudget.of`)
-    stop the run with `TooManyCandidatesError` before any is verified."""
+    stop the run with `TooManyCandidatesError` before any is verified. A named benchmark set is read from
+    `mirror` (None: `$LLAVA_MIXES_BENCHMARK_MIRROR`) or the Hub cache."""
     search = copy_search(embedder, threshold, device, cache_dir)
     budget = CandidateBudget.of(max_candidate_pairs)
     model, devices, threshold, root = search.model, search.devices, search.threshold, search.cache_root
-    found = load_references(references)
+    found = load_references(references, mirror, root / PICTURE_STORE)
     stats = {name: BenchmarkStats(name) for name in found.benchmarks}
     for name, missing in found.missing.items():
         stats[name].not_found = len(missing)
     for image in found.images:
         stats[image.benchmark].reference_images += 1
-    result = Contamination(threshold, model.identity(), list(stats.values()))
+    result = Contamination(threshold, model.identity(), list(stats.values()), named_benchmarks=found.named)
 
     cache, ref_stats = fill_cache(
         reference_dataset(found.images), model, root, batch_size, num_workers, devices, keep_failures=True

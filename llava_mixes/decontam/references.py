@@ -13,6 +13,9 @@ A reference is one of:
 - an image folder (recursive, any other folder), named after the folder;
 - a Hub id of a dataset with an `Image` column (every split), named after the id (`owner/name`, or
   `hf://datasets/owner/name`, which is never read as a path);
+- a named benchmark set (`llava-1.5-evals`, `lmms-eval-images`) or one entry of it (`llava-1.5-evals/pope`):
+  Hub repos read from a mirror folder or the Hub cache (`decontam.benchmark_repos`), each entry named
+  `SET/ENTRY`; a name that is also a path here is refused as ambiguous (write `./NAME` for the folder);
 - a `(name, reference)` pair, to name it yourself.
 
 A benchmark's files are untrusted input: its folder is walked with `paths.walk_files`, and every name found in
@@ -29,7 +32,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,9 @@ import huggingface_hub.constants
 import pyarrow as pa
 
 from llava_mixes import schema
+from llava_mixes.decontam.benchmark_repos import mirror_folder
+from llava_mixes.decontam.benchmark_sets import BenchmarkEntry, BenchmarkSet, named_entries, suggest_set
+from llava_mixes.decontam.named_benchmarks import fingerprint_lines, read_named
 from llava_mixes.decontam.reference_files import contained_picture, tsv_pictures
 from llava_mixes.decontam.reference_layouts import Planned, exists, plan_path, short
 from llava_mixes.errors import ConfigError, PathEscapeError
@@ -79,6 +85,8 @@ class ReferenceSet:
     images: list[ReferenceImage]
     missing: dict[str, list[str]]
     benchmarks: list[str]
+    named: list[dict[str, Any]] = field(default_factory=list)
+    """Per entry of a named set read: where from, the revision, the files and pictures, their digest."""
 
 
 def _file_image(benchmark: str, ref_id: str, path: Path) -> ReferenceImage:
@@ -199,6 +207,7 @@ def _hub_images(name: str, repo: str) -> tuple[list[ReferenceImage], list[str]]:
         raise ConfigError(
             f"reference {repo!r} not found: no such file or folder (relative paths are read from {os.getcwd()}), "
             f"and no Hub dataset {repo!r} could be loaded ({type(error).__name__}: {short(str(error))})"
+            f"{suggest_set(repo)}"
         ) from None
     roots = [Path(datasets.config.HF_DATASETS_CACHE), Path(huggingface_hub.constants.HF_HUB_CACHE)]
     return dataset_images(name, dataset, [root for root in roots if root.is_dir()])
@@ -231,14 +240,50 @@ def _add(found: ReferenceSet, benchmark: str, images: list[ReferenceImage], miss
         logger.warning("%s: %d pictures not read (counted as not found): %s", benchmark, len(missing), shown)
 
 
-def load_references(references: Sequence[Reference] | Reference) -> ReferenceSet:
-    """Every reference image of `references` (see the module docstring), in the order given."""
+def _named(value: object) -> tuple[BenchmarkSet, tuple[BenchmarkEntry, ...]] | None:
+    """The named set (and entries) `value` names, or None; `ConfigError` where it is also a path here."""
+    named = named_entries(value)
+    if named is not None and exists(Path(str(value))):
+        raise ConfigError(
+            f"reference {value!r} is both a benchmark set and a path in {os.getcwd()}; write ./{value} for the "
+            "folder, or run from another folder for the set"
+        )
+    return named
+
+
+def _read_named(found: ReferenceSet, name: str | None, value: object, mirror: Path | None, store: Path | None) -> bool:
+    """Add the named set `value` names to `found`; False where it names none."""
+    named = _named(value)
+    if named is None:
+        return False
+    for read in read_named(*named, mirror, store):
+        benchmark = read.benchmark if name is None else f"{name}/{read.benchmark.split('/', 1)[1]}"
+        images = [
+            ReferenceImage(benchmark, ref_id, sha, str(path) if path else None, data)
+            for ref_id, sha, path, data in read.pictures
+        ]
+        _add(found, benchmark, images, read.missing)
+        found.named.append({**read.record, "benchmark": benchmark})
+    return True
+
+
+def load_references(
+    references: Sequence[Reference] | Reference,
+    mirror: str | os.PathLike | None = None,
+    picture_store: str | os.PathLike | None = None,
+) -> ReferenceSet:
+    """Every reference image of `references` (see the module docstring), in the order given; a named set's
+    entries are read from `mirror` (None: `$LLAVA_MIXES_BENCHMARK_MIRROR`) or the Hub cache, and their pictures
+    kept as files in `picture_store` (None: in memory; see `decontam.named_benchmarks`)."""
     references = _as_list(references)
     if not references:
         raise ConfigError("references=[] is not allowed; give at least one benchmark (a folder, file or dataset)")
     found = ReferenceSet([], {}, [])
+    folder = mirror_folder(mirror) if any(_named(_split(item)[1]) for item in references) else None
     for reference in references:
         name, value = _split(reference)
+        if _read_named(found, name, value, folder, Path(picture_store) if picture_store else None):
+            continue
         if isinstance(value, (datasets.Dataset, datasets.DatasetDict)):
             benchmark = name or (value.info.dataset_name if isinstance(value, datasets.Dataset) else None) or "dataset"
             _add(found, benchmark, *dataset_images(benchmark, value))
@@ -250,8 +295,8 @@ def load_references(references: Sequence[Reference] | Reference) -> ReferenceSet
         else:
             raise ConfigError(
                 f"reference {short(repr(value))} not found: give an existing folder or file (relative paths are read "
-                f"from {os.getcwd()}), a datasets.Dataset with an Image column, a Hub dataset id (owner/name) or a "
-                "(name, reference) pair"
+                f"from {os.getcwd()}), a datasets.Dataset with an Image column, a Hub dataset id (owner/name), a "
+                f"benchmark set (`llava-mixes list --benchmarks`) or a (name, reference) pair{suggest_set(value)}"
             )
     return found
 
@@ -264,16 +309,24 @@ def _stat_key(path: Path) -> str:
     return f"{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}"
 
 
-def references_fingerprint(references: Sequence[Reference] | Reference) -> str:
+def references_fingerprint(
+    references: Sequence[Reference] | Reference, mirror: str | os.PathLike | None = None
+) -> str:
     """A digest of what loading `references` reads: for a path, per benchmark every file read (question files,
     TSVs, the pictures the questions name, every picture of an image folder, every file of a saved dataset) by its
     path, size, modification and change times and inode (a change time cannot be set back), and what was left
-    out; a dataset's fingerprint; a Hub id."""
+    out; a dataset's fingerprint; a Hub id; for a named set, its list file's digest and each entry's files
+    (`named_benchmarks.fingerprint_lines`, which locates them as loading does)."""
     digest = hashlib.sha256()
-    for reference in _as_list(references):
+    references = _as_list(references)
+    folder = mirror_folder(mirror) if any(_named(_split(item)[1]) for item in references) else None
+    for reference in references:
         name, value = _split(reference)
         digest.update(f"name={name}\n".encode())
-        if isinstance(value, datasets.Dataset):
+        if (named := _named(value)) is not None:
+            for line in fingerprint_lines(*named, folder):
+                digest.update(line.encode(errors="surrogateescape"))
+        elif isinstance(value, datasets.Dataset):
             digest.update(f"dataset={value._fingerprint}\n".encode())
         elif isinstance(value, datasets.DatasetDict):
             digest.update(f"dataset={[part._fingerprint for part in value.values()]}\n".encode())

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX
+from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX, named_entries
 from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES
 from llava_mixes.embedding.embedders import THUMBNAIL
@@ -289,8 +289,8 @@ class Recipe:
 
 
 def _reference(item: object, base: Path | None) -> object:
-    """A recipe's reference: a path (relative ones read from `base`, the recipe's folder) or a Hub dataset id."""
-    if base is None or not _is_name(item):
+    """A recipe's reference: a path (relative ones read from `base`, the recipe's folder), a Hub id or a named set."""
+    if base is None or not _is_name(item) or named_entries(item) is not None:
         return item
     written = Path(item)
     candidate = written if written.is_absolute() else base / written
