@@ -1,7 +1,16 @@
-"""The rows of a recipe (see `recipes.recipe`) from its sources' plain builds: each source sampled, the rows put
-together in recipe order, exact duplicate rows removed, benchmark pictures taken out, near-duplicate pictures
-removed across the recipe (earlier sources win), with one accounting line per source:
-`rows in = kept + removed + contaminated + duplicate rows + rejected + not sampled` (`building.report.RECIPE_COUNTS`).
+"""The rows of a recipe (see `recipes.recipe`) from its sources' plain builds: each source sampled (`sample`, `cap`,
+then `shares` by task: `recipes.sampling`), the rows taken put together in recipe order, exact duplicate rows removed,
+benchmark pictures taken out, near-duplicate pictures removed across the recipe (earlier sources win), and last each
+kept row repeated as many times as it was taken, with one accounting line per source:
+`rows in = kept + removed + contaminated + duplicate rows + not embedded + rejected + not sampled`
+(`building.report.RECIPE_COUNTS`), and `train` holds `kept + repeats` rows of it.
+
+Deliberate repeats: the steps see each row taken once, so a repeat is never a duplicate row or a near duplicate of
+its own row, and nothing is counted twice; a row that leaves (a duplicate row, a benchmark picture, a near duplicate)
+takes its repeats with it, and the record shows the requested rows next to the rows in `train`. The repeats are in
+`train` only, after their row, each with its own id (`<id>#r<copy>`, `sampling.REPEAT_MARK`): export writes them as
+rows of their own (the picture written once), publish as rows of the shards. The dedup report and the group table
+count each row once; the recipe's base rows (`recipe_base`, what a report analyses) leave the repeats out.
 
 The builder (`building.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
 """
@@ -14,15 +23,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES, extra_features
 from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
-from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats
+from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats, recipe_tasks
 from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
 from llava_mixes.errors import ConfigError
 from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
+from llava_mixes.recipes.sampling import (
+    MAX_MIX_ROWS,
+    NO_TASK,
+    REPEAT_MARK,
+    repeat_plan,
+    share_targets,
+    take_shares,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,27 +117,87 @@ def _count(rows: datasets.Dataset, names: dict[str, str]) -> Counter[str]:
     return Counter(names[value] for value in rows[schema.SOURCE]) if len(rows) else Counter()
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How many times a recipe takes each row of each source (`counts`), the task labels of the rows (`labels`, and
+    each source's rows' indices into them, `codes`) and each task's target rows under `shares` (empty without)."""
+
+    counts: list[np.ndarray]
+    labels: list[str]
+    codes: list[np.ndarray]
+    targets: dict[str, int]
+
+
+def _task_codes(sources: list[SourceBuild]) -> tuple[list[str], list[np.ndarray]]:
+    """The task labels of the sources' rows (`NO_TASK` for a row without one), and each row's index into them."""
+    columns = [source.rows.with_format("arrow")[schema.TASK] for source in sources]
+    named = sorted({value for column in columns for value in pc.unique(column).to_pylist() if value is not None})
+    labels = [*named, NO_TASK] if NO_TASK not in named else named
+    value_set = pa.array(named, pa.string())
+    codes = [
+        pc.fill_null(pc.index_in(column, value_set=value_set), labels.index(NO_TASK)).to_numpy().astype(np.int64)
+        for column in columns
+    ]
+    return labels, codes
+
+
+def sample_sources(recipe: Recipe, sources: list[SourceBuild]) -> Sampling:
+    """How many times `recipe` takes each row of its sources (`sample` within `cap`, then `shares`); `ConfigError`
+    before any draw when it asks more than `MAX_MIX_ROWS` rows, or a share cannot be met."""
+    wanted = [spec.wanted(len(source.rows), recipe.cap) for spec, source in zip(recipe.sources, sources, strict=True)]
+    if sum(wanted) > MAX_MIX_ROWS:
+        asks = ", ".join(f"{spec.config}: {ask:,}" for spec, ask in zip(recipe.sources, wanted, strict=True))
+        raise ConfigError(
+            f"recipe {recipe.name!r} asks {sum(wanted):,} rows ({asks}), more than the {MAX_MIX_ROWS:,} a recipe may "
+            "take; lower a source's sample or give cap:"
+        )
+    counts = [
+        spec.counts(len(source.rows), recipe.seed, position, recipe.cap)
+        for position, (spec, source) in enumerate(zip(recipe.sources, sources, strict=True))
+    ]
+    labels, codes = _task_codes(sources)
+    targets: dict[str, int] = {}
+    if recipe.shares is not None:
+        pool = _per_task(counts, codes, labels)
+        targets = share_targets(recipe.shares, pool, recipe.size)
+        counts = take_shares(counts, codes, labels, targets, recipe.seed)
+    return Sampling(counts, labels, codes, targets)
+
+
+def _per_task(counts: list[np.ndarray], codes: list[np.ndarray], labels: list[str]) -> dict[str, int]:
+    """The rows taken per task label, repeats included."""
+    total = np.zeros(len(labels), dtype=np.int64)
+    for each, code in zip(counts, codes, strict=True):
+        total += np.bincount(code, weights=each, minlength=len(labels)).astype(np.int64)
+    return {label: int(number) for label, number in zip(labels, total.tolist(), strict=True) if number}
+
+
 def mix_recipe(
     recipe: Recipe, sources: list[SourceBuild], name: str, version: str, embedding: Embedding
 ) -> tuple[datasets.DatasetDict, BuildReport]:
     """The splits of `recipe` (`train`, and `duplicate_row`, `contaminated`, `removed` where its steps apply)
-    from its sources' builds, in recipe order, and the build report, whose `recipe` holds the per-source counts."""
+    from its sources' builds, in recipe order, and the build report, whose `recipe` holds the per-source counts
+    and the per-task ones, each next to the requested."""
     configs = tuple(source.config for source in recipe.sources)
     if [source.config for source in sources] != list(configs):
         raise ValueError(f"the builds {[source.config for source in sources]} are not the recipe's sources {configs}")
     features = schema.row_features(extra_features(configs))
     names = {SOURCES[config].name: config for config in configs}
     counts = {config: dict.fromkeys(RECIPE_COUNTS, 0) for config in configs}
-    parts = []
-    for position, (spec, source) in enumerate(zip(recipe.sources, sources, strict=True)):
-        picked = spec.pick(len(source.rows), recipe.seed, position)
+    sampling = sample_sources(recipe, sources)
+    parts, times = [], []
+    for spec, source, taken in zip(recipe.sources, sources, sampling.counts, strict=True):
+        picked = np.flatnonzero(taken)
         counts[spec.config].update(
             rows_in=source.report.rows_in,
             rejected=source.report.rejected_rows,
             not_sampled=len(source.rows) - len(picked),
+            requested=int(taken.sum()),
         )
         parts.append(schema.conform(source.rows.select(picked), features))
+        times.append(taken[picked])
     rows = datasets.concatenate_datasets(parts)
+    taken_ids = rows.with_format("arrow")[schema.ID]
     splits: dict[str, datasets.Dataset] = {}
     report = BuildReport(
         config_name=name,
@@ -157,9 +237,49 @@ def mix_recipe(
     for config, number in _count(rows, names).items():
         counts[config]["kept"] = number
     report.groups = group_stats(rows, removed, report.rejected)
-    report.recipe = {"name": recipe.name, "digest": recipe.digest(), "settings": recipe.to_json(), "sources": counts}
+    rows = _with_repeats(rows, taken_ids, np.concatenate(times) if times else np.zeros(0, np.int64))
+    for config in configs:
+        counts[config]["repeats"] = 0
+    for config, number in _count(rows, names).items():
+        counts[config]["repeats"] = number - counts[config]["kept"]
+    requested = _per_task(sampling.counts, sampling.codes, sampling.labels)
+    report.recipe = {
+        "name": recipe.name,
+        "digest": recipe.digest(),
+        "settings": recipe.to_json(),
+        "sources": counts,
+        "tasks": recipe_tasks(dict(recipe.shares or ()), requested, _task_counts(rows)),
+    }
     logger.info("recipe %s (%s): %s", recipe.name, recipe.digest()[:12], counts)
     return datasets.DatasetDict({schema.TRAIN_SPLIT: rows, **splits}), report
+
+
+def _with_repeats(rows: datasets.Dataset, taken_ids: pa.ChunkedArray, times: np.ndarray) -> datasets.Dataset:
+    """`rows` with each row repeated as many times as it was taken (`times`, by its place in `taken_ids`), each
+    repeat after its row with the id `<id>#r<copy>`; `rows` itself when no row is taken twice."""
+    if len(rows) == 0 or not (times > 1).any():
+        return rows
+    ids = rows.with_format("arrow")[schema.ID].combine_chunks()
+    places = pc.index_in(ids, value_set=taken_ids.combine_chunks()).to_numpy(zero_copy_only=False)
+    per_row = times[places.astype(np.int64)]
+    if not (per_row > 1).any():
+        return rows
+    order, copy = repeat_plan(per_row)
+    repeated_ids = pc.take(ids, pa.array(order))
+    marks = pc.binary_join_element_wise(repeated_ids, pa.scalar(REPEAT_MARK), pc.cast(pa.array(copy), pa.string()), "")
+    new_ids = pc.if_else(pa.array(copy == 0), repeated_ids, marks)
+    columns = rows.column_names
+    repeated = rows.select(order).remove_columns([schema.ID])
+    feature = rows.features[schema.ID]
+    return repeated.add_column(schema.ID, new_ids, feature=feature).select_columns(columns)
+
+
+def _task_counts(rows: datasets.Dataset) -> dict[str, int]:
+    """The rows of `rows` per task label (`NO_TASK` for rows without one)."""
+    if len(rows) == 0:
+        return {}
+    counted = pc.value_counts(rows.with_format("arrow")[schema.TASK]).to_pylist()
+    return {NO_TASK if item["values"] is None else item["values"]: int(item["counts"]) for item in counted}
 
 
 def _deduplicated(
@@ -191,6 +311,12 @@ def _deduplicated(
 
 
 def recipe_base(dataset: datasets.DatasetDict) -> datasets.Dataset:
-    """The rows a recipe build's dedup started from: its `train` and `removed` rows."""
+    """The rows a recipe build's dedup started from: its `train` rows but the repeats, and its `removed` rows."""
     parts = [dataset[split] for split in (schema.TRAIN_SPLIT, schema.REMOVED_SPLIT) if split in dataset]
+    train = parts[0] if parts and schema.TRAIN_SPLIT in dataset else None
+    if train is not None and len(train):
+        ids = train.with_format("arrow")[schema.ID].combine_chunks()
+        repeat = pc.match_substring(ids, REPEAT_MARK).to_numpy(zero_copy_only=False)
+        if repeat.any():
+            parts[0] = train.select(np.flatnonzero(~repeat))
     return datasets.concatenate_datasets(parts)

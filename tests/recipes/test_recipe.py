@@ -37,7 +37,10 @@ PLAIN = tuple(SOURCES)
         ({"sources": ["mix665k"], "dedupe": {}}, r"unknown key 'dedupe'; allowed keys: \['name'"),
         ({"sources": ["nope"]}, r"sources\[\].config='nope' is not allowed; choose one of \['mix665k'"),
         ({"sources": [{"config": "mix665k", "sample": 0}]}, r"sample=0 is not allowed"),
-        ({"sources": [{"config": "mix665k", "sample": 1.5}]}, r"fraction must lie in \(0, 1\]"),
+        ({"sources": [{"config": "mix665k", "sample": 1000.5}]}, r"a factor in \(1, 1000\]"),
+        ({"sources": [{"config": "mix665k", "cap": 0}]}, r"sources\[mix665k\].cap=0 is not allowed; give a row count"),
+        ({"sources": ["mix665k"], "shares": {"vqa": 0.5}}, r"sum to 0.5, not 1"),
+        ({"sources": ["mix665k"], "size": 10}, r"size=10 is not allowed without shares"),
         ({"sources": ["mix665k"], "dedup": {"threshold": 0.8, "scope": "world"}}, r"scope='world'.*\['recipe'"),
         ({"sources": ["mix665k"], "dedup": {"scope": "recipe"}}, r"'threshold' is missing"),
         ({"sources": ["mix665k"], "duplicate_rows": "drop"}, r"duplicate_rows='drop'.*\['remove', 'keep'\]"),
@@ -54,7 +57,8 @@ def test_sampling_is_seeded() -> None:
     fraction = RecipeSource("mix665k", 0.5)
     assert fraction.pick(10, 0, 1).tolist() == fraction.pick(10, 0, 1).tolist()
     assert len(fraction.pick(10, 0, 1)) == 5 and len(RecipeSource("mix665k", 3).pick(10, 7, 0)) == 3
-    assert RecipeSource("mix665k", 30).pick(10, 7, 0).tolist() == list(range(10))
+    assert RecipeSource("mix665k", 30).pick(10, 7, 0).tolist() == [row for row in range(10) for _ in range(3)]
+    assert RecipeSource("mix665k", 30, cap=12).counts(10, 7, 0).sum() == 12
     assert fraction.pick(100, 0, 1).tolist() != fraction.pick(100, 1, 1).tolist()
 
 
