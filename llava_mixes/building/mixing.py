@@ -194,7 +194,7 @@ def mix_recipe(
             not_sampled=len(source.rows) - len(picked),
             requested=int(taken.sum()),
         )
-        parts.append(schema.conform(source.rows.select(picked), features))
+        parts.append(schema.conform(schema.select_rows(source.rows, picked), features))
         times.append(taken[picked])
     rows = datasets.concatenate_datasets(parts)
     taken_ids = rows.with_format("arrow")[schema.ID]

@@ -265,3 +265,21 @@ def test_a_record_from_before_ratios_still_renders() -> None:
     table = format_recipe_table(report)
     assert "| mix665k | 3 | 1 | 0 | 0 | 0 | 0 | 0 | 2 | 0 | 2 | — |" in table
     assert format_task_table(report) == "" and recipe_accounted(report)
+
+
+@pytest.mark.adversarial("correct")
+@pytest.mark.parametrize(
+    ("sources", "shares", "left_out"),
+    [
+        ("[mix665k, textocr-gpt4v]", "{ocr_caption: 1.0}", "mix665k"),
+        ("[textocr-gpt4v, mix665k]", "{vqa: 1.0}", "textocr-gpt4v"),
+        ("[textocr-gpt4v, sharegpt4v-mix665k, mix665k]", "{vqa: 1.0}", "textocr-gpt4v"),
+    ],
+)
+def test_a_source_the_shares_take_nothing_from_is_all_not_sampled(
+    playground: Playground, tmp_path: Path, sources: str, shares: str, left_out: str
+) -> None:
+    built = build_text(playground, tmp_path, f"sources: {sources}\nshares: {shares}\n")
+    line = built.report.recipe["sources"][left_out]
+    assert line["not_sampled"] == line["rows_in"] - line["rejected"] > 0 and line["kept"] == line["requested"] == 0
+    assert recipe_accounted(built.report) and len(built.dataset[schema.TRAIN_SPLIT]) > 0
