@@ -10,12 +10,19 @@ and the shares by task across sources, every draw seeded by the recipe's `seed`.
   source's own `cap` replaces the recipe's `cap` for it (so one source can be let above the recipe's cap).
 - `shares:` the mix's rows by the rows' `task` column, after each source's sample and cap: each named task's rows
   are drawn from the sampled rows (repeats included) without replacement; rows of a task not named leave as
-  not sampled. `size:` is the mix's rows before duplicate rows, benchmark pictures and near duplicates leave; without
+  not sampled. Shares lie in (0, 1] and sum to 1 within `SHARE_TOLERANCE` (then divided by their sum). The task
+  names are the ones the sources' rows hold (the builders write `conversation`, `detail_description`,
+  `complex_reasoning`, `vqa`, `multiple_choice`, `referring`, `region_caption`, `referring_qa`, `caption`,
+  `ocr_caption`, `text`, and a source's own labels, such as zh600k's), so they are checked against the rows when the
+  mix is built: a task no sampled row holds is refused with the tasks there are. Rows without a task count as
+  `(no task)` (`NO_TASK`), which shares may name.
+- `size:` (with `shares`) the mix's rows before duplicate rows, benchmark pictures and near duplicates leave; without
   it the binding task sizes the mix (the largest size no task runs short of). A task that cannot meet its share
   fails loudly: the sampling never repeats rows the recipe did not ask to repeat (raise the source's `sample:` to
   upsample it).
 
-The mix is bounded: a recipe asking more than `MAX_MIX_ROWS` rows in all is refused before any memory is taken.
+The mix is bounded: a recipe asking more than `MAX_MIX_ROWS` rows in all is refused before any memory is taken; the
+memory a mix takes grows with its rows. A key given as null is read as left out.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from llava_mixes.builders import SOURCES
 from llava_mixes.building.entry import build
 from llava_mixes.playground import Playground
 from llava_mixes.recipes.recipe import RecipeSource
+from llava_mixes.recipes.sampling import take_shares
 
 HALF = RecipeSource("mix665k", 0.5)
 
@@ -52,6 +53,13 @@ def test_a_fixed_recipe_takes_the_rows_it_always_took() -> None:
     changing its stream) changes the rows of every sampled recipe, and must be a deliberate new version."""
     assert RecipeSource("mix665k", 5).pick(20, 7, 2).tolist() == [2, 4, 8, 16, 19]
     assert RecipeSource("mix665k", 0.25).pick(12, 0, 0).tolist() == [6, 7, 8]
+    # Upsampling (every row twice, two drawn a third time), a cap above the size, and the shares' draw.
+    assert RecipeSource("mix665k", 2.5).pick(4, 7, 2).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3]
+    assert RecipeSource("mix665k", 7, cap=6).pick(4, 0, 0).tolist() == [0, 1, 2, 2, 3, 3]
+    counts = [np.array([1, 2, 1, 1]), np.array([1, 1, 3])]
+    codes = [np.array([0, 1, 0, 1]), np.array([1, 0, 1])]
+    taken = take_shares(counts, codes, ["a", "b"], {"a": 3, "b": 4}, 11)
+    assert [each.tolist() for each in taken] == [[1, 1, 1, 0], [0, 1, 3]]
 
 
 def test_each_seed_picks_other_rows() -> None:
