@@ -8,8 +8,9 @@ kept row repeated as many times as it was taken, with one accounting line per so
 Deliberate repeats: the steps see each row taken once, so a repeat is never a duplicate row or a near duplicate of
 its own row, and nothing is counted twice; a row that leaves (a duplicate row, a benchmark picture, a near duplicate)
 takes its repeats with it, and the record shows the requested rows next to the rows in `train`. The repeats are in
-`train` only, after their row, each with its own id (`<id>#r<copy>`, `sampling.REPEAT_MARK`): export writes them as
-rows of their own (the picture written once), publish as rows of the shards. The dedup report and the group table
+`train` only, after their row, each with its own id (`<id>#r<copy>`, `sampling.REPEAT_MARK`) and its row's
+`source_id`: export writes them as rows of their own (LLaVA's `id` is the `source_id`, so a repeat has its row's; the
+picture is written once), publish as rows of the shards. The dedup report and the group table
 count each row once; the recipe's base rows (`recipe_base`, what a report analyses) leave the repeats out.
 
 The builder (`building.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
@@ -119,13 +120,12 @@ def _count(rows: datasets.Dataset, names: dict[str, str]) -> Counter[str]:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How many times a recipe takes each row of each source (`counts`), the task labels of the rows (`labels`, and
-    each source's rows' indices into them, `codes`) and each task's target rows under `shares` (empty without)."""
+    """How many times a recipe takes each row of each source (`counts`), and the task labels of the rows (`labels`,
+    and each source's rows' indices into them, `codes`)."""
 
     counts: list[np.ndarray]
     labels: list[str]
     codes: list[np.ndarray]
-    targets: dict[str, int]
 
 
 def _task_codes(sources: list[SourceBuild]) -> tuple[list[str], list[np.ndarray]]:
@@ -156,12 +156,10 @@ def sample_sources(recipe: Recipe, sources: list[SourceBuild]) -> Sampling:
         for position, (spec, source) in enumerate(zip(recipe.sources, sources, strict=True))
     ]
     labels, codes = _task_codes(sources)
-    targets: dict[str, int] = {}
     if recipe.shares is not None:
-        pool = _per_task(counts, codes, labels)
-        targets = share_targets(recipe.shares, pool, recipe.size)
+        targets = share_targets(recipe.shares, _per_task(counts, codes, labels), recipe.size)
         counts = take_shares(counts, codes, labels, targets, recipe.seed)
-    return Sampling(counts, labels, codes, targets)
+    return Sampling(counts, labels, codes)
 
 
 def _per_task(counts: list[np.ndarray], codes: list[np.ndarray], labels: list[str]) -> dict[str, int]:
@@ -237,11 +235,10 @@ def mix_recipe(
     for config, number in _count(rows, names).items():
         counts[config]["kept"] = number
     report.groups = group_stats(rows, removed, report.rejected)
-    rows = _with_repeats(rows, taken_ids, np.concatenate(times) if times else np.zeros(0, np.int64))
+    rows = _with_repeats(rows, taken_ids, np.concatenate(times))
+    in_train = _count(rows, names)
     for config in configs:
-        counts[config]["repeats"] = 0
-    for config, number in _count(rows, names).items():
-        counts[config]["repeats"] = number - counts[config]["kept"]
+        counts[config]["repeats"] = in_train[config] - counts[config]["kept"]
     requested = _per_task(sampling.counts, sampling.codes, sampling.labels)
     report.recipe = {
         "name": recipe.name,
