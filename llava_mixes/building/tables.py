@@ -65,25 +65,36 @@ def _asked(settings: dict[str, Any]) -> dict[str, str]:
     return asked
 
 
+TASK_LINES = 40
+"""The most task lines a table shows (the tasks with a share, then the largest); the rest share one line. A source
+may keep any label its annotations hold, so the number of tasks is the data's, not ours."""
+CELL_CHARACTERS = 80
+
+
 def format_task_table(report: BuildReport) -> str:
     """A recipe build's rows per task: its share (— where the recipe names none), the rows its sampling asked, and
-    the rows in `train` with their share of it, as a Markdown table with a total line; empty for a build whose
-    report has no tasks."""
+    the rows in `train` with their share of it, as a Markdown table of at most `TASK_LINES` tasks and a line for the
+    others, with a total line; empty for a build whose report has no tasks."""
     tasks: dict[str, dict[str, Any]] = (report.recipe or {}).get("tasks") or {}
     if not tasks:
         return ""
     in_train = sum(line["in_train"] for line in tasks.values())
+    requested = sum(line["requested"] for line in tasks.values())
     heads = ["task", "share", "requested", "in train", "share of train"]
     lines = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
-    for task, line in tasks.items():
+    ranked = sorted(tasks, key=lambda task: (tasks[task]["share"] is None, -tasks[task]["in_train"], task))
+    shown = sorted(ranked[:TASK_LINES])
+    rest = ranked[TASK_LINES:]
+    rows = [(_cell(task), tasks[task]) for task in shown]
+    if rest:
+        others = {"share": None, **{key: sum(tasks[task][key] for task in rest) for key in ("requested", "in_train")}}
+        rows.append((f"{len(rest):,} other tasks", others))
+    for name, line in rows:
         share = "—" if line["share"] is None else f"{line['share']:.4g}"
         realised = f"{line['in_train'] / in_train:.4g}" if in_train else "—"
-        lines.append(f"| {_cell(task)} | {share} | {line['requested']:,} | {line['in_train']:,} | {realised} |")
-    requested = sum(line["requested"] for line in tasks.values())
-    lines.append(
-        f"| total | {'1' if any(line['share'] for line in tasks.values()) else '—'} | {requested:,} | "
-        f"{in_train:,} | {'1' if in_train else '—'} |"
-    )
+        lines.append(f"| {name} | {share} | {line['requested']:,} | {line['in_train']:,} | {realised} |")
+    shares = "1" if any(line["share"] for line in tasks.values()) else "—"
+    lines.append(f"| total | {shares} | {requested:,} | {in_train:,} | {'1' if in_train else '—'} |")
     return "\n".join(lines)
 
 
@@ -98,5 +109,7 @@ def format_task_lines(report: BuildReport) -> str:
 
 
 def _cell(text: str) -> str:
-    """`text` as one Markdown table cell: its pipes escaped, its line breaks made spaces."""
-    return " ".join(text.replace("|", "\\|").split())
+    """`text` as one Markdown table cell: its pipes escaped, its line breaks made spaces, cut at `CELL_CHARACTERS`."""
+    text = " ".join(str(text).split())
+    text = text if len(text) <= CELL_CHARACTERS else text[: CELL_CHARACTERS - 1] + "…"
+    return text.replace("|", "\\|")

@@ -17,7 +17,7 @@ from llava_mixes.builders import SOURCES
 from llava_mixes.building import mixing
 from llava_mixes.building.entry import build
 from llava_mixes.building.report import BuildReport, recipe_accounted
-from llava_mixes.building.tables import format_recipe_table, format_task_table
+from llava_mixes.building.tables import TASK_LINES, format_recipe_table, format_task_table
 from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground import Playground
@@ -241,7 +241,7 @@ def test_hostile_task_labels_stay_one_table_cell() -> None:
         },
     }
     lines = format_task_table(report).splitlines()
-    assert len(lines) == 5 and lines[2] == "| a \\| b \\| c | — | 1 | 1 | 0.5 |"
+    assert len(lines) == 5 and "| a \\| b \\| c | — | 1 | 1 | 0.5 |" in lines
     assert recipe_accounted(report)
     report.recipe["tasks"]["(no task)"]["in_train"] = 7  # a hand-edited record that does not add up
     assert not recipe_accounted(report)
@@ -283,3 +283,18 @@ def test_a_source_the_shares_take_nothing_from_is_all_not_sampled(
     line = built.report.recipe["sources"][left_out]
     assert line["not_sampled"] == line["rows_in"] - line["rejected"] > 0 and line["kept"] == line["requested"] == 0
     assert recipe_accounted(built.report) and len(built.dataset[schema.TRAIN_SPLIT]) > 0
+
+
+@pytest.mark.adversarial("correct")
+def test_ten_thousand_task_labels_and_a_long_one_keep_the_table_short() -> None:
+    """A source keeps the labels its annotations hold: a hostile file can give every row its own."""
+    report = BuildReport("recipe", "1", ["zh600k"])
+    tasks = {f"label {number}": {"share": None, "requested": 2, "in_train": 1} for number in range(10_000)}
+    tasks["vqa"] = {"share": 1.0, "requested": 5, "in_train": 3}
+    tasks["x" * 5000] = {"share": None, "requested": 9, "in_train": 9}
+    report.recipe = {"sources": {}, "tasks": tasks}
+    lines = format_task_table(report).splitlines()
+    assert len(lines) == 2 + TASK_LINES + 2 and max(map(len, lines)) < 200
+    assert "| vqa | 1 | 5 | 3 |" in "\n".join(lines)  # a task with a share is always shown
+    assert lines[-2].startswith(f"| {10_002 - TASK_LINES:,} other tasks | — |")
+    assert lines[-1] == "| total | 1 | 20,014 | 10,012 | 1 |"
