@@ -8,10 +8,11 @@ kept row repeated as many times as it was taken, with one accounting line per so
 Deliberate repeats: the steps see each row taken once, so a repeat is never a duplicate row or a near duplicate of
 its own row, and nothing is counted twice; a row that leaves (a duplicate row, a benchmark picture, a near duplicate)
 takes its repeats with it, and the record shows the requested rows next to the rows in `train`. The repeats are in
-`train` only, after their row, each with its own id (`<id>#r<copy>`, `sampling.REPEAT_MARK`) and its row's
-`source_id`: export writes them as rows of their own (LLaVA's `id` is the `source_id`, so a repeat has its row's; the
-picture is written once), publish as rows of the shards. The dedup report and the group table
-count each row once; the recipe's base rows (`recipe_base`, what a report analyses) leave the repeats out.
+`train` only, after the kept rows (each source's first copies, then its second, ...), each with its own id
+(`<id>#r<copy>`, `sampling.REPEAT_MARK`) and its row's `source_id`: export writes them as rows of their own (LLaVA's
+`id` is the `source_id`, so a repeat has its row's; the picture is written once), publish as rows of the shards.
+The dedup report and the group table count each row once; the recipe's base rows (`recipe_base`, what a report
+analyses) leave the repeats out.
 
 The builder (`building.build("recipe", data_dir, recipe=...)`) builds the sources and caches the result.
 """
@@ -40,7 +41,6 @@ from llava_mixes.recipes.sampling import (
     MAX_MIX_ROWS,
     NO_TASK,
     REPEAT_MARK,
-    repeat_plan,
     share_targets,
     take_shares,
 )
@@ -183,7 +183,7 @@ def mix_recipe(
     names = {SOURCES[config].name: config for config in configs}
     counts = {config: dict.fromkeys(RECIPE_COUNTS, 0) for config in configs}
     sampling = sample_sources(recipe, sources)
-    parts, times = [], []
+    parts = []
     for spec, source, taken in zip(recipe.sources, sources, sampling.counts, strict=True):
         picked = np.flatnonzero(taken)
         counts[spec.config].update(
@@ -193,9 +193,7 @@ def mix_recipe(
             requested=int(taken.sum()),
         )
         parts.append(schema.conform(schema.select_rows(source.rows, picked), features))
-        times.append(taken[picked])
     rows = datasets.concatenate_datasets(parts)
-    taken_ids = rows.with_format("arrow")[schema.ID]
     splits: dict[str, datasets.Dataset] = {}
     report = BuildReport(
         config_name=name,
@@ -235,48 +233,61 @@ def mix_recipe(
     for config, number in _count(rows, names).items():
         counts[config]["kept"] = number
     report.groups = group_stats(rows, removed, report.rejected)
-    rows = _with_repeats(rows, taken_ids, np.concatenate(times))
-    in_train = _count(rows, names)
-    for config in configs:
-        counts[config]["repeats"] = in_train[config] - counts[config]["kept"]
+    rows, in_train = _with_repeats(rows, sources, sampling, features, counts)
     requested = _per_task(sampling.counts, sampling.codes, sampling.labels)
     report.recipe = {
         "name": recipe.name,
         "digest": recipe.digest(),
         "settings": recipe.to_json(),
         "sources": counts,
-        "tasks": recipe_tasks(dict(recipe.shares or ()), requested, _task_counts(rows)),
+        "tasks": recipe_tasks(dict(recipe.shares or ()), requested, in_train),
     }
     logger.info("recipe %s (%s): %s", recipe.name, recipe.digest()[:12], counts)
     return datasets.DatasetDict({schema.TRAIN_SPLIT: rows, **splits}), report
 
 
-def _with_repeats(rows: datasets.Dataset, taken_ids: pa.ChunkedArray, times: np.ndarray) -> datasets.Dataset:
-    """`rows` with each row repeated as many times as it was taken (`times`, by its place in `taken_ids`), each
-    repeat after its row with the id `<id>#r<copy>`; `rows` itself when no row is taken twice."""
-    if len(rows) == 0 or not (times > 1).any():
-        return rows
-    ids = rows.with_format("arrow")[schema.ID].combine_chunks()
-    places = pc.index_in(ids, value_set=taken_ids.combine_chunks()).to_numpy(zero_copy_only=False)
-    per_row = times[places.astype(np.int64)]
-    if not (per_row > 1).any():
-        return rows
-    order, copy = repeat_plan(per_row)
-    repeated_ids = pc.take(ids, pa.array(order))
-    marks = pc.binary_join_element_wise(repeated_ids, pa.scalar(REPEAT_MARK), pc.cast(pa.array(copy), pa.string()), "")
-    new_ids = pc.if_else(pa.array(copy == 0), repeated_ids, marks)
-    columns = rows.column_names
-    repeated = rows.select(order).remove_columns([schema.ID])
-    feature = rows.features[schema.ID]
-    return repeated.add_column(schema.ID, new_ids, feature=feature).select_columns(columns)
+def _with_repeats(
+    kept: datasets.Dataset,
+    sources: list[SourceBuild],
+    sampling: Sampling,
+    features: datasets.Features,
+    counts: dict[str, dict[str, int]],
+) -> tuple[datasets.Dataset, dict[str, int]]:
+    """The `train` rows: the `kept` rows, then, for each source, each kept row's repeats (`Sampling.counts`), copy
+    by copy, each with the id `<id>#r<copy>`; and the rows in `train` per task. Sets each source's `repeats`.
+
+    A copy's rows are an ascending selection of the source's plain rows with the id column swapped (a column in
+    memory), so nothing is gathered row by row or written here: the builder writes `train` in stored batches."""
+    kept_ids = kept.with_format("arrow")[schema.ID].combine_chunks()
+    in_train = np.zeros(len(sampling.labels), dtype=np.int64)
+    parts = [kept]
+    for source, taken, codes in zip(sources, sampling.counts, sampling.codes, strict=True):
+        ids = source.rows.with_format("arrow")[schema.ID].combine_chunks()
+        times = np.where(pc.is_in(ids, value_set=kept_ids).to_numpy(zero_copy_only=False), taken, 0)
+        in_train += np.bincount(codes, weights=times, minlength=len(in_train)).astype(np.int64)
+        counts[source.config]["repeats"] = int(times.sum() - np.count_nonzero(times))
+        base = None
+        for copy in range(1, int(times.max(initial=0))):
+            if base is None:
+                base = _typed(source.rows, features).remove_columns([schema.ID])
+            layer = pa.array(times > copy)
+            marked = pc.binary_join_element_wise(ids, pa.scalar(REPEAT_MARK), pa.scalar(str(copy)), "")
+            column = pc.if_else(layer, marked, pa.nulls(len(ids), pa.string()))
+            copied = base.add_column(schema.ID, column, feature=features[schema.ID]).select_columns(list(features))
+            parts.append(copied.select(np.flatnonzero(times > copy)))
+    train = datasets.concatenate_datasets(parts) if len(parts) > 1 else kept
+    tasks = {label: int(number) for label, number in zip(sampling.labels, in_train.tolist(), strict=True) if number}
+    return train, tasks
 
 
-def _task_counts(rows: datasets.Dataset) -> dict[str, int]:
-    """The rows of `rows` per task label (`NO_TASK` for rows without one)."""
-    if len(rows) == 0:
-        return {}
-    counted = pc.value_counts(rows.with_format("arrow")[schema.TASK]).to_pylist()
-    return {NO_TASK if item["values"] is None else item["values"]: int(item["counts"]) for item in counted}
+def _typed(rows: datasets.Dataset, features: datasets.Features) -> datasets.Dataset:
+    """`rows` with every column of `features`, the absent ones as typed nulls (no cast, so nothing is rewritten)."""
+    for name, feature in features.items():
+        if name not in rows.column_names:
+            arrow_type = datasets.Features({name: feature}).arrow_schema.field(name).type
+            rows = rows.add_column(name, pa.nulls(len(rows), arrow_type), feature=feature)
+    rows = rows.select_columns(list(features))
+    return rows if rows.features == features else rows.cast(features)
 
 
 def _deduplicated(

@@ -230,11 +230,3 @@ def take_shares(
     for source in range(len(counts)):
         taken[source] = flat[offsets[source] : offsets[source + 1]]
     return taken
-
-
-def repeat_plan(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows taken `counts` times each: the row of each output row (each row followed by its repeats) and its
-    copy number (0: the row itself, k: its k-th repeat)."""
-    rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return rows, np.arange(len(rows), dtype=np.int64) - starts

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llava_mixes.errors import ConfigError
-from llava_mixes.recipes.sampling import draw_counts, repeat_plan, share_targets, take_shares
+from llava_mixes.recipes.sampling import draw_counts, share_targets, take_shares
 
 TASKS = ("a", "b", "c", "d", "e")
 
@@ -83,15 +83,12 @@ def test_the_shares_draw_takes_exactly_the_targets(sources: list, seed: int, dat
 
 
 @given(st.integers(0, 300), st.integers(0, 2000), st.integers(0, 2**63 - 1), st.integers(0, 40))
-def test_repeats_spread_evenly_and_plan_in_order(rows: int, wanted: int, seed: int, position: int) -> None:
+def test_repeats_spread_evenly(rows: int, wanted: int, seed: int, position: int) -> None:
     if rows == 0:
         assert len(draw_counts(rows, wanted, seed, position)) == 0
         return
     counts = draw_counts(rows, wanted, seed, position)
-    assert counts.sum() == wanted and counts.max() - counts.min() <= 1
-    order, copy = repeat_plan(counts)
-    assert len(order) == wanted and (np.diff(order) >= 0).all()
-    assert all(copy[order == row].tolist() == list(range(counts[row])) for row in range(min(rows, 20)))
+    assert counts.sum() == wanted and counts.max() - counts.min() <= 1 and counts.min() == wanted // rows
 
 
 @pytest.mark.parametrize("size", [None, 12])
