@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES
@@ -20,8 +21,10 @@ from llava_mixes.building.mixing import DUPLICATE_SPLIT
 from llava_mixes.building.report import RECIPE_COUNTS, recipe_accounted
 from llava_mixes.building.tables import format_recipe_table, format_task_table
 from llava_mixes.cli.main import main
+from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground import Playground
+from llava_mixes.playground.eval import write_eval_playground
 from llava_mixes.publish.publish import CARD_FILE
 from llava_mixes.recipes.recipe import parse_recipe
 from llava_mixes.recipes.sampling import REPEAT_MARK
@@ -144,21 +147,27 @@ def test_a_share_that_cannot_be_met_fails_and_names_the_way_out(playground: Play
 
 
 def test_repeats_are_never_duplicates_and_leave_with_their_row(playground: Playground, tmp_path: Path) -> None:
-    """ShareGPT4V's mix repeats rows of the 665K mix: upsampling it 3 times removes the same rows as exact
-    duplicates and near duplicates as taking it once, and none of the repeats of a removed row is in `train`."""
-    sources = "sources:\n  - mix665k\n  - {config: sharegpt4v-mix665k, sample: SAMPLE}\n"
+    """ShareGPT4V's mix repeats rows of the 665K mix: upsampling both 3 times removes the same rows as exact
+    duplicates, benchmark pictures and near duplicates as taking them once, and none of the repeats of a removed row
+    is in `train`."""
+    evals = write_eval_playground(playground.root).root
+    sources = "sources:\n  - {config: mix665k, sample: SAMPLE}\n  - {config: sharegpt4v-mix665k, sample: SAMPLE}\n"
     text = sources + "dedup: {threshold: 0.8, embedder: thumbnail}\n"
+    text += f"decontaminate: {{references: [{str(evals)!r}], embedder: thumbnail}}\n"
     once = build_text(playground, tmp_path, text.replace("SAMPLE", "1.0"), "once")
     thrice = build_text(playground, tmp_path, text.replace("SAMPLE", "3.0"), "thrice")
     assert_accounted(thrice)
     share = thrice.report.recipe["sources"]["sharegpt4v-mix665k"]
-    for key in ("duplicate_rows", "removed", "kept", "not_sampled"):
-        assert once.report.recipe["sources"]["sharegpt4v-mix665k"][key] == share[key]
+    for config in ("mix665k", "sharegpt4v-mix665k"):
+        for key in ("duplicate_rows", "contaminated", "removed", "kept", "not_sampled"):
+            assert once.report.recipe["sources"][config][key] == thrice.report.recipe["sources"][config][key]
     assert share["duplicate_rows"] > 0 and share["repeats"] == 2 * share["kept"]
+    assert thrice.report.recipe["sources"]["mix665k"]["contaminated"] > 0
     assert thrice.report.duplicate_rows == once.report.duplicate_rows
-    for split in (DUPLICATE_SPLIT, schema.REMOVED_SPLIT):
+    splits = (DUPLICATE_SPLIT, CONTAMINATED_SPLIT, schema.REMOVED_SPLIT)
+    for split in splits:
         assert thrice.dataset[split][schema.ID] == once.dataset[split][schema.ID]
-    gone = set(thrice.dataset[DUPLICATE_SPLIT][schema.ID]) | set(thrice.dataset[schema.REMOVED_SPLIT][schema.ID])
+    gone = {row_id for split in splits for row_id in thrice.dataset[split][schema.ID]}
     assert not any(REPEAT_MARK in row_id for row_id in gone)
     train = thrice.dataset[schema.TRAIN_SPLIT][schema.ID]
     assert not {row_id.split(REPEAT_MARK)[0] for row_id in train} & gone
@@ -215,7 +224,10 @@ def test_the_cli_summary_shows_requested_and_in_train_per_source_and_task(
 
 def test_the_card_and_an_export_of_the_published_copy_show_the_repeats(playground: Playground, tmp_path: Path) -> None:
     recipe = tmp_path / "mix.yaml"
-    recipe.write_text("name: mix\nsources:\n  - mix665k\n  - {config: textocr-gpt4v, sample: 3.0}\n")
+    recipe.write_text(
+        "name: mix\nsources:\n  - mix665k\n  - {config: textocr-gpt4v, sample: 3.0}\n"
+        "cap: 40\nshares: {vqa: 0.5, ocr_caption: 0.5}\nsize: 24\n"
+    )
     out = tmp_path / "out"
     kwargs = {"content_cache_dir": str(tmp_path / "cc")}
     release(
@@ -231,7 +243,11 @@ def test_the_card_and_an_export_of_the_published_copy_show_the_repeats(playgroun
     built = build_text(playground, tmp_path, recipe.read_text().removeprefix("name: mix\n"), "mix")
     card = (out / CARD_FILE).read_text()
     assert format_recipe_table(built.report) in card and format_task_table(built.report) in card
-    assert "`train` holds kept + repeats" in card
+    assert "`train` holds kept + repeats" in card and "| ocr_caption | 0.5 | 12 | 12 | 0.5 |" in card
+    # The card's settings are the recipe as built: read again, they have its digest.
+    block = re.search(r"```yaml\n(.*?)\n```", card.split("### `recipe-mix`")[1], flags=re.DOTALL).group(1)
+    settings = {key: value for key, value in yaml.safe_load(block).items() if value is not None}
+    assert parse_recipe(settings, "other", PLAIN).digest() == built.report.recipe["digest"]
     exported, _ = run_export("recipe-mix", "llava", tmp_path / "export", from_=out)
     records = json.loads(exported.data_file.read_text())
     train = built.dataset[schema.TRAIN_SPLIT]
