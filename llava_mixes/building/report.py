@@ -80,9 +80,27 @@ def _checked(report: BuildReport) -> BuildReport:
         and all(_is_count(value) for value in counts)
         and all(value is None or isinstance(value, dict) for value in objects)
         and (report.duplicate_rows is None or _is_count(report.duplicate_rows))
+        and (report.recipe is None or _recipe_record_typed(report.recipe))
     ):
         raise TypeError("a field does not have its type")
     return report
+
+
+def _recipe_record_typed(recipe: dict[str, Any]) -> bool:
+    """Whether a recipe record's per-source counts and per-task lines have their types (counts >= 0, shares None or
+    numbers), so the tables that show them can trust them."""
+    sources, tasks = recipe.get("sources", {}), recipe.get("tasks", {})
+    if not isinstance(sources, dict) or not isinstance(tasks, dict):
+        return False
+    lines = [*sources.values(), *tasks.values()]
+    if not all(isinstance(line, dict) for line in lines):
+        return False
+    counts = [value for line in sources.values() for value in line.values()]
+    counts += [line.get(key) for line in tasks.values() for key in ("requested", "in_train")]
+    shares = [line.get("share") for line in tasks.values()]
+    return all(map(_is_count, counts)) and all(
+        share is None or (isinstance(share, (int, float)) and not isinstance(share, bool)) for share in shares
+    )
 
 
 @dataclass

@@ -5,6 +5,7 @@ shares no source can meet, a mix that would take 10^12 rows, and hostile task la
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,7 @@ from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.building import mixing
 from llava_mixes.building.entry import build
-from llava_mixes.building.report import BuildReport, recipe_accounted
+from llava_mixes.building.report import BuildReport, ReportError, recipe_accounted
 from llava_mixes.building.tables import TASK_LINES, format_recipe_table, format_task_table
 from llava_mixes.cli.main import main
 from llava_mixes.errors import ConfigError
@@ -298,3 +299,25 @@ def test_ten_thousand_task_labels_and_a_long_one_keep_the_table_short() -> None:
     assert "| vqa | 1 | 5 | 3 |" in "\n".join(lines)  # a task with a share is always shown
     assert lines[-2].startswith(f"| {10_002 - TASK_LINES:,} other tasks | — |")
     assert lines[-1] == "| total | 1 | 20,014 | 10,012 | 1 |"
+
+
+@pytest.mark.adversarial("error")
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"sources": {"mix665k": {"kept": "2"}}},
+        {"sources": {"mix665k": {"repeats": -1}}},
+        {"sources": {"mix665k": {"kept": True}}},
+        {"sources": [], "tasks": {}},
+        {"sources": {}, "tasks": {"vqa": {"share": "0.5", "requested": 1, "in_train": 1}}},
+        {"sources": {}, "tasks": {"vqa": {"share": None, "requested": 1.5, "in_train": 1}}},
+        {"sources": {}, "tasks": {"vqa": 3}},
+    ],
+)
+def test_a_report_whose_recipe_record_lost_its_types_is_refused_by_name(tmp_path: Path, recipe: dict) -> None:
+    path = tmp_path / "llava_mixes_report.json"
+    report = BuildReport("recipe", "1", ["mix665k"])
+    report.recipe = recipe
+    path.write_text(json.dumps(report.to_json()))
+    with pytest.raises(ReportError, match=r"the build report .*llava_mixes_report.json cannot be read"):
+        BuildReport.load(path)
