@@ -46,7 +46,11 @@ RECIPE_COUNTS = (
     "removed",
     "kept",
 )
-"""Where a recipe source's rows went: `rows_in` is the sum of the others."""
+"""Where a recipe source's rows went: `rows_in` is the sum of the others. A source's line also holds `requested`
+(the rows its sampling asked, repeats included) and `repeats` (the extra copies of its kept rows): `train` holds
+`kept + repeats` of its rows."""
+RECIPE_REQUESTED = "requested"
+RECIPE_REPEATS = "repeats"
 
 
 class ReportError(LlavaMixesError, ValueError):
@@ -76,9 +80,27 @@ def _checked(report: BuildReport) -> BuildReport:
         and all(_is_count(value) for value in counts)
         and all(value is None or isinstance(value, dict) for value in objects)
         and (report.duplicate_rows is None or _is_count(report.duplicate_rows))
+        and (report.recipe is None or _recipe_record_typed(report.recipe))
     ):
         raise TypeError("a field does not have its type")
     return report
+
+
+def _recipe_record_typed(recipe: dict[str, Any]) -> bool:
+    """Whether a recipe record's per-source counts and per-task lines have their types (counts >= 0, shares None or
+    numbers), so the tables that show them can trust them."""
+    sources, tasks = recipe.get("sources", {}), recipe.get("tasks", {})
+    if not isinstance(sources, dict) or not isinstance(tasks, dict):
+        return False
+    lines = [*sources.values(), *tasks.values()]
+    if not all(isinstance(line, dict) for line in lines):
+        return False
+    counts = [value for line in sources.values() for value in line.values()]
+    counts += [line.get(key) for line in tasks.values() for key in ("requested", "in_train")]
+    shares = [line.get("share") for line in tasks.values()]
+    return all(map(_is_count, counts)) and all(
+        share is None or (isinstance(share, (int, float)) and not isinstance(share, bool)) for share in shares
+    )
 
 
 @dataclass
@@ -113,7 +135,8 @@ class BuildReport:
     duplicate_rows: int | None = None
     """Rows that repeat an earlier row's picture and conversation text (`dedup.rows`); None where not counted."""
     recipe: dict[str, Any] | None = None
-    """A recipe build's recipe: `name`, `digest`, `settings` and per source the counts of `RECIPE_COUNTS`."""
+    """A recipe build's recipe: `name`, `digest`, `settings`, per source the counts of `RECIPE_COUNTS` (with
+    `requested` and `repeats`), and per task (`recipe_tasks`) the requested rows and the rows in `train`."""
 
     @property
     def rejected_rows(self) -> int:
@@ -258,10 +281,29 @@ def stats_file_name(report: BuildReport) -> str:
     return check_file_name(f"{name}{STATS_SUFFIX}", "the statistics file name")
 
 
+def recipe_tasks(
+    shares: Mapping[str, float], requested: Mapping[str, int], in_train: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Per task label, in name order: its share (None where the recipe names none), the rows the sampling asked
+    for (repeats included) and the rows in `train`."""
+    tasks = sorted({*shares, *requested, *in_train})
+    return {
+        task: {"share": shares.get(task), "requested": requested.get(task, 0), "in_train": in_train.get(task, 0)}
+        for task in tasks
+    }
+
+
 def recipe_accounted(report: BuildReport) -> bool:
-    """Whether, for every source of a recipe build, rows in equal the sum of where they went."""
-    sources = (report.recipe or {}).get("sources", {})
-    return bool(sources) and all(c["rows_in"] == sum(c[key] for key in RECIPE_COUNTS[1:]) for c in sources.values())
+    """Whether, for every source of a recipe build, rows in equal the sum of where they went, and the rows in
+    `train` per task add up to the sources' kept rows and repeats."""
+    recipe = report.recipe or {}
+    sources = recipe.get("sources", {})
+    if not sources or not all(c["rows_in"] == sum(c[key] for key in RECIPE_COUNTS[1:]) for c in sources.values()):
+        return False
+    if "tasks" not in recipe:
+        return True
+    train = sum(c["kept"] + c.get(RECIPE_REPEATS, 0) for c in sources.values())
+    return train == sum(line["in_train"] for line in recipe["tasks"].values())
 
 
 def removal_alarms(report: BuildReport, share: float = REMOVAL_ALARM_SHARE) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from llava_mixes.building.config import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixesC
 from llava_mixes.building.entry import build
 from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_refusal
 from llava_mixes.building.report import BuildReport, alarm_line, removal_alarms, stats_file_name
-from llava_mixes.building.tables import format_recipe_table, format_table
+from llava_mixes.building.tables import format_recipe_table, format_table, format_task_table
 from llava_mixes.decontam import format_benchmark_table
 from llava_mixes.decontam.benchmark_repos import MIRROR_ENV
 from llava_mixes.decontam.benchmark_sets import shipped_sets
@@ -236,6 +236,9 @@ def print_report(report: BuildReport) -> None:
     if report.recipe:
         out(f"recipe {report.recipe['name']} ({report.recipe['digest'][:12]}), rows per source:")
         out(format_recipe_table(report))
+        if format_task_table(report):
+            out("rows per task, requested and in train:")
+            out(format_task_table(report))
     if report.dedup:
         embedder = report.dedup["embedder"]
         scope = "within each image group" if report.dedup["scope"] == "group" else "across all images"

@@ -23,7 +23,7 @@ from huggingface_hub import DatasetCardData
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.building.report import BuildReport
-from llava_mixes.building.tables import format_benchmark_table, format_recipe_table, format_table
+from llava_mixes.building.tables import format_benchmark_table, format_recipe_table, format_table, format_task_lines
 
 PRETTY_NAME = "LLaVA mixes"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
@@ -300,7 +300,7 @@ def _recipe_section(entry: dict[str, Any]) -> str:
         recipe=recipe["name"],
         digest=recipe["digest"],
         settings=yaml.safe_dump(recipe["settings"], sort_keys=False, allow_unicode=True).strip(),
-        sources_table=format_recipe_table(report),
+        sources_table=format_recipe_table(report) + format_task_lines(report),
         dedup=dedup,
         decontamination=decontamination,
     )

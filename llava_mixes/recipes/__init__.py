@@ -1,4 +1,5 @@
-"""Recipes: the recipe schema (a YAML file parsed once into a typed `Recipe`), the shipped recipes, and how much
+"""Recipes: the recipe schema (a YAML file parsed once into a typed `Recipe`, read by `yaml_reader`), how it samples
+(`sampling`: counts, factors, caps, shares by task), the shipped recipes, and how much
 several built configs' pictures overlap (`source_overlap`) with its heatmap. A recipe's rows are mixed by the build
 stage (`building.mixing`)."""
 

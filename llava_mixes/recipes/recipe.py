@@ -2,13 +2,17 @@
 
 ```yaml
 name: my-mix                 # optional; the file's stem by default; one plain file name (it names output files)
-seed: 0                      # seeds every source's sampling: an integer in [0, 2**63) (default 0)
+seed: 0                      # seeds every draw of the sampling: an integer in [0, 2**63) (default 0)
 sources:                     # plain configs (`llava-mixes list`), in order: earlier sources win in dedup
   - config: mix665k
-    sample: all              # all (default) | a row count (integer >= 1) | a fraction in (0, 1] (at least 1 row)
+    sample: all              # all (default) | a row count (an integer) | a float: a multiple of the source's rows
   - config: sharegpt4v-mix665k
-    sample: 0.5
+    sample: 0.5              # half of its rows; 2.0: twice over (each row repeated), 1.5: one and a half times
+    cap: 350000              # optional: at most this many rows of the source (replaces the recipe's cap)
   - {config: textocr-gpt4v, data_files: textocr-gpt4v.train.jsonl}  # file(s) under another name, in data_dir
+cap: 350000                  # optional: at most this many rows of every source without its own cap
+shares: {conversation: 0.4, vqa: 0.3, caption: 0.3}  # optional: the mix's rows by the rows' task
+size: 100000                 # optional, with shares: the mix's rows (default: sized by the binding task)
 dedup:                       # optional; no near-duplicate removal without it
   threshold: 0.8             # cosine in (0, 1]
   scope: recipe              # recipe: across all sources (default) | group: within each image group
@@ -20,12 +24,17 @@ decontaminate:               # optional: benchmarks whose pictures leave the mix
 duplicate_rows: remove       # remove (default): exact duplicate rows leave as `duplicate_row` | keep
 ```
 
+How `sample`, `cap`, `shares` and `size` are read, and their bounds, is in `recipes.sampling`. A row taken more than
+once is in `train` once per time, each repeat with its own id (`<id>#r1`, `<id>#r2`, ...); duplicate rows,
+benchmark pictures and near duplicates are looked for among the rows taken, each once, and a row that leaves takes
+its repeats with it (`building.mixing`).
+
 A relative path in a recipe (a reference, an embedder file or folder) is read from the recipe file's folder,
 never from the working directory; a source's `data_files` from `data_dir` only (absolute paths are refused here,
-paths out of `data_dir` by `paths.contained` at build time). A recipe file is untrusted input, read with bounds:
-at most `MAX_RECIPE_BYTES`, UTF-8, plain YAML (no anchors, aliases, merge keys, duplicate keys or explicit tags
-beyond the core scalars, at most `MAX_DEPTH` levels deep), and every error shows a bad value cut short.
-`Recipe.digest()` covers every setting, so a build keyed by it changes whenever the recipe's content does.
+paths out of `data_dir` by `paths.contained` at build time). A recipe file is untrusted input, read with bounds
+(`recipes.yaml_reader`), and every error shows a bad value cut short.
+`Recipe.digest()` covers every setting, so a build keyed by it changes whenever the recipe's content does; a key
+left out (no `cap`, `shares` or `size`) is left out of the digest, so recipes written before those keys keep theirs.
 """
 
 from __future__ import annotations
@@ -33,14 +42,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import reprlib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX, named_entries
 from llava_mixes.dedup.deduplicate import check_threshold
@@ -48,81 +55,21 @@ from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES
 from llava_mixes.embedding.embedders import THUMBNAIL
 from llava_mixes.errors import ConfigError, PathEscapeError
 from llava_mixes.paths import check_file_name
+from llava_mixes.recipes.sampling import check_cap, check_sample, check_shares, check_size, draw_counts, wanted_rows
+from llava_mixes.recipes.yaml_reader import MAX_DEPTH, MAX_RECIPE_BYTES, read_recipe_file, read_recipe_yaml, show
+
+__all__ = ["MAX_DEPTH", "MAX_RECIPE_BYTES", "Recipe", "RecipeSource", "load_recipe", "parse_recipe", "show"]
 
 RECIPE_SCOPES = ("recipe", "group")
 DUPLICATE_ROW_POLICIES = ("remove", "keep")
-TOP_KEYS = ("name", "seed", "sources", "dedup", "decontaminate", "duplicate_rows")
-SOURCE_KEYS = ("config", "sample", "data_files")
+TOP_KEYS = ("name", "seed", "sources", "cap", "shares", "size", "dedup", "decontaminate", "duplicate_rows")
+SOURCE_KEYS = ("config", "sample", "cap", "data_files")
 DEDUP_KEYS = ("threshold", "scope", "embedder")
 DECONTAM_KEYS = ("references", "threshold", "embedder")
 SHIPPED = "llava_mixes.recipes.shipped"
-MAX_RECIPE_BYTES = 64 << 10
-"""Largest recipe file read; real recipes take a few hundred bytes."""
-MAX_DEPTH = 32
-"""Deepest nesting of YAML collections in a recipe; a real one nests 3 deep."""
 MAX_SEED = 2**63
 MAX_DATA_FILES = 1000  # the most annotation files one recipe source may name; a real source has a few
 NAMED_EMBEDDERS = (GRADIENTS, THUMBNAIL)
-_CORE_TAGS = frozenset(f"tag:yaml.org,2002:{kind}" for kind in ("str", "int", "float", "bool", "null", "seq", "map"))
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-_repr = reprlib.Repr()
-_repr.maxlevel, _repr.maxdict, _repr.maxlist, _repr.maxtuple, _repr.maxset = 2, 4, 4, 4, 4
-_repr.maxstring, _repr.maxother, _repr.maxlong = 80, 80, 40
-
-
-def show(value: object) -> str:
-    """`repr(value)`, cut short: an error message never grows with the input."""
-    return _repr.repr(value)
-
-
-class RecipeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing what lets a small file grow into a huge structure or name a Python type:
-    anchors and aliases, merge keys, explicit tags other than the core scalar and collection tags, duplicate
-    keys, and collections nested deeper than `MAX_DEPTH`."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise _refused("an alias (*name); write the value out", event.start_mark)
-        if getattr(event, "anchor", None) is not None:
-            raise _refused("an anchor (&name); write the value out", event.start_mark)
-        tag = getattr(event, "tag", None)
-        if tag is not None and tag != "!" and tag not in _CORE_TAGS:
-            raise _refused(
-                f"the tag {show(tag)}; a recipe holds plain strings, numbers, lists and maps", event.start_mark
-            )
-        nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
-        self._depth += nested
-        if self._depth > MAX_DEPTH:
-            raise _refused(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= nested
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                raise _refused("a merge key (<<); write the keys out", key_node.start_mark)
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                raise _refused(f"a key that is not a plain value ({show(key)})", key_node.start_mark) from None
-            if duplicate:
-                raise _refused(f"the key {show(key)} twice in one mapping", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _refused(what: str, mark: yaml.Mark | None) -> yaml.YAMLError:
-    return yaml.constructor.ConstructorError(None, None, f"a recipe may not hold {what}", mark)
 
 
 def _keys(where: str, mapping: object, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -144,40 +91,37 @@ def _embedder_name(where: str, embedder: object) -> None:
 
 @dataclass(frozen=True)
 class RecipeSource:
-    """One source of a recipe: a plain config, how many of its rows to take, and its annotation files where they
-    are not the names the source expects (`data_files`, relative to `data_dir`; empty: the expected names)."""
+    """One source of a recipe: a plain config, how many of its rows to take (`sample`, at most `cap`), and its
+    annotation files where they are not the names the source expects (`data_files`, relative to `data_dir`;
+    empty: the expected names)."""
 
     config: str
     sample: str | int | float = "all"
     data_files: tuple[str, ...] = ()
+    cap: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, str) or not self.config:
             raise ConfigError(f"sources[].config={show(self.config)} is not allowed; give a plain config name")
         object.__setattr__(self, "data_files", _data_files(self.config, self.data_files))
-        sample = self.sample
-        if isinstance(sample, str) and sample == "all":
-            return
-        if isinstance(sample, bool) or not isinstance(sample, (int, float)):
-            raise ConfigError(
-                f"sources[].sample={show(sample)} is not allowed; give 'all', a count >= 1 or a fraction in (0, 1]"
-            )
-        if isinstance(sample, int) and sample < 1:
-            raise ConfigError(f"sources[].sample={show(sample)} is not allowed; a count must be >= 1")
-        if isinstance(sample, float) and not 0.0 < sample <= 1.0:
-            raise ConfigError(f"sources[].sample={show(sample)} is not allowed; a fraction must lie in (0, 1]")
+        check_sample(self.sample, "sources[].sample")
+        check_cap(self.cap, f"sources[{self.config}].cap")
 
-    def pick(self, rows: int, seed: int, position: int) -> np.ndarray:
-        """The sorted row indices this source keeps out of `rows`, the same for the same seed and position; a
-        fraction keeps at least one row of a source that has any."""
-        if self.sample == "all":
-            return np.arange(rows, dtype=np.int64)
-        if isinstance(self.sample, int):
-            wanted = min(rows, self.sample)
-        else:
-            wanted = min(rows, max(1, round(self.sample * rows)))
-        chosen = np.random.default_rng([seed, position]).choice(rows, size=wanted, replace=False)
-        return np.sort(chosen).astype(np.int64)
+    def wanted(self, rows: int, recipe_cap: int | None = None) -> int:
+        """How many rows (repeats included) this source asks of its `rows`: its sample within its cap, or within
+        `recipe_cap` when it has none."""
+        return wanted_rows(self.sample, rows, self.cap if self.cap is not None else recipe_cap)
+
+    def counts(self, rows: int, seed: int, position: int, recipe_cap: int | None = None) -> np.ndarray:
+        """How many times each of `rows` rows is taken (`sampling.draw_counts`), the same for the same seed and
+        position."""
+        return draw_counts(rows, self.wanted(rows, recipe_cap), seed, position)
+
+    def pick(self, rows: int, seed: int, position: int, recipe_cap: int | None = None) -> np.ndarray:
+        """The sorted row indices this source takes out of `rows`, each as many times as it is taken; a fraction
+        keeps at least one row of a source that has any."""
+        counts = self.counts(rows, seed, position, recipe_cap)
+        return np.repeat(np.arange(rows, dtype=np.int64), counts)
 
 
 def _data_files(config: str, data_files: object) -> tuple[str, ...]:
@@ -251,6 +195,9 @@ class Recipe:
     dedup: RecipeDedup | None = None
     decontaminate: RecipeDecontamination | None = None
     duplicate_rows: str = "remove"
+    cap: int | None = None
+    shares: tuple[tuple[str, float], ...] | None = None
+    size: int | None = None
     plain_configs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -275,12 +222,24 @@ class Recipe:
                 f"duplicate_rows={show(self.duplicate_rows)} is not allowed; choose one of "
                 f"{list(DUPLICATE_ROW_POLICIES)}"
             )
+        check_cap(self.cap, "cap")
+        object.__setattr__(self, "shares", check_shares(self.shares))
+        check_size(self.size, self.shares)
 
     def to_json(self) -> dict[str, Any]:
-        """Every setting, as JSON-serialisable values."""
+        """Every setting, as JSON-serialisable values; a sampling key left out (`cap`, `shares`, `size`) is left out
+        here too."""
         data = asdict(self)
         data.pop("plain_configs")
-        data["sources"] = [{key: value for key, value in item.items() if value != ()} for item in data["sources"]]
+        data["sources"] = [
+            {key: value for key, value in item.items() if value != () and not (key == "cap" and value is None)}
+            for item in data["sources"]
+        ]
+        for key in ("cap", "shares", "size"):
+            if data[key] is None:
+                data.pop(key)
+        if self.shares is not None:
+            data["shares"] = dict(self.shares)
         return data
 
     def digest(self) -> str:
@@ -328,7 +287,7 @@ def parse_recipe(data: object, name: str, plain_configs: tuple[str, ...] = (), b
     raw_sources = data["sources"]
     if not isinstance(raw_sources, list):
         raise ConfigError(
-            f"sources must be a list of {{config, sample, data_files}} mappings; got {show(raw_sources)}"
+            f"sources must be a list of {{config, sample, cap, data_files}} mappings; got {show(raw_sources)}"
         )
     sources = []
     for entry in raw_sources:
@@ -365,38 +324,11 @@ def parse_recipe(data: object, name: str, plain_configs: tuple[str, ...] = (), b
         dedup=dedup,
         decontaminate=decontam,
         duplicate_rows=data.get("duplicate_rows", "remove"),
+        cap=data.get("cap"),
+        shares=data.get("shares"),
+        size=data.get("size"),
         plain_configs=plain_configs,
     )
-
-
-def read_recipe_yaml(text: str, where: str) -> object:
-    """The YAML document of a recipe (see `RecipeLoader`); `ConfigError` naming `where` and the position."""
-    loader = None
-    try:
-        loader = RecipeLoader(text)
-        loader.name = where
-        return loader.get_single_data()
-    except yaml.YAMLError as error:
-        raise ConfigError(f"recipe {where!r} is not a plain YAML recipe: {str(error)[:600]}") from None
-    except (ValueError, OverflowError) as error:  # a number or date PyYAML resolves but cannot build
-        raise ConfigError(f"recipe {where!r} holds a value that cannot be read: {str(error)[:300]}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _read_recipe_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_RECIPE_BYTES + 1)
-    if len(data) > MAX_RECIPE_BYTES:
-        raise ConfigError(f"recipe {str(path)!r} is larger than {MAX_RECIPE_BYTES:,} bytes; a recipe is a short file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"recipe {str(path)!r} is not UTF-8 text: byte {error.start} (0x{data[error.start]:02x}) cannot be "
-            "decoded; save the file as UTF-8"
-        ) from None
 
 
 def shipped_recipes() -> tuple[str, ...]:
@@ -410,7 +342,7 @@ def load_recipe(recipe: str | Path, plain_configs: tuple[str, ...] = ()) -> Reci
     `shipped_recipes`)."""
     path = Path(recipe)
     if path.is_file():
-        text, name, base = _read_recipe_file(path), path.stem, path.parent.absolute()
+        text, name, base = read_recipe_file(path), path.stem, path.parent.absolute()
     elif str(recipe) in shipped_recipes():
         text, name, base = resources.files(SHIPPED).joinpath(f"{recipe}.yaml").read_text("utf-8"), str(recipe), None
     else:

@@ -37,7 +37,10 @@ PLAIN = tuple(SOURCES)
         ({"sources": ["mix665k"], "dedupe": {}}, r"unknown key 'dedupe'; allowed keys: \['name'"),
         ({"sources": ["nope"]}, r"sources\[\].config='nope' is not allowed; choose one of \['mix665k'"),
         ({"sources": [{"config": "mix665k", "sample": 0}]}, r"sample=0 is not allowed"),
-        ({"sources": [{"config": "mix665k", "sample": 1.5}]}, r"fraction must lie in \(0, 1\]"),
+        ({"sources": [{"config": "mix665k", "sample": 1000.5}]}, r"a factor in \(1, 1000\]"),
+        ({"sources": [{"config": "mix665k", "cap": 0}]}, r"sources\[mix665k\].cap=0 is not allowed; give a row count"),
+        ({"sources": ["mix665k"], "shares": {"vqa": 0.5}}, r"sum to 0.5, not 1"),
+        ({"sources": ["mix665k"], "size": 10}, r"size=10 is not allowed without shares"),
         ({"sources": ["mix665k"], "dedup": {"threshold": 0.8, "scope": "world"}}, r"scope='world'.*\['recipe'"),
         ({"sources": ["mix665k"], "dedup": {"scope": "recipe"}}, r"'threshold' is missing"),
         ({"sources": ["mix665k"], "duplicate_rows": "drop"}, r"duplicate_rows='drop'.*\['remove', 'keep'\]"),
@@ -54,7 +57,8 @@ def test_sampling_is_seeded() -> None:
     fraction = RecipeSource("mix665k", 0.5)
     assert fraction.pick(10, 0, 1).tolist() == fraction.pick(10, 0, 1).tolist()
     assert len(fraction.pick(10, 0, 1)) == 5 and len(RecipeSource("mix665k", 3).pick(10, 7, 0)) == 3
-    assert RecipeSource("mix665k", 30).pick(10, 7, 0).tolist() == list(range(10))
+    assert RecipeSource("mix665k", 30).pick(10, 7, 0).tolist() == [row for row in range(10) for _ in range(3)]
+    assert RecipeSource("mix665k", 30, cap=12).counts(10, 7, 0).sum() == 12
     assert fraction.pick(100, 0, 1).tolist() != fraction.pick(100, 1, 1).tolist()
 
 
@@ -224,17 +228,39 @@ yaml_scalars = st.one_of(
 yaml_values = st.recursive(
     yaml_scalars,
     lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from([*TOP_KEYS, "config", "sample", "x"]), inner)
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from([*TOP_KEYS, "config", "sample", "cap", "vqa", "x"]), inner),
     ),
     max_leaves=20,
 )
-samples = st.one_of(st.just("all"), st.integers(1, 10**6), st.floats(0.0, 1.0, exclude_min=True))
+samples = st.one_of(
+    st.just("all"), st.integers(1, 10**6), st.floats(0.0, 1.0, exclude_min=True), st.floats(1.0, 1000.0)
+)
+caps = st.one_of(st.none(), st.integers(1, 10**8))
+TASKS = ("conversation", "vqa", "caption", "ocr_caption", "任务 | 2")
+
+
+@st.composite
+def valid_shares(draw: st.DrawFn) -> dict[str, float]:
+    """Shares of 1-5 tasks that sum to 1 within the tolerance."""
+    tasks = draw(st.lists(st.sampled_from(TASKS), min_size=1, max_size=5, unique=True))
+    weights = [draw(st.integers(1, 1000)) for _ in tasks]
+    return {task: weight / sum(weights) for task, weight in zip(tasks, weights, strict=True)}
 
 
 @st.composite
 def valid_recipes(draw: st.DrawFn) -> dict:
     sources = draw(st.lists(st.sampled_from(PLAIN), min_size=1, max_size=4, unique=True))
     data: dict = {"sources": [{"config": config, "sample": draw(samples)} for config in sources]}
+    for source in data["sources"]:
+        if (cap := draw(caps)) is not None:
+            source["cap"] = cap
+    if (cap := draw(caps)) is not None:
+        data["cap"] = cap
+    if draw(st.booleans()):
+        data["shares"] = draw(valid_shares())
+        if draw(st.booleans()):
+            data["size"] = draw(st.integers(1, 10**8))
     data["seed"] = draw(st.integers(0, 2**63 - 1))
     data["name"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_+=-]{0,20}", fullmatch=True))
     if draw(st.booleans()):
@@ -283,6 +309,12 @@ def test_a_generated_recipe_reads_back_as_written(tmp_path_factory: pytest.TempP
         (source["config"], source["sample"]) for source in data["sources"]
     ]
     assert (recipe.dedup is None) == ("dedup" not in data) and recipe.duplicate_rows == data["duplicate_rows"]
+    assert [source.cap for source in recipe.sources] == [source.get("cap") for source in data["sources"]]
+    assert (recipe.cap, recipe.size) == (data.get("cap"), data.get("size"))
+    assert recipe.shares == (tuple(sorted(data["shares"].items())) if "shares" in data else None)
+    # The settings read back as the same recipe (the card's YAML is them).
+    settings = {key: value for key, value in recipe.to_json().items() if value is not None}
+    assert parse_recipe(settings, "other", PLAIN).digest() == recipe.digest()
 
 
 @given(yaml_values)

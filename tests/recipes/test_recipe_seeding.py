@@ -21,6 +21,7 @@ from llava_mixes.builders import SOURCES
 from llava_mixes.building.entry import build
 from llava_mixes.playground import Playground
 from llava_mixes.recipes.recipe import RecipeSource
+from llava_mixes.recipes.sampling import take_shares
 
 HALF = RecipeSource("mix665k", 0.5)
 
@@ -52,6 +53,13 @@ def test_a_fixed_recipe_takes_the_rows_it_always_took() -> None:
     changing its stream) changes the rows of every sampled recipe, and must be a deliberate new version."""
     assert RecipeSource("mix665k", 5).pick(20, 7, 2).tolist() == [2, 4, 8, 16, 19]
     assert RecipeSource("mix665k", 0.25).pick(12, 0, 0).tolist() == [6, 7, 8]
+    # Upsampling (every row twice, two drawn a third time), a cap above the size, and the shares' draw.
+    assert RecipeSource("mix665k", 2.5).pick(4, 7, 2).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3]
+    assert RecipeSource("mix665k", 7, cap=6).pick(4, 0, 0).tolist() == [0, 1, 2, 2, 3, 3]
+    counts = [np.array([1, 2, 1, 1]), np.array([1, 1, 3])]
+    codes = [np.array([0, 1, 0, 1]), np.array([1, 0, 1])]
+    taken = take_shares(counts, codes, ["a", "b"], {"a": 3, "b": 4}, 11)
+    assert [each.tolist() for each in taken] == [[1, 1, 1, 0], [0, 1, 3]]
 
 
 def test_each_seed_picks_other_rows() -> None:
@@ -71,23 +79,32 @@ def test_seed_and_place_are_not_summed_or_swapped(one: tuple[int, int], other: t
 
 @given(
     rows=st.integers(0, 400),
-    sample=st.one_of(st.just("all"), st.integers(1, 500), st.floats(1e-3, 1.0)),
+    sample=st.one_of(st.just("all"), st.integers(1, 1500), st.floats(1e-3, 1.0), st.floats(1.0, 5.0)),
+    cap=st.one_of(st.none(), st.integers(1, 600)),
     seed=st.integers(0, 2**63 - 1),
     position=st.integers(0, 50),
 )
 def test_a_pick_is_a_sorted_sample_of_the_promised_size(
-    rows: int, sample: str | int | float, seed: int, position: int
+    rows: int, sample: str | int | float, cap: int | None, seed: int, position: int
 ) -> None:
-    source = RecipeSource("mix665k", sample)
+    """A pick takes `sample` rows (a count, or a float times the rows, at least one) within `cap`; above the
+    source's size every row is taken the same number of times, give or take one."""
+    source = RecipeSource("mix665k", sample, cap=cap)
     picked = source.pick(rows, seed, position)
-    if sample == "all":
+    if rows == 0:
+        wanted = 0
+    elif sample == "all":
         wanted = rows
     elif isinstance(sample, int):
-        wanted = min(rows, sample)
+        wanted = sample
     else:
-        wanted = min(rows, max(1, round(sample * rows)))  # a fraction keeps at least one row of a source with any
+        wanted = max(1, round(sample * rows))  # a fraction keeps at least one row of a source with any
+    wanted = wanted if cap is None else min(wanted, cap)
     assert picked.dtype == np.int64 and len(picked) == wanted
-    assert (np.diff(picked) > 0).all() and (len(picked) == 0 or 0 <= picked[0] <= picked[-1] < rows)
+    assert (np.diff(picked) >= 0).all() and (len(picked) == 0 or 0 <= picked[0] <= picked[-1] < rows)
+    times = np.bincount(picked, minlength=rows)
+    if rows:
+        assert times.max() - times.min() <= 1 and times.min() == wanted // rows
     assert picked.tolist() == source.pick(rows, seed, position).tolist()
 
 
