@@ -69,6 +69,7 @@ class GradientsEmbedder(Embedder):
     """Soft-binned gradient-orientation histograms on a small grey square (see the module docstring)."""
 
     VERSION = 1
+    verifies_pairs = True
     copy_threshold = 0.80
     """Cosine at or above which two pictures are copies when the vectors decide alone (module docstring)."""
     candidate_threshold = 0.70
@@ -158,6 +159,7 @@ class TorchScriptEmbedder(Embedder):
     """A TorchScript image model, such as an SSCD checkpoint, with SSCD's preprocessing (module docstring)."""
 
     decode_in_processes = True
+    verifies_pairs = True
     copy_threshold = 0.75
     """SSCD's README: `sscd_disc_mixup` pairs at or above 0.75 are copies with 90% precision on DISC."""
     candidate_threshold = 0.60
