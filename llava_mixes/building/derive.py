@@ -130,6 +130,7 @@ def deduplicate_rows(
             embedding.num_workers,
             threshold_setting=settings.threshold_setting,
         )
+        record["search"] = "exact"  # candidates come from the exact range search (`decontam.candidates`)
         record["verification"] = verification_record(verifier, settings.threshold, verified)
     else:
         result = deduplicate(kept, settings.threshold, settings.scope, search=settings.search, embeddings=cache)

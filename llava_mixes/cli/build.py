@@ -197,9 +197,9 @@ def add_recipe_option(parser: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print every named config with its sources and dedup threshold, or (`--embedders`) every embedder."""
     if args.embedders:
-        out(f"{'embedder':36s} {'copy':28s} {'near duplicate':15s} what")
+        out(f"{'embedder':36s} {'copy':28s} {'near duplicate':24s} what")
         for name, what, copy, near in EMBEDDER_GUIDE:
-            out(f"{name:36s} {copy:28s} {near:15s} {what}")
+            out(f"{name:36s} {copy:28s} {near:24s} {what}")
         return 0
     for config in LlavaMixes.BUILDER_CONFIGS:
         if config.is_recipe:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from llava_mixes import schema
 from llava_mixes.building import build
-from llava_mixes.building.entry import configure
+from llava_mixes.building.entry import Built, configure
 from llava_mixes.decontam.candidates import BUDGET_VARIABLE, TooManyCandidatesError
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.copies import encode, picture, plant
@@ -49,21 +49,19 @@ def _reencoded(data: bytes, seed: int) -> bytes:
     return plant(Image.open(io.BytesIO(data)).convert("RGB"), "reencode", np.random.default_rng(seed))[1]
 
 
-def _dedup(data: Path, tmp_path: Path, **kwargs: object):  # noqa: ANN202 - the `Built` of the build
+def _dedup(data: Path, tmp_path: Path, **kwargs: object) -> Built:
     return build(DEDUP, str(data), str(tmp_path / "hf"), **{"embedder": "gradients", **kwargs})
 
 
-def _removed(built) -> dict[str, str]:  # noqa: ANN001 - a `Built`
+def _removed(built: Built) -> dict[str, str]:
     removed = built.dataset[schema.REMOVED_SPLIT]
     return dict(zip(removed[schema.IMAGE_PATH], removed[schema.DUPLICATE_OF], strict=True))
 
 
 @pytest.mark.adversarial("error")
 @pytest.mark.parametrize("threshold", [float("nan"), float("inf"), -0.2, 0.0, 1.5, True, "0.8"])
-def test_a_dedup_threshold_that_is_not_a_number_in_0_1_is_refused_by_name(
-    threshold: object, tmp_path: Path
-) -> None:
-    with pytest.raises(ConfigError, match="dedup_threshold=.*not allowed"):
+def test_a_dedup_threshold_that_is_not_a_number_in_0_1_is_refused_by_name(threshold: object, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dedup_threshold=.*not allowed"):
         configure(DEDUP, str(tmp_path), str(tmp_path / "hf"), embedder="gradients", dedup_threshold=threshold)
 
 

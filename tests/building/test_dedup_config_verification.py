@@ -35,9 +35,7 @@ def _copy(data: bytes, transformation: str, seed: int) -> bytes:
 def documents() -> list[bytes]:
     """15 distinct documents: 3 of each kind of `KINDS` (the third of each a same-template look-alike)."""
     return [
-        encode(picture(kind, seed, variant), kind)
-        for kind in KINDS
-        for seed, variant in ((30, 0), (31, 0), (30, 1))
+        encode(picture(kind, seed, variant), kind) for kind in KINDS for seed, variant in ((30, 0), (31, 0), (30, 1))
     ]
 
 
@@ -64,7 +62,7 @@ def test_a_gradients_dedup_config_keeps_distinct_documents_and_removes_the_copie
     verification = built.report.dedup["verification"]
     assert verification["candidate_threshold"] == 0.8
     assert verification["confirmed"] == 1 and verification["pairs"] >= 20
-    assert verification["verifier"]["kind"] == "aligned-windows"
+    assert verification["verifier"]["kind"] == "aligned-windows" and built.report.dedup["search"] == "exact"
 
 
 def test_past_the_candidate_budget_a_dedup_config_stops_naming_its_own_way_out(
