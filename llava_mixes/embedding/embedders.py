@@ -95,7 +95,7 @@ EMBEDDER_GUIDE = (
         "thumbnail",
         "32x32 grey thumbnail, no weights; one stage, for photos: at 0.90 it removed 0% of distinct photos and found "
         "79-86% of planted copies (crops missed); NOT for documents: at 0.90 it removes up to 22% of distinct "
-        "charts, tables, slides and screenshots (8-64% at 0.80): use gradients",
+        "charts, tables, slides and screenshots (8-64% of each document kind at 0.80): use gradients",
         ">= 0.90 (misses most crops)",
         near_duplicate_text(ThumbnailEmbedder),
     ),
@@ -104,7 +104,7 @@ EMBEDDER_GUIDE = (
         "gradient-orientation grid, no weights; THE copy default (decontaminate, overlap, recipe copy dedup); every "
         "dedup verifies its pairs (~25 ms CPU a pair, within max_candidate_pairs): 0% of distinct pictures of any "
         "kind removed, 100% of planted copies found at 0.70-0.80; unverified, 0.80 would remove 70-98% of "
-        "distinct documents",
+        "distinct pages, charts, tables, slides, screenshots and covers",
         ">= 0.70 + verification",
         near_duplicate_text(GradientsEmbedder),
     ),
