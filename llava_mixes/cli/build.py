@@ -220,7 +220,14 @@ def print_report(report: BuildReport) -> None:
     if report.dedup:
         embedder = report.dedup["embedder"]
         scope = "within each image group" if report.dedup["scope"] == "group" else "across all images"
-        out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
+        verified = report.dedup.get("verification")
+        if verified:
+            out(
+                f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image, confirmed by verification "
+                f"({verified['confirmed']:,} of {verified['pairs']:,} candidate pairs), removed, compared {scope}"
+            )
+        else:
+            out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
         settings = embedder.items() if isinstance(embedder, dict) else [("model", embedder)]
         out("embedder: " + ", ".join(f"{key}={value}" for key, value in settings))
     out(format_table(report))

@@ -5,19 +5,26 @@ and then run again, a ViT (whose dedup is one stage) and a TorchScript copy mode
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from document_folders import write_mix665k
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from llava_mixes import schema
 from llava_mixes.building import build
 from llava_mixes.building.entry import Built, configure
 from llava_mixes.decontam.candidates import BUDGET_VARIABLE, TooManyCandidatesError
+from llava_mixes.decontam.copies import copy_deduplicate
+from llava_mixes.embedding.copy import GradientsEmbedder
+from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.copies import encode, picture, plant
 
@@ -154,3 +161,42 @@ def test_a_torchscript_copy_model_in_a_dedup_config_is_verified_too(tmp_path: Pa
     built = _dedup(tmp_path / "data", tmp_path, embedder=str(model), device="cpu")
     assert _removed(built) == {paths[4]: paths[1]}
     assert built.report.dedup["verification"]["confirmed"] == 1
+
+
+CHANNEL, SIDE = st.integers(0, 255), st.integers(24, 200)
+FLAT = st.tuples(CHANNEL, CHANNEL, CHANNEL, SIDE, SIDE)
+"""A flat picture: its colour, then its width and height."""
+
+
+@pytest.mark.adversarial("correct")
+@settings(max_examples=25)
+@given(pictures=st.lists(FLAT, min_size=1, max_size=6), repeats=st.lists(st.integers(0, 5), max_size=4))
+def test_a_verified_dedup_of_flat_pictures_removes_exactly_the_byte_identical_repeats(
+    pictures: list[tuple[int, int, int, int, int]], repeats: list[int]
+) -> None:
+    files = [_flat(spec[:3], spec[3:]) for spec in pictures]
+    files += [files[index % len(files)] for index in repeats]
+    hashes = [hashlib.sha256(data).hexdigest() for data in files]
+    rows = datasets.Dataset.from_dict(
+        {
+            schema.IMAGE: [{"bytes": data, "path": None} for data in files],
+            schema.IMAGE_PATH: [f"flat/{index}.png" for index in range(len(files))],
+            schema.IMAGE_SHA256: hashes,
+            schema.IMAGE_GROUP: ["flat"] * len(files),
+        },
+        features=datasets.Features(
+            {
+                schema.IMAGE: datasets.Image(decode=False),
+                schema.IMAGE_PATH: datasets.Value("string"),
+                schema.IMAGE_SHA256: datasets.Value("string"),
+                schema.IMAGE_GROUP: datasets.Value("string"),
+            }
+        ),
+    )
+    model = GradientsEmbedder()
+    vectors = {sha: model.prepare(data) for sha, data in zip(hashes, files, strict=True)}
+    splits, _ = copy_deduplicate(rows, vectors, 0.7, "group", CopyVerifier(), workers=1)
+    repeated = {index for index, sha in enumerate(hashes) if sha in hashes[:index]}
+    removed = {int(path.split("/")[1].split(".")[0]) for path in splits[schema.REMOVED_SPLIT][schema.IMAGE_PATH]}
+    assert removed == repeated
+    assert len(splits[schema.TRAIN_SPLIT]) + len(splits[schema.REMOVED_SPLIT]) == len(files)

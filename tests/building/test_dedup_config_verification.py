@@ -20,6 +20,7 @@ from PIL import Image
 
 from llava_mixes import schema
 from llava_mixes.building import build
+from llava_mixes.cli.main import main
 from llava_mixes.decontam.candidates import BUDGET_VARIABLE, TooManyCandidatesError
 from llava_mixes.embedding.copy import GradientsEmbedder
 from llava_mixes.playground.copies import encode, picture, plant
@@ -74,3 +75,14 @@ def test_past_the_candidate_budget_a_dedup_config_stops_naming_its_own_way_out(
     with pytest.raises(TooManyCandidatesError, match="dedup_threshold=, `--threshold`") as raised:
         build("mix665k-dedup-0.8", str(data), str(tmp_path / "hf"), embedder="gradients")
     assert "recipe" not in str(raised.value) and "--embedder openai/clip-vit-large-patch14-336" in str(raised.value)
+
+
+def test_the_command_line_says_the_dedup_was_verified(
+    documents: list[bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    write_mix665k(data, {"textvqa": [*documents[:6], _copy(documents[1], "reencode", 2)]})
+    argv = ["--log-level", "error", "build", "mix665k-dedup-0.8", "--data-dir", str(data), "--embedder", "gradients"]
+    assert main([*argv, "--cache-dir", str(tmp_path / "hf")]) == 0
+    out = capsys.readouterr().out
+    assert "dedup: images at cosine >= 0.8 to a kept image, confirmed by verification (1 of " in out
