@@ -33,8 +33,9 @@ class Embedding:
 
 
 CONFIG_THRESHOLD = (
-    "dedup_threshold=, `--threshold` on the command line, e.g. 0.9 as in the config mix665k-dedup-0.9; or a ViT "
-    "embedder, e.g. --embedder openai/clip-vit-large-patch14-336, whose near duplicates are removed by cosine alone"
+    "dedup_threshold=N, or `--threshold N` on the command line, e.g. 0.9 as in the config mix665k-dedup-0.9; a ViT "
+    "embedder, e.g. --embedder openai/clip-vit-large-patch14-336, instead removes near duplicates by cosine alone, "
+    "unverified"
 )
 """Where a dedup config sets a higher threshold, for the candidate budget's error."""
 

@@ -72,7 +72,7 @@ def test_past_the_candidate_budget_a_dedup_config_stops_naming_its_own_way_out(
     data = tmp_path / "data"
     write_mix665k(data, {"textvqa": documents})
     monkeypatch.setenv(BUDGET_VARIABLE, "3")
-    with pytest.raises(TooManyCandidatesError, match="dedup_threshold=, `--threshold`") as raised:
+    with pytest.raises(TooManyCandidatesError, match="dedup_threshold=N, or `--threshold N`") as raised:
         build("mix665k-dedup-0.8", str(data), str(tmp_path / "hf"), embedder="gradients")
     assert "recipe" not in str(raised.value) and "--embedder openai/clip-vit-large-patch14-336" in str(raised.value)
 
