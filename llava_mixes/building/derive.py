@@ -32,11 +32,20 @@ class Embedding:
     engine: str = "local"
 
 
+CONFIG_THRESHOLD = (
+    "dedup_threshold=N, or `--threshold N` on the command line, e.g. 0.9 as in the config mix665k-dedup-0.9; a ViT "
+    "embedder, e.g. --embedder openai/clip-vit-large-patch14-336, instead removes near duplicates by cosine alone, "
+    "unverified"
+)
+"""Where a dedup config sets a higher threshold, for the candidate budget's error."""
+
+
 @dataclass(frozen=True)
 class DedupSettings:
     """One dedup step: threshold, scope (`group` or `global`), search, embedder (with its revision and precision),
-    whether the kept rows keep their `embedding` column, and whether a copy embedder's pairs are confirmed by
-    verification before removal (a recipe's copy dedup) or removed as found (a dedup config)."""
+    whether the kept rows keep their `embedding` column, and where the user sets its threshold (named by the
+    candidate budget's error: a dedup config's kwarg, or a recipe's key). Whether pairs at the threshold are
+    verified before removal is the embedder's (`decontam.copies.verifies`), the same for every caller."""
 
     threshold: float
     scope: str
@@ -45,7 +54,7 @@ class DedupSettings:
     revision: str | None = None
     precision: str = "auto"
     keep_embeddings: bool = False
-    verify_copies: bool = False
+    threshold_setting: str = CONFIG_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -107,19 +116,25 @@ def deduplicate_rows(
         "rule": KEEP_RULE,
         "embedder": model.identity(),
     }
-    if settings.verify_copies and verifies(model):
+    if verifies(model):
         # A copy embedder: its pairs at the threshold are candidates, removed only once verification confirms them.
         hashes = sorted({sha for sha in kept[schema.IMAGE_SHA256] if sha is not None})
         vectors, errors = cache.vectors(hashes)
         usable = {sha: vectors[i] for i, (sha, error) in enumerate(zip(hashes, errors, strict=True)) if error is None}
         verifier = CopyVerifier()
         result, verified = copy_deduplicate(
-            kept, usable, settings.threshold, settings.scope, verifier, embedding.num_workers
+            kept,
+            usable,
+            settings.threshold,
+            settings.scope,
+            verifier,
+            embedding.num_workers,
+            threshold_setting=settings.threshold_setting,
         )
+        record["search"] = "exact"  # candidates come from the exact range search (`decontam.candidates`)
         record["verification"] = verification_record(verifier, settings.threshold, verified)
     else:
         result = deduplicate(kept, settings.threshold, settings.scope, search=settings.search, embeddings=cache)
-        if settings.verify_copies:
-            record["verification"] = None
+        record["verification"] = None
     stored = {"cache_key": stats.embedder, "images": stats.images, "embedded": stats.embedded}
     return Deduplicated(result, record, stored)

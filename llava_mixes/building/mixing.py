@@ -34,6 +34,7 @@ from llava_mixes.builders import SOURCES, extra_features
 from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
 from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats, recipe_tasks
 from llava_mixes.decontam import CONTAMINATED_SPLIT
+from llava_mixes.decontam.copies import RECIPE_THRESHOLD
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
 from llava_mixes.errors import ConfigError
 from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
@@ -310,7 +311,7 @@ def _deduplicated(
         return rows.filter(lambda sha: sha not in failed, input_columns=[schema.IMAGE_SHA256])
 
     scope = "global" if dedup.scope == "recipe" else "group"
-    settings = DedupSettings(dedup.threshold, scope, dedup.embedder, verify_copies=True)
+    settings = DedupSettings(dedup.threshold, scope, dedup.embedder, threshold_setting=RECIPE_THRESHOLD)
     done = deduplicate_rows(rows, settings, embedding, count_out)
     report.dedup, report.embedding = done.dedup, done.embedding
     for config, number in _count(done.splits[schema.REMOVED_SPLIT], names).items():

@@ -216,9 +216,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 out(f"  {named.name}/{entry.name:34s} {entry.repo_config:46s} {', '.join(entry.splits)}{confirmed}")
         return 0
     if args.embedders:
-        out(f"{'embedder':36s} {'copy':28s} {'near duplicate':15s} what")
+        out(f"{'embedder':36s} {'copy':28s} {'near duplicate':24s} what")
         for name, what, copy, near in EMBEDDER_GUIDE:
-            out(f"{name:36s} {copy:28s} {near:15s} {what}")
+            out(f"{name:36s} {copy:28s} {near:24s} {what}")
         return 0
     for config in LlavaMixes.BUILDER_CONFIGS:
         if config.is_recipe:
@@ -242,7 +242,14 @@ def print_report(report: BuildReport) -> None:
     if report.dedup:
         embedder = report.dedup["embedder"]
         scope = "within each image group" if report.dedup["scope"] == "group" else "across all images"
-        out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
+        verified = report.dedup.get("verification")
+        if verified:
+            out(
+                f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image, confirmed by verification "
+                f"({verified['confirmed']:,} of {verified['pairs']:,} candidate pairs), removed, compared {scope}"
+            )
+        else:
+            out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
         settings = embedder.items() if isinstance(embedder, dict) else [("model", embedder)]
         out("embedder: " + ", ".join(f"{key}={value}" for key, value in settings))
     out(format_table(report))

@@ -5,9 +5,10 @@
    search), which counts them against a budget and stops before verifying anything when there are too many.
 2. `embedding.verify` confirms a candidate only when the two pictures match region by region once aligned.
 
-Which embedders use the second stage (`verifies`): the copy embedders (`gradients`, TorchScript models such as
-SSCD). A ViT or `thumbnail` keeps its one-stage meaning (cosine >= threshold), as near-duplicate dedup by ViT is
-defined. Byte-identical pictures always count as copies, with no verification.
+Which embedders use the second stage (`verifies`): those whose `Embedder.verifies_pairs` says so, the copy
+embedders (`gradients`, TorchScript models such as SSCD), in every step, a dedup config's dedup included. A ViT
+keeps its one-stage meaning (cosine >= threshold), as near-duplicate dedup by ViT is defined. Byte-identical
+pictures always count as copies, with no verification.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from llava_mixes import schema
 from llava_mixes.decontam.candidates import CandidateBudget, CandidateTally, candidate_pairs
 from llava_mixes.decontam.search import Matches
 from llava_mixes.embedding.cache import read_image_bytes
-from llava_mixes.embedding.copy import GradientsEmbedder, TorchScriptEmbedder
 from llava_mixes.embedding.embedders import Embedder
 from llava_mixes.embedding.transform import distinct_images
 from llava_mixes.embedding.verify import CopyVerifier
@@ -31,10 +31,13 @@ from llava_mixes.embedding.verify_runs import PictureSource, VerifyStats, ordere
 
 logger = logging.getLogger(__name__)
 
+RECIPE_THRESHOLD = "dedup.threshold in the recipe"
+"""Where a recipe's copy dedup sets its threshold, for the budget's error."""
+
 
 def verifies(model: Embedder) -> bool:
-    """Whether copy detection with `model` confirms its candidates by verification (module docstring)."""
-    return isinstance(model, (GradientsEmbedder, TorchScriptEmbedder))
+    """Whether copy detection and dedup with `model` confirm their candidates by verification (module docstring)."""
+    return model.verifies_pairs is True
 
 
 def picture_source(*parts: datasets.Dataset) -> PictureSource:
@@ -101,6 +104,7 @@ def copy_deduplicate(
     verifier: CopyVerifier,
     workers: int | None = None,
     budget: CandidateBudget | None = None,
+    threshold_setting: str = RECIPE_THRESHOLD,
 ) -> tuple[datasets.DatasetDict, VerifyStats]:
     """Keep-first copy dedup with verification: visiting pictures in row order, a picture is removed when it is a
     confirmed copy (candidate at cosine >= `threshold`, then verified) of a picture already kept in its scope
@@ -108,7 +112,8 @@ def copy_deduplicate(
     to a kept picture's bytes, go to `removed` with `duplicate_of` (the kept path) and `similarity` (the cosine; 1.0
     for the same bytes); `train` holds the rest, with those columns null. `vectors_of` maps each picture's
     SHA-256 to its vector; rows whose picture has none are kept. Every group's candidates are counted before any
-    is verified: past `budget` (default `CandidateBudget.of()`), `TooManyCandidatesError` names the groups."""
+    is verified: past `budget` (default `CandidateBudget.of()`), `TooManyCandidatesError` names the groups and,
+    as the way to a higher threshold, `threshold_setting` (where the caller's threshold is set)."""
     table = rows.select_columns([schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP]).with_format("arrow")[:]
     paths = table.column(schema.IMAGE_PATH).to_pylist()
     hashes = table.column(schema.IMAGE_SHA256).to_pylist()
@@ -128,7 +133,7 @@ def copy_deduplicate(
         vectors = np.stack([vectors_of[sha] for sha in members]).astype(np.float32)
         labels = [str(group) if scope == "group" else "(all groups)"] * len(members)
         found[group] = candidate_pairs(vectors, vectors, threshold, labels, labels, budget, tally, earlier_only=True)
-    budget.check(tally, f"cosine >= {threshold}", "the dedup threshold, e.g. a recipe's dedup.threshold")
+    budget.check(tally, f"cosine >= {threshold}", threshold_setting)
     source = picture_source(rows)
     stats = VerifyStats()
     removed_content: dict[tuple[object, str], tuple[str, float]] = {}

@@ -19,6 +19,13 @@ class Embedder(ABC):
     dim: int
     decode_in_processes = False
     """Whether `prepare` is heavy enough to run in worker processes rather than threads."""
+    verifies_pairs = False
+    """Whether its pairs at a threshold are only candidates, which `embedding.verify` confirms or rejects before
+    anything is removed (dedup, recipe copy dedup, decontamination, overlap): true for the copy embedders, whose
+    cosine alone cannot tell distinct documents apart. The one place this rule lives (`decontam.copies.verifies`)."""
+    near_duplicate_threshold: float | None = None
+    """The cosine this embedder's dedup is measured and documented at (`llava-mixes list --embedders`); None where
+    the project has not measured one (a ViT: 0.8-0.9 by the seed study)."""
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:

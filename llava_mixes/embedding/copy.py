@@ -69,11 +69,16 @@ class GradientsEmbedder(Embedder):
     """Soft-binned gradient-orientation histograms on a small grey square (see the module docstring)."""
 
     VERSION = 1
+    verifies_pairs = True
     copy_threshold = 0.80
     """Cosine at or above which two pictures are copies when the vectors decide alone (module docstring)."""
     candidate_threshold = 0.70
     """Cosine at or above which two pictures are a candidate pair for verification (`embedding.verify`): on the
     copy benchmark (`bench/bench_copy_verification.py`) every planted copy of every kind scores 0.70 or more."""
+    near_duplicate_threshold = candidate_threshold
+    """Its dedup's default, verified: on the copy benchmark (bench/bench_near_duplicate_defaults.py) no distinct
+    picture of any kind removed and every planted copy found from 0.70 to 0.80; alone, without verification, 0.80
+    removes 70-98% of distinct pages, charts, tables, slides, screenshots and covers."""
 
     def __init__(self, size: int = 48, grid: int = 4, bins: int = 8) -> None:
         self.size = _positive_int("size", size, 8)
@@ -158,6 +163,7 @@ class TorchScriptEmbedder(Embedder):
     """A TorchScript image model, such as an SSCD checkpoint, with SSCD's preprocessing (module docstring)."""
 
     decode_in_processes = True
+    verifies_pairs = True
     copy_threshold = 0.75
     """SSCD's README: `sscd_disc_mixup` pairs at or above 0.75 are copies with 90% precision on DISC."""
     candidate_threshold = 0.60
