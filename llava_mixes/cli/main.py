@@ -12,8 +12,8 @@ import os
 
 import datasets
 
-from llava_mixes.cli import build, conventions, export, overlap, publish, report, verify
-from llava_mixes.errors import LlavaMixesError
+from llava_mixes.cli import build, conventions, export, options, overlap, publish, report, verify
+from llava_mixes.errors import LlavaMixesError, command_line_spelling
 
 logger = logging.getLogger("llava_mixes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         # Their own stderr handlers would print each of their warnings a second time, unformatted.
         logging.getLogger(library).handlers.clear()
     try:
-        return args.run(args)
+        with command_line_spelling(options.FLAGS):
+            return args.run(args)
     except (LlavaMixesError, json.JSONDecodeError) as error:
         logger.error("%s", error)
         return 2
