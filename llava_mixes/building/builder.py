@@ -28,7 +28,7 @@ from filelock import FileLock
 from llava_mixes import schema
 from llava_mixes.builders import SOURCES, check_data_dir, extra_features, info_fields
 from llava_mixes.building.chain import config_steps
-from llava_mixes.building.config import VERSION, LlavaMixesConfig, named_configs
+from llava_mixes.building.config import VERSION, LlavaMixesConfig, check_config_name, named_configs
 from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
 from llava_mixes.building.freshness import (
     BUILD_LOCK_SUFFIX,
@@ -77,6 +77,12 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
     config: LlavaMixesConfig
     in_recipe: bool = False
     """Whether this plain build is a recipe's source (its missing-file errors then name the recipe's remedies)."""
+
+    def __init__(self, *args: Any, config_name: str | None = None, **kwargs: Any) -> None:
+        # A mistyped name is the project's "unknown config ...; did you mean ...", not datasets' list of every name.
+        if isinstance(config_name, str):
+            check_config_name(config_name)
+        super().__init__(*args, config_name=config_name, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         self.config.validate()
