@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 
@@ -97,3 +97,15 @@ def command_line_spelling(flags: Mapping[str, str]) -> Iterator[None]:
     finally:
         _flags.clear()
         _flags.update(previous)
+
+
+def unknown_choice(
+    what: str, value: object, allowed: Iterable[object], shown: Callable[[object], str] = repr
+) -> ConfigError:
+    """The error for `value` where the setting `what` takes one of `allowed`: "unknown WHAT value 'x'; choose one
+    of [...]" for a name that is none of them (a typo, most often), "WHAT=x is not allowed; ..." for a value that is
+    no name at all. `shown` writes the value (e.g. with escapes, for a value from an untrusted file)."""
+    choices = f"choose one of {list(allowed)}"
+    if isinstance(value, str):
+        return ConfigError(f"unknown {setting(what)} value {shown(value)}; {choices}")
+    return ConfigError(f"{what}={shown(value)} is not allowed; {choices}")

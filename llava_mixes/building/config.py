@@ -24,7 +24,7 @@ from llava_mixes.decontam.decontaminate import check_settings as check_decontami
 from llava_mixes.dedup.deduplicate import SCOPES, SEARCHES, THRESHOLDS, check_threshold
 from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, unknown_choice
 from llava_mixes.paths import contained
 from llava_mixes.plugin import dedup_config_name
 from llava_mixes.recipes.recipe import Recipe
@@ -48,7 +48,7 @@ DEDUP_FIELDS = (
 
 def _choice(field_name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{field_name}={value!r} is not allowed; choose one of {list(allowed)}")
+        raise unknown_choice(field_name, value, allowed)
 
 
 def _positive_int(field_name: str, value: object, allow_none: bool = False) -> None:

@@ -57,18 +57,22 @@ NOT_FOR_RECIPES: dict[str, str | None] = {
 recipe has no such setting, and a recipe build always uses that field's default)."""
 
 
-def recipe_refusal(name: str, value: object) -> str:
-    """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
+def recipe_remedy(name: str) -> str:
+    """What to do instead of setting the config field `name` (one of `NOT_FOR_RECIPES`) for the config `recipe`."""
     key = NOT_FOR_RECIPES[name]
     if name == "data_files":
-        how = (
+        return (
             "name each source's files instead: `data_files: FILE` on its entry in the recipe, or "
             "data_files={CONFIG: FILE} (`--data-files CONFIG=FILE` on the command line), relative to data_dir"
         )
-    elif key:
-        how = f"set {key} in the recipe"
-    else:
-        how = "a recipe build does not use it, and the recipe has no such setting"
+    if key:
+        return f"set {key} in the recipe"
+    return "a recipe build does not use it, and the recipe has no such setting"
+
+
+def recipe_refusal(name: str, value: object) -> str:
+    """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
+    how = recipe_remedy(name)
     return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/recipes/recipe.py)"
 
 

@@ -4,10 +4,11 @@ config kwargs, and the checks that refuse flags that would do nothing, naming th
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from llava_mixes import schema
 from llava_mixes.building.config import CONFIG_NAMES, LlavaMixesConfig
-from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_refusal
+from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_remedy
 from llava_mixes.dedup import SCOPES, SEARCHES
 from llava_mixes.embedding.embedders import PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
@@ -56,6 +57,12 @@ DECONTAMINATION_FLAGS = ("decontaminate_embedder", "decontaminate_threshold")
 
 def _flag(dest: str) -> str:
     return f"--{dest.replace('_', '-')}"
+
+
+def _given(value: object) -> str:
+    """A flag's value as it was typed (each of a repeated flag's values, quoted where the shell needs it)."""
+    values = value if isinstance(value, list) else [value]
+    return " ".join(shlex.quote(str(each)) for each in values)
 
 
 def check_flags_apply(args: argparse.Namespace, configs: list[str]) -> None:
@@ -111,7 +118,7 @@ def check_recipe_flags(args: argparse.Namespace, per_source_files: bool = False)
             "`data_files: FILE` on its entry in the recipe, relative to --data-dir"
         )
     given = [
-        f"--{flag.replace('_', '-')}: {recipe_refusal(field, getattr(args, flag))}"
+        f"{_flag(flag)} {_given(getattr(args, flag))} is not allowed with --recipe: {recipe_remedy(field)}"
         for flag, field in CONFIG_KWARGS.items()
         if field in NOT_FOR_RECIPES and field != "data_files" and getattr(args, flag, None) is not None
     ]

@@ -46,7 +46,7 @@ from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX
 from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES
 from llava_mixes.embedding.embedders import THUMBNAIL
-from llava_mixes.errors import ConfigError, PathEscapeError
+from llava_mixes.errors import ConfigError, PathEscapeError, unknown_choice
 from llava_mixes.paths import check_file_name
 
 RECIPE_SCOPES = ("recipe", "group")
@@ -207,7 +207,7 @@ class RecipeDedup:
             self, "threshold", check_threshold(self.threshold, f"dedup.threshold={show(self.threshold)}")
         )
         if not isinstance(self.scope, str) or self.scope not in RECIPE_SCOPES:
-            raise ConfigError(f"dedup.scope={show(self.scope)} is not allowed; choose one of {list(RECIPE_SCOPES)}")
+            raise unknown_choice("dedup.scope", self.scope, RECIPE_SCOPES, show)
         _embedder_name("dedup.embedder", self.embedder)
 
 
@@ -263,18 +263,13 @@ class Recipe:
         configs = [source.config for source in self.sources]
         for config in configs:
             if self.plain_configs and config not in self.plain_configs:
-                raise ConfigError(
-                    f"sources[].config={show(config)} is not allowed; choose one of {list(self.plain_configs)}"
-                )
+                raise unknown_choice("sources[].config", config, self.plain_configs, show)
         if len(set(configs)) != len(configs):
             raise ConfigError(f"sources={show(configs)} is not allowed; list each config once")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"seed={show(self.seed)} is not allowed; give an integer in [0, 2**63)")
         if not isinstance(self.duplicate_rows, str) or self.duplicate_rows not in DUPLICATE_ROW_POLICIES:
-            raise ConfigError(
-                f"duplicate_rows={show(self.duplicate_rows)} is not allowed; choose one of "
-                f"{list(DUPLICATE_ROW_POLICIES)}"
-            )
+            raise unknown_choice("duplicate_rows", self.duplicate_rows, DUPLICATE_ROW_POLICIES, show)
 
     def to_json(self) -> dict[str, Any]:
         """Every setting, as JSON-serialisable values."""

@@ -9,7 +9,7 @@ import pytest
 
 from llava_mixes.cli.main import main
 from llava_mixes.embedding.embedders import resolve_embedder
-from llava_mixes.errors import EmbedderUnavailableError, command_line_spelling, setting
+from llava_mixes.errors import ConfigError, EmbedderUnavailableError, command_line_spelling, setting, unknown_choice
 from llava_mixes.playground.layout import Playground
 from llava_mixes.sources import fetch
 
@@ -147,3 +147,22 @@ def test_a_dedup_and_decontamination_build_names_each_steps_embedder(
     out = capsys.readouterr().out
     assert "dedup embedder (--embedder): kind=thumbnail, size=32, " in out
     assert ", embedder kind=gradients, " in out and "(--decontaminate-embedder), confirmed by verification" in out
+
+
+def test_a_mistyped_choice_is_unknown_and_a_value_of_another_type_is_not_allowed() -> None:
+    assert str(unknown_choice("dedup_scope", "globl", ("group", "global"))) == (
+        "unknown dedup_scope value 'globl'; choose one of ['group', 'global']"
+    )
+    assert str(unknown_choice("dedup_scope", 3, ("group", "global"))) == (
+        "dedup_scope=3 is not allowed; choose one of ['group', 'global']"
+    )
+    with command_line_spelling({"dedup_scope": "--scope"}):
+        assert str(unknown_choice("dedup_scope", "globl", ("group",))).startswith("unknown --scope value 'globl';")
+
+
+def test_a_mistyped_config_field_from_python_is_unknown(playground: Playground) -> None:
+    import datasets
+
+    with pytest.raises(ConfigError) as caught:
+        datasets.load_dataset("llava_mixes", "mix665k", data_dir=str(playground.root), on_bad_records="skp")
+    assert str(caught.value) == "unknown on_bad_records value 'skp'; choose one of ['skip', 'error']"
