@@ -36,7 +36,12 @@ CONFIG_KWARGS = {
 }
 """Each build flag's destination and the config field it sets."""
 
-FLAGS = {field: f"--{arg.replace('_', '-')}" for arg, field in CONFIG_KWARGS.items()}
+FLAGS = {
+    "data_dir": "--data-dir",
+    "images": "--images",
+    "format": "--format",
+    **{field: f"--{arg.replace('_', '-')}" for arg, field in CONFIG_KWARGS.items()},
+}
 """The command line's flag for each config field that has one: how error messages name it here
 (`errors.command_line_spelling`)."""
 
