@@ -57,6 +57,7 @@ from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import LlavaMixesError
+from llava_mixes.progress import quiet
 from llava_mixes.schema import Rejection
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.data_files import files_per_source
@@ -203,7 +204,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             config.recipe_spec(), sources, config.name, str(config.version), self._embedding(engine=False)
         )
         features = self.info.features
-        return {split: schema.conform(rows, features) for split, rows in splits.items()}
+        with quiet(sum(len(rows) for rows in splits.values())):
+            return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
     def _derived(self, rebuild_base: bool) -> dict[str, datasets.Dataset]:
         """The splits of a deduplicated and/or decontaminated config, from its plain config's rows: the rows whose
@@ -237,7 +239,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             )
         self._pending_report.decontamination = decontamination
         features = self.info.features
-        return {split: schema.conform(rows, features) for split, rows in splits.items()}
+        with quiet(sum(len(rows) for rows in splits.values())):
+            return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
     def _embedding(self, engine: bool = True) -> Embedding:
         """Where and how this config's pictures are embedded (`engine`: with its engine; else the local one)."""

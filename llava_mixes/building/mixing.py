@@ -22,6 +22,7 @@ from llava_mixes.building.report import RECIPE_COUNTS, BuildReport, group_stats
 from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
 from llava_mixes.errors import ConfigError
+from llava_mixes.progress import quiet
 from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ def mix_recipe(
             rejected=source.report.rejected_rows,
             not_sampled=len(source.rows) - len(picked),
         )
-        parts.append(schema.conform(source.rows.select(picked), features))
+        with quiet(len(picked)):
+            parts.append(schema.conform(source.rows.select(picked), features))
     rows = datasets.concatenate_datasets(parts)
     splits: dict[str, datasets.Dataset] = {}
     report = BuildReport(
@@ -136,11 +138,12 @@ def mix_recipe(
     if recipe.duplicate_rows == "remove":
         ids = rows[schema.ID]
         copy_rows = sorted(copies)
-        duplicates = schema.select_rows(rows, copy_rows).add_column(
-            schema.DUPLICATE_OF,
-            [ids[copies[row]] for row in copy_rows],
-            feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
-        )
+        with quiet(len(copy_rows)):
+            duplicates = schema.select_rows(rows, copy_rows).add_column(
+                schema.DUPLICATE_OF,
+                [ids[copies[row]] for row in copy_rows],
+                feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
+            )
         rows = rows.select(sorted(set(range(len(rows))) - copies.keys()))
         splits[DUPLICATE_SPLIT] = duplicates
         for config, number in _count(duplicates, names).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -177,7 +178,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_report(built.report)
     built.report.save(folder / stats_file_name(built.report))
     out(f"\nstatistics written to {folder}/*.stats.json")
+    out("\nnext, try:")
+    for line in next_commands(folder):
+        out(f"  {line}")
     return 0
+
+
+def next_commands(folder: Path) -> list[str]:
+    """The three commands the demo suggests next, on its playground (each runnable as printed, offline)."""
+    root, data = shlex.quote(str(folder)), shlex.quote(str(folder / "playground"))
+    config = f"{DEMO_DEDUP_CONFIGS[0]} --data-dir {data} --embedder thumbnail"
+    return [
+        f"llava-mixes report {config} --out {root}/report  # what dedup removed, pair by pair, in index.html",
+        f"llava-mixes export {config} --format llava --out {root}/exported  # the kept rows for LLaVA's training code",
+        f"llava-mixes publish {config} --repo demo/llava_mixes --version 1.0.0 --local-dir {root}/release  "
+        "# a release folder that plain `datasets` loads",
+    ]
 
 
 def write_demo_recipe(folder: Path, benchmarks: Path) -> Path:

@@ -11,6 +11,7 @@ import logging
 import os
 
 import datasets
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from llava_mixes.cli import build, conventions, export, options, overlap, publish, report, verify
 from llava_mixes.errors import LlavaMixesError, command_line_spelling
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         # Their own stderr handlers would print each of their warnings a second time, unformatted.
         logging.getLogger(library).handlers.clear()
     try:
-        with command_line_spelling(options.FLAGS):
+        # Log records go through tqdm's `write`, so that a warning never lands on a progress bar's line.
+        with command_line_spelling(options.FLAGS), logging_redirect_tqdm():
             return args.run(args)
     except (LlavaMixesError, json.JSONDecodeError) as error:
         logger.error("%s", error)
