@@ -81,7 +81,9 @@ def setting(name: str, value: str | None = None, *, placeholder: str | None = No
     if value is None and placeholder is None:
         return flag or name
     if flag is not None:
-        return f"{flag} {placeholder or shlex.quote(str(value))}"
+        text = str(value)
+        # A value with a line break or another character that does not print is escaped: the error stays one line.
+        return f"{flag} {placeholder or (shlex.quote(text) if text.isprintable() else repr(text))}"
     return f"{name}={placeholder or repr(value)}"
 
 

@@ -26,7 +26,7 @@ from datasets.table import InMemoryTable, MemoryMappedTable
 from filelock import FileLock
 
 from llava_mixes import schema
-from llava_mixes.builders import SOURCES, check_data_dir, extra_features, info_fields
+from llava_mixes.builders import SOURCES, check_data_dir, check_data_dir_name, extra_features, info_fields
 from llava_mixes.building.chain import config_steps
 from llava_mixes.building.config import VERSION, LlavaMixesConfig, check_config_name, named_configs
 from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
@@ -83,6 +83,7 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
         # A mistyped name is the project's "unknown config ...; did you mean ...", not datasets' list of every name.
         if isinstance(config_name, str):
             check_config_name(config_name)
+        check_data_dir_name(kwargs.get("data_dir"))
         super().__init__(*args, config_name=config_name, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, metadata
 PACKAGE = "llava_mixes"
 URL_LABELS = ("homepage", "repository", "source")
 """The `[project.urls]` labels that name the project's own page, in the order they are preferred."""
+MAX_URL = 2000
 
 
 def project_url() -> str | None:
@@ -21,9 +22,20 @@ def project_url() -> str | None:
     for entry in entries:
         label, _, url = entry.partition(",")
         url = url.strip()
-        if url.startswith("https://") and not any(char.isspace() or char in "()[]<>" for char in url):
+        if _linkable(url):
             urls.setdefault(label.strip().lower(), url)
     return next((urls[label] for label in URL_LABELS if label in urls), None)
+
+
+def _linkable(url: str) -> bool:
+    """Whether `url` can be a Markdown link target as it is: https, printable, short, and nothing that would end the
+    link or open markup (brackets, quotes, backticks, spaces)."""
+    return (
+        url.startswith("https://")
+        and len(url) <= MAX_URL
+        and url.isprintable()
+        and not any(char.isspace() or char in "()[]<>\"'`\\" for char in url)
+    )
 
 
 def tool_line(package_version: str) -> str:

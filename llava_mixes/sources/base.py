@@ -46,6 +46,13 @@ class SourceRow:
     """Values of the source's `extra_features` columns."""
 
 
+def _printable(path: Path) -> str:
+    """`path` as an error shows it: as it is, or quoted with escapes where it holds a line break or another
+    character that does not print (the error stays one line)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 class Source:
     """One instruction set. Subclasses set every class attribute without a default and `normalise`."""
 
@@ -132,10 +139,10 @@ class Source:
                 try:
                     local = hub.fetch_annotation(self.hub_repo, hub_name)
                 except MissingDataError as error:
-                    missing.append(f"{data_dir / name} ({error})")
+                    missing.append(f"{_printable(data_dir / name)} ({error})")
                     continue
             if local is None:
-                missing.append(str(data_dir / name))
+                missing.append(_printable(data_dir / name))
             else:
                 paths.append(local)
         if missing:
