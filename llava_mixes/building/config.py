@@ -291,11 +291,22 @@ def named_configs() -> list[LlavaMixesConfig]:
 CONFIG_NAMES = tuple(config.name for config in named_configs())
 
 
-def check_config_name(config: str) -> None:
-    """Raise `ConfigError` for a name that is no config, naming the closest ones."""
-    if config not in CONFIG_NAMES:
-        close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6)
-        if close:
-            hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
-            raise ConfigError(f"unknown config {config!r}; {hint}")
-        raise ConfigError(f"unknown config {config!r}; choose one of {list(CONFIG_NAMES)}")
+def check_config_name(config: object) -> None:
+    """Raise `ConfigError` for a name that is no config, naming the closest ones (the name shown cut to
+    `SHOWN_NAME` characters: the message never grows with what was typed)."""
+    if isinstance(config, str) and config in CONFIG_NAMES:
+        return
+    shown = repr(config) if len(repr(config)) <= SHOWN_NAME else f"{repr(config)[:SHOWN_NAME]}..."
+    close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6) if _comparable(config) else []
+    if close:
+        hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
+        raise ConfigError(f"unknown config {shown}; {hint}")
+    raise ConfigError(f"unknown config {shown}; choose one of {list(CONFIG_NAMES)}")
+
+
+SHOWN_NAME = 120
+
+
+def _comparable(config: object) -> bool:
+    """Whether `config` is a name worth comparing with the config names (a string of a name's length)."""
+    return isinstance(config, str) and len(config) <= SHOWN_NAME

@@ -8,8 +8,11 @@ import datasets
 import datasets.inspect
 import datasets.load
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import llava_mixes
+from llava_mixes.building.config import CONFIG_NAMES
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground.layout import Playground
 
@@ -66,3 +69,12 @@ def test_the_wrapper_rebuilds_a_stale_build(playground: Playground) -> None:
     path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
     again = llava_mixes.load_dataset("textocr-gpt4v", data_dir=str(playground.root))
     assert llava_mixes.load_report(again).rows_in == rows - 1
+
+
+@given(name=st.one_of(st.text(max_size=300), st.none(), st.integers(), st.lists(st.text(max_size=3), max_size=3)))
+def test_any_name_that_is_no_config_is_one_short_clear_error(name: object) -> None:
+    assume(name not in CONFIG_NAMES)
+    with pytest.raises(ConfigError) as caught:
+        llava_mixes.load_dataset(name, data_dir="unused")  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert message.startswith("unknown config ") and len(message) < 1500
