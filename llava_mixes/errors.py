@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
 
 class LlavaMixesError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -63,3 +67,47 @@ class PathEscapeError(LlavaMixesError, ValueError):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+_flags: dict[str, str] = {}
+"""The command line's flag for each setting it has one for, while `command_line_spelling` is in effect."""
+
+
+def setting(name: str, value: str | None = None, *, placeholder: str | None = None) -> str:
+    """A setting named in an error message, spelled for whoever reads it: as a Python caller writes it
+    (`embedder='thumbnail'`, `embedder=FOLDER`), or, inside `command_line_spelling` and where the setting has a
+    flag, as the command line takes it (`--embedder thumbnail`, `--embedder FOLDER`). No value: the name alone."""
+    flag = _flags.get(name)
+    if value is None and placeholder is None:
+        return flag or name
+    if flag is not None:
+        text = str(value)
+        # A value with a line break or another character that does not print is escaped: the error stays one line.
+        return f"{flag} {placeholder or (shlex.quote(text) if text.isprintable() else repr(text))}"
+    return f"{name}={placeholder or repr(value)}"
+
+
+@contextmanager
+def command_line_spelling(flags: Mapping[str, str]) -> Iterator[None]:
+    """Spell the settings that `flags` maps (setting name -> command-line flag) as flags in every error message
+    made meanwhile, in any thread of this process (the command line runs one command per process)."""
+    previous = dict(_flags)
+    _flags.clear()
+    _flags.update(flags)
+    try:
+        yield
+    finally:
+        _flags.clear()
+        _flags.update(previous)
+
+
+def unknown_choice(
+    what: str, value: object, allowed: Iterable[object], shown: Callable[[object], str] = repr
+) -> ConfigError:
+    """The error for `value` where the setting `what` takes one of `allowed`: "unknown WHAT value 'x'; choose one
+    of [...]" for a name that is none of them (a typo, most often), "WHAT=x is not allowed; ..." for a value that is
+    no name at all. `shown` writes the value (e.g. with escapes, for a value from an untrusted file)."""
+    choices = f"choose one of {list(allowed)}"
+    if isinstance(value, str):
+        return ConfigError(f"unknown {setting(what)} value {shown(value)}; {choices}")
+    return ConfigError(f"{what}={shown(value)} is not allowed; {choices}")

@@ -17,10 +17,10 @@ from huggingface_hub import constants, get_session
 PROBE_TIMEOUT_S = 3.0
 PROBE_TTL_S = 60.0
 OFFLINE_HINT = (
-    "Check the network or HF_ENDPOINT; or work offline: set HF_HUB_OFFLINE=1 with the files already in place "
-    "(annotation files in data_dir or the Hub cache, embedder weights in the HF cache or a local folder), and "
-    "embedder='thumbnail' needs no weights"
+    "Check the network or HF_ENDPOINT; or work offline: set HF_HUB_OFFLINE=1 with the annotation files already in "
+    "data_dir or the Hub cache"
 )
+"""The ways out when an annotation file cannot be fetched (the embedder is another matter, with its own error)."""
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

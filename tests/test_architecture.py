@@ -19,7 +19,19 @@ NAME = "llava_mixes"
 PREFIX = NAME + "."
 MODULES, GRAPH, FACTS = read_package(PACKAGE)
 
-FOUNDATIONS = ("schema", "errors", "store", "paths", "outputs", "vectors", "network", "devices", "extras", "plugin")
+FOUNDATIONS = (
+    "schema",
+    "errors",
+    "store",
+    "paths",
+    "outputs",
+    "vectors",
+    "network",
+    "devices",
+    "extras",
+    "plugin",
+    "progress",
+)
 """The top-level modules every stage may use; each imports at most other foundations."""
 FACE = ("__init__", "__main__", "analysis")
 """The rest of the top level: the package's face, `python -m llava_mixes`, and the README's documented name."""

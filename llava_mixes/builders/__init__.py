@@ -14,7 +14,7 @@ from llava_mixes.builders.svit_core import SvitCore
 from llava_mixes.builders.svit_mix665k import SvitMix665k
 from llava_mixes.builders.textocr_gpt4v import TextOcrGpt4v
 from llava_mixes.builders.zh600k import Zh600k
-from llava_mixes.errors import MissingDataError
+from llava_mixes.errors import ConfigError, MissingDataError
 from llava_mixes.sources.base import Source
 
 SOURCES: dict[str, type[Source]] = {
@@ -48,6 +48,19 @@ def info_fields(names: tuple[str, ...]) -> dict[str, Any]:
         "license": "; ".join(f"{source.name}: {source.license}" for source in sources),
         "citation": "\n".join(source.citation for source in sources),
     }
+
+
+def check_data_dir_name(data_dir: object) -> None:
+    """Refuse a `data_dir` whose name is not text (bytes from a folder name in another encoding, which Python keeps
+    as lone surrogates): `datasets` writes it into the build's cache name as UTF-8."""
+    if isinstance(data_dir, str):
+        try:
+            data_dir.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"data_dir {data_dir!r} is not valid UTF-8 (a folder name in another encoding); rename the folder "
+                "or give it through a link with a UTF-8 name"
+            ) from None
 
 
 def check_data_dir(names: tuple[str, ...], data_dir: str | None) -> Path:

@@ -7,7 +7,7 @@ hashes every file of a cached build. `LlavaMixes` is the `datasets` builder behi
 
 from llava_mixes.building.builder import LlavaMixes
 from llava_mixes.building.config import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixesConfig, check_config_name
-from llava_mixes.building.entry import Built, build, configure, prepare, verify
+from llava_mixes.building.entry import Built, build, configure, load_dataset, prepare, verify
 from llava_mixes.building.report import BuildReport, load_report
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "build",
     "check_config_name",
     "configure",
+    "load_dataset",
     "load_report",
     "prepare",
     "verify",

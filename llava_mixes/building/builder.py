@@ -26,9 +26,9 @@ from datasets.table import InMemoryTable, MemoryMappedTable
 from filelock import FileLock
 
 from llava_mixes import schema
-from llava_mixes.builders import SOURCES, check_data_dir, extra_features, info_fields
+from llava_mixes.builders import SOURCES, check_data_dir, check_data_dir_name, extra_features, info_fields
 from llava_mixes.building.chain import config_steps
-from llava_mixes.building.config import VERSION, LlavaMixesConfig, named_configs
+from llava_mixes.building.config import VERSION, LlavaMixesConfig, check_config_name, named_configs
 from llava_mixes.building.derive import DedupSettings, Embedding, decontaminate_rows, deduplicate_rows
 from llava_mixes.building.freshness import (
     BUILD_LOCK_SUFFIX,
@@ -57,6 +57,7 @@ from llava_mixes.devices import parse_devices
 from llava_mixes.embedding.cache import EmbeddingCache
 from llava_mixes.embedding.embedders import resolve_embedder
 from llava_mixes.errors import LlavaMixesError
+from llava_mixes.progress import quiet
 from llava_mixes.schema import Rejection
 from llava_mixes.sources import inputs as build_inputs
 from llava_mixes.sources.data_files import files_per_source
@@ -77,6 +78,13 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
     config: LlavaMixesConfig
     in_recipe: bool = False
     """Whether this plain build is a recipe's source (its missing-file errors then name the recipe's remedies)."""
+
+    def __init__(self, *args: Any, config_name: str | None = None, **kwargs: Any) -> None:
+        # A mistyped name is the project's "unknown config ...; did you mean ...", not datasets' list of every name.
+        if isinstance(config_name, str):
+            check_config_name(config_name)
+        check_data_dir_name(kwargs.get("data_dir"))
+        super().__init__(*args, config_name=config_name, **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         self.config.validate()
@@ -197,7 +205,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             config.recipe_spec(), sources, config.name, str(config.version), self._embedding(engine=False)
         )
         features = self.info.features
-        return {split: schema.conform(rows, features) for split, rows in splits.items()}
+        with quiet(sum(len(rows) for rows in splits.values())):
+            return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
     def _derived(self, rebuild_base: bool) -> dict[str, datasets.Dataset]:
         """The splits of a deduplicated and/or decontaminated config, from its plain config's rows: the rows whose
@@ -231,7 +240,8 @@ class LlavaMixes(datasets.ArrowBasedBuilder):
             )
         self._pending_report.decontamination = decontamination
         features = self.info.features
-        return {split: schema.conform(rows, features) for split, rows in splits.items()}
+        with quiet(sum(len(rows) for rows in splits.values())):
+            return {split: schema.conform(rows, features) for split, rows in splits.items()}
 
     def _embedding(self, engine: bool = True) -> Embedding:
         """Where and how this config's pictures are embedded (`engine`: with its engine; else the local one)."""

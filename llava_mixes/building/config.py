@@ -24,7 +24,7 @@ from llava_mixes.decontam.decontaminate import check_settings as check_decontami
 from llava_mixes.dedup.deduplicate import SCOPES, SEARCHES, THRESHOLDS, check_threshold
 from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, unknown_choice
 from llava_mixes.paths import contained
 from llava_mixes.plugin import dedup_config_name
 from llava_mixes.recipes.recipe import Recipe
@@ -48,7 +48,7 @@ DEDUP_FIELDS = (
 
 def _choice(field_name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{field_name}={value!r} is not allowed; choose one of {list(allowed)}")
+        raise unknown_choice(field_name, value, allowed)
 
 
 def _positive_int(field_name: str, value: object, allow_none: bool = False) -> None:
@@ -291,11 +291,22 @@ def named_configs() -> list[LlavaMixesConfig]:
 CONFIG_NAMES = tuple(config.name for config in named_configs())
 
 
-def check_config_name(config: str) -> None:
-    """Raise `ConfigError` for a name that is no config, naming the closest ones."""
-    if config not in CONFIG_NAMES:
-        close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6)
-        if close:
-            hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
-            raise ConfigError(f"unknown config {config!r}; {hint}")
-        raise ConfigError(f"unknown config {config!r}; choose one of {list(CONFIG_NAMES)}")
+def check_config_name(config: object) -> None:
+    """Raise `ConfigError` for a name that is no config, naming the closest ones (the name shown cut to
+    `SHOWN_NAME` characters: the message never grows with what was typed)."""
+    if isinstance(config, str) and config in CONFIG_NAMES:
+        return
+    shown = repr(config) if len(repr(config)) <= SHOWN_NAME else f"{repr(config)[:SHOWN_NAME]}..."
+    close = difflib.get_close_matches(config, CONFIG_NAMES, n=3, cutoff=0.6) if _comparable(config) else []
+    if close:
+        hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
+        raise ConfigError(f"unknown config {shown}; {hint}")
+    raise ConfigError(f"unknown config {shown}; choose one of {list(CONFIG_NAMES)}")
+
+
+SHOWN_NAME = 120
+
+
+def _comparable(config: object) -> bool:
+    """Whether `config` is a name worth comparing with the config names (a string of a name's length)."""
+    return isinstance(config, str) and len(config) <= SHOWN_NAME

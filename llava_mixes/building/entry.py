@@ -1,4 +1,5 @@
-"""The one build entry: `build(name, data_dir, **kwargs)` = `prepare(configure(...))` -> `Built`, and `verify`.
+"""The one build entry: `build(name, data_dir, **kwargs)` = `prepare(configure(...))` -> `Built`, `verify`, and
+`load_dataset`, the `datasets.load_dataset` of this package's configs that registers the builder itself.
 
 `configure` gives the builder of a named config with its kwargs applied and validated; `prepare` builds it, or
 reuses its cached build when its inputs are unchanged; `verify` hashes every file of a cached build.
@@ -67,6 +68,17 @@ def prepare(dataset_builder: LlavaMixes) -> Built:
 def build(config: str, data_dir: str | None, cache_dir: str | None = None, **config_kwargs: Any) -> Built:
     """The one build entry: config name + kwargs -> `Built` (splits, report, plain rows), built or reused."""
     return prepare(configure(config, data_dir, cache_dir, **config_kwargs))
+
+
+def load_dataset(config: str, data_dir: str | None = None, **kwargs: Any) -> Any:
+    """`datasets.load_dataset("llava_mixes", config, data_dir=data_dir, **kwargs)` that cannot miss the builder's
+    registration (plain `datasets` does not know the name `llava_mixes` until this package is imported). The
+    config name is checked first ("unknown config ...; did you mean ..."), and a cached build is reused only after
+    the freshness check; `kwargs` are `datasets.load_dataset`'s own (`split`, `streaming`, `cache_dir`, ...) and
+    the config's fields (`embedder`, `dedup_threshold`, `data_files`, ...)."""
+    check_config_name(config)
+    register()
+    return datasets.load_dataset(DATASET_NAME, config, data_dir=data_dir, **kwargs)
 
 
 def verify(

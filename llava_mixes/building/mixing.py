@@ -37,6 +37,7 @@ from llava_mixes.decontam import CONTAMINATED_SPLIT
 from llava_mixes.decontam.copies import RECIPE_THRESHOLD
 from llava_mixes.dedup.rows import DUPLICATE_ROW, duplicate_rows
 from llava_mixes.errors import ConfigError
+from llava_mixes.progress import quiet
 from llava_mixes.recipes.recipe import Recipe, RecipeDedup, load_recipe, shipped_recipes
 from llava_mixes.recipes.sampling import (
     MAX_MIX_ROWS,
@@ -79,18 +80,22 @@ NOT_FOR_RECIPES: dict[str, str | None] = {
 recipe has no such setting, and a recipe build always uses that field's default)."""
 
 
-def recipe_refusal(name: str, value: object) -> str:
-    """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
+def recipe_remedy(name: str) -> str:
+    """What to do instead of setting the config field `name` (one of `NOT_FOR_RECIPES`) for the config `recipe`."""
     key = NOT_FOR_RECIPES[name]
     if name == "data_files":
-        how = (
+        return (
             "name each source's files instead: `data_files: FILE` on its entry in the recipe, or "
             "data_files={CONFIG: FILE} (`--data-files CONFIG=FILE` on the command line), relative to data_dir"
         )
-    elif key:
-        how = f"set {key} in the recipe"
-    else:
-        how = "a recipe build does not use it, and the recipe has no such setting"
+    if key:
+        return f"set {key} in the recipe"
+    return "a recipe build does not use it, and the recipe has no such setting"
+
+
+def recipe_refusal(name: str, value: object) -> str:
+    """Why the config field `name` (one of `NOT_FOR_RECIPES`) cannot be `value` for the config `recipe`."""
+    how = recipe_remedy(name)
     return f"{name}={value!r} is not allowed for config 'recipe': {how} (see llava_mixes/recipes/recipe.py)"
 
 
@@ -193,7 +198,8 @@ def mix_recipe(
             not_sampled=len(source.rows) - len(picked),
             requested=int(taken.sum()),
         )
-        parts.append(schema.conform(schema.select_rows(source.rows, picked), features))
+        with quiet(len(picked)):
+            parts.append(schema.conform(schema.select_rows(source.rows, picked), features))
     rows = datasets.concatenate_datasets(parts)
     splits: dict[str, datasets.Dataset] = {}
     report = BuildReport(
@@ -209,11 +215,12 @@ def mix_recipe(
     if recipe.duplicate_rows == "remove":
         ids = rows[schema.ID]
         copy_rows = sorted(copies)
-        duplicates = schema.select_rows(rows, copy_rows).add_column(
-            schema.DUPLICATE_OF,
-            [ids[copies[row]] for row in copy_rows],
-            feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
-        )
+        with quiet(len(copy_rows)):
+            duplicates = schema.select_rows(rows, copy_rows).add_column(
+                schema.DUPLICATE_OF,
+                [ids[copies[row]] for row in copy_rows],
+                feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
+            )
         rows = rows.select(sorted(set(range(len(rows))) - copies.keys()))
         splits[DUPLICATE_SPLIT] = duplicates
         for config, number in _count(duplicates, names).items():

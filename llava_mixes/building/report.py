@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "llava_mixes_report.json"
 REMOVAL_ALARM_SHARE = 0.30
 """The share of a group's rows whose removal, by dedup or by decontamination, raises an alarm (`removal_alarms`)."""
+REMOVAL_ALARM_MIN_ROWS = 20
+"""The rows a group must have before a step for that step's removals to raise an alarm: in a smaller group one or
+two removals pass the share (1 of 3 rows is 33%) and say nothing about the threshold."""
 GALLERY_HINT = "see the removed pairs in the report's gallery: llava-mixes report CONFIG --data-dir DIR --out FOLDER"
 PART_REPORTS = "reports"
 """The folder, inside a build, where each source's part report is kept while the build runs."""
@@ -306,16 +309,19 @@ def recipe_accounted(report: BuildReport) -> bool:
     return train == sum(line["in_train"] for line in recipe["tasks"].values())
 
 
-def removal_alarms(report: BuildReport, share: float = REMOVAL_ALARM_SHARE) -> list[dict[str, Any]]:
-    """Each group that dedup or decontamination took more than `share` of the rows from: the step, the group,
-    its rows before the step, the rows removed and the share, in group order (dedup first)."""
+def removal_alarms(
+    report: BuildReport, share: float = REMOVAL_ALARM_SHARE, min_rows: int = REMOVAL_ALARM_MIN_ROWS
+) -> list[dict[str, Any]]:
+    """Each group of at least `min_rows` rows that dedup or decontamination took more than `share` of the rows
+    from: the step, the group, its rows before the step, the rows removed and the share, in group order (dedup
+    first)."""
     alarms = []
     for stats in report.groups:
         rows = stats.kept_rows + stats.removed_rows
-        if rows and report.dedup is not None and stats.removed_rows / rows > share:
+        if rows >= max(min_rows, 1) and report.dedup is not None and stats.removed_rows / rows > share:
             alarms.append(_alarm("dedup", stats.image_group, rows, stats.removed_rows))
     for group, counts in sorted(((report.decontamination or {}).get("groups") or {}).items()):
-        if counts["rows"] and counts["contaminated"] / counts["rows"] > share:
+        if counts["rows"] >= max(min_rows, 1) and counts["contaminated"] / counts["rows"] > share:
             alarms.append(_alarm("decontamination", group, counts["rows"], counts["contaminated"]))
     return alarms
 
@@ -328,5 +334,6 @@ def alarm_line(alarm: Mapping[str, Any]) -> str:
     """One line that says which step took how much of which group, and where to look."""
     return (
         f"{alarm['step']} removed {alarm['removed']:,} of {alarm['rows']:,} rows ({alarm['share']:.0%}) of the group "
-        f"{alarm['image_group']!r}, more than {REMOVAL_ALARM_SHARE:.0%}; {GALLERY_HINT}"
+        f"{alarm['image_group']!r}, more than {REMOVAL_ALARM_SHARE:.0%} (an alarm for groups of "
+        f"{REMOVAL_ALARM_MIN_ROWS} rows or more); {GALLERY_HINT}"
     )

@@ -1,208 +1,41 @@
 """`llava-mixes list`, `build` and `demo` (the configs, one build with its statistics, the offline playground),
-and what every command shares: printing, the build flags and their mapping onto config kwargs."""
+and how every command prints (`out`); the build flags are in `cli.options`."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.building.builder import LlavaMixes
-from llava_mixes.building.config import CONFIG_NAMES, RECIPE_CONFIG, LlavaMixesConfig
+from llava_mixes.building.config import RECIPE_CONFIG
 from llava_mixes.building.entry import build
-from llava_mixes.building.mixing import NOT_FOR_RECIPES, recipe_refusal
 from llava_mixes.building.report import BuildReport, alarm_line, removal_alarms, stats_file_name
 from llava_mixes.building.tables import format_recipe_table, format_table, format_task_table
+from llava_mixes.cli.options import (
+    add_build_options,
+    add_recipe_option,
+    check_flags_apply,
+    check_recipe_flags,
+    config_kwargs,
+)
 from llava_mixes.decontam import format_benchmark_table
-from llava_mixes.decontam.benchmark_repos import MIRROR_ENV
 from llava_mixes.decontam.benchmark_sets import shipped_sets
-from llava_mixes.dedup import SCOPES, SEARCHES
-from llava_mixes.embedding.embedders import EMBEDDER_GUIDE, PRECISIONS
-from llava_mixes.embedding.engines import ENGINES
+from llava_mixes.embedding.embedders import EMBEDDER_GUIDE
 from llava_mixes.errors import ConfigError
 from llava_mixes.playground import write_playground
 from llava_mixes.playground.eval import write_eval_playground
-from llava_mixes.plugin import DEDUP_MARK
 from llava_mixes.recipes.recipe import load_recipe
 
 DEMO_DEDUP_CONFIGS = ("mix665k-dedup-0.8", "mix665k+zh600k-dedup-0.8")
-
-CONFIG_KWARGS = {
-    "threshold": "dedup_threshold",
-    "scope": "dedup_scope",
-    "search": "dedup_search",
-    "embedder": "embedder",
-    "embedder_revision": "embedder_revision",
-    "device": "device",
-    "precision": "precision",
-    "batch_size": "batch_size",
-    "num_workers": "num_workers",
-    "engine": "engine",
-    "content_cache_dir": "content_cache_dir",
-    "on_bad_records": "on_bad_records",
-    "decontaminate": "decontaminate",
-    "decontaminate_threshold": "decontaminate_threshold",
-    "data_files": "data_files",
-    "max_rejected": "max_rejected",
-}
-"""Each build flag's destination and the config field it sets."""
 
 
 def out(text: str) -> None:
     """Print one line of a command's output."""
     sys.stdout.write(text + "\n")
-
-
-def config_kwargs(args: argparse.Namespace) -> dict[str, object]:
-    """The config kwargs the build flags given on the command line set; `--benchmark-mirror` sets
-    `$LLAVA_MIXES_BENCHMARK_MIRROR` for this command instead (where named benchmark sets are read offline)."""
-    if getattr(args, "benchmark_mirror", None):
-        os.environ[MIRROR_ENV] = str(Path(args.benchmark_mirror).absolute())
-    return {field: getattr(args, arg) for arg, field in CONFIG_KWARGS.items() if getattr(args, arg) is not None}
-
-
-EMBEDDING_FLAGS = ("scope", "search", "engine", "embedder", "embedder_revision", "device", "precision", "batch_size")
-"""The flags that act only where images are embedded and compared: in a deduplicated config."""
-
-
-def check_flags_apply(args: argparse.Namespace, configs: list[str]) -> None:
-    """Refuse flags that would do nothing for `configs`, and a `--threshold` that contradicts a named config
-    (it would build another threshold under that name)."""
-    named = {name: float(name.rsplit(DEDUP_MARK, 1)[1]) for name in configs if DEDUP_MARK in name}
-    if args.threshold is not None:
-        for name, value in named.items():
-            if value != args.threshold:
-                base = name.rsplit(DEDUP_MARK, 1)[0]
-                other = f"{base}{DEDUP_MARK}{args.threshold:g}"
-                ways = f"{other}, or {base} --threshold {args.threshold:g}" if other in CONFIG_NAMES else ""
-                raise ConfigError(
-                    f"--threshold {args.threshold:g} contradicts {name}, whose threshold is {value:g}; "
-                    f"name the config you mean: {ways or f'{base} --threshold {args.threshold:g}'}"
-                )
-        return
-    # Decontamination embeds too (with its own embedder), on the device and in the batches these flags set.
-    used = ("device", "batch_size") if getattr(args, "decontaminate", None) else ()
-    flags = [flag for flag in EMBEDDING_FLAGS if flag not in used]
-    given = [f"--{flag.replace('_', '-')}" for flag in flags if getattr(args, flag, None) is not None]
-    if given and not named:
-        verb = "does" if len(given) == 1 else "do"
-        raise ConfigError(
-            f"{', '.join(given)} {verb} not apply to {', '.join(configs)}: not deduplicated, so no image is "
-            "embedded or compared; choose a -dedup- config (`llava-mixes list`) or add --threshold"
-        )
-
-
-def check_recipe_flags(args: argparse.Namespace, per_source_files: bool = False) -> None:
-    """Refuse, with `--recipe`, the flags a recipe build would not use (the recipe sets dedup and
-    decontamination itself: `mixing.NOT_FOR_RECIPES`), naming each flag and the recipe key that sets it instead;
-    `--data-files` (CONFIG=FILE) is taken where `per_source_files` (one recipe, built or verified)."""
-    if getattr(args, "data_files", None) and not per_source_files:
-        raise ConfigError(
-            f"--data-files {' '.join(args.data_files)!r} is not allowed here: name each source's files with "
-            "`data_files: FILE` on its entry in the recipe, relative to --data-dir"
-        )
-    given = [
-        f"--{flag.replace('_', '-')}: {recipe_refusal(field, getattr(args, flag))}"
-        for flag, field in CONFIG_KWARGS.items()
-        if field in NOT_FOR_RECIPES and field != "data_files" and getattr(args, flag, None) is not None
-    ]
-    if given:
-        raise ConfigError("; ".join(given))
-
-
-def _default(field: str) -> object:
-    """The default of a `LlavaMixesConfig` field, for the help text."""
-    return LlavaMixesConfig.__dataclass_fields__[field].default
-
-
-def add_build_options(parser: argparse.ArgumentParser, config_optional: bool = False) -> None:
-    """A config name and every build flag."""
-    parser.add_argument("config", nargs="?" if config_optional else None, help="a config name from `llava-mixes list`")
-    add_config_options(parser)
-
-
-def add_config_options(parser: argparse.ArgumentParser, data_dir_required: bool = True) -> None:
-    """The flags that choose the data, the config's settings and the caches."""
-    parser.add_argument(
-        "--data-dir", required=data_dir_required, help="folder with the raw annotation files and images"
-    )
-    parser.add_argument(
-        "--data-files",
-        nargs="+",
-        action="extend",
-        metavar="FILE",
-        help="the annotation file(s) of a one-source config under another name, relative to --data-dir "
-        "(as datasets' data_files=); with --recipe, CONFIG=FILE for one of the recipe's sources (repeatable; "
-        "overrides the recipe's `data_files:` for it); default: the names the source expects (see README, Sources)",
-    )
-    parser.add_argument(
-        "--threshold", type=float, help="dedup cosine threshold, e.g. 0.85 (default: the config's, if any)"
-    )
-    parser.add_argument(
-        "--scope",
-        choices=SCOPES,
-        help=f"compare images per image group or globally (default: {_default('dedup_scope')})",
-    )
-    parser.add_argument(
-        "--search",
-        choices=SEARCHES,
-        help=f"exact or ivf (approximate, needs faiss) (default: {_default('dedup_search')})",
-    )
-    parser.add_argument(
-        "--engine", choices=ENGINES, help=f"local or ray (needs the ray extra) (default: {_default('engine')})"
-    )
-    parser.add_argument(
-        "--embedder", help=f"HF model id or local path, 'thumbnail' or 'gradients' (default: {_default('embedder')})"
-    )
-    parser.add_argument("--embedder-revision", help="hub branch, tag or commit of the embedder (default: main)")
-    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: every GPU when available, else cpu)")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="embedder precision; auto: bf16 on CUDA, fp32 on CPU; part of the cache key "
-        f"(default: {_default('precision')})",
-    )
-    parser.add_argument(
-        "--batch-size", type=int, help=f"images per embedder forward pass (default: {_default('batch_size')})"
-    )
-    parser.add_argument("--num-workers", type=int, help="image decoding threads (default: one per core, at most 8)")
-    parser.add_argument(
-        "--on-bad-records",
-        choices=schema.BAD_RECORD_POLICIES,
-        help="skip: reject a bad row with its reason, listed in the statistics; error: stop at the first one "
-        f"(default: {_default('on_bad_records')})",
-    )
-    parser.add_argument("--cache-dir", help="datasets cache folder (default: HF_DATASETS_CACHE)")
-    parser.add_argument("--content-cache-dir", help="image-check and embedding cache (default: LLAVA_MIXES_CACHE)")
-    parser.add_argument(
-        "--decontaminate",
-        action="append",
-        metavar="REFERENCE",
-        help="a benchmark's pictures to take out of train (image folder, LLaVA eval folder, .jsonl, .tsv, Hub id, a "
-        "named set such as llava-1.5-evals or one entry of it such as llava-1.5-evals/pope); repeatable",
-    )
-    parser.add_argument("--decontaminate-threshold", type=float, help="copy cosine (default: the embedder's)")
-    parser.add_argument(
-        "--benchmark-mirror",
-        metavar="DIR",
-        help="a folder holding named benchmarks' Hub repos as owner/name/ (`hf download --local-dir`), read before "
-        f"the Hub cache (default: ${MIRROR_ENV})",
-    )
-    parser.add_argument(
-        "--max-rejected",
-        type=float,
-        metavar="SHARE",
-        help="the share of rows (0 to 1) that may be lost with missing image folders; a build that loses more fails, "
-        f"naming the folders (default: {_default('max_rejected'):g})",
-    )
-
-
-def add_recipe_option(parser: argparse.ArgumentParser) -> None:
-    """`--recipe`, which names a recipe instead of CONFIG."""
-    parser.add_argument("--recipe", help="a recipe YAML file or a shipped recipe's name, instead of CONFIG")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -250,8 +83,8 @@ def print_report(report: BuildReport) -> None:
             )
         else:
             out(f"dedup: images at cosine >= {report.dedup['threshold']} to a kept image removed, compared {scope}")
-        settings = embedder.items() if isinstance(embedder, dict) else [("model", embedder)]
-        out("embedder: " + ", ".join(f"{key}={value}" for key, value in settings))
+        chosen_by = "dedup.embedder in the recipe" if report.recipe else "--embedder"
+        out(f"dedup embedder ({chosen_by}): {embedder_text(embedder)}")
     out(format_table(report))
     if report.rejected:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in report.reject_reasons().items())
@@ -262,12 +95,22 @@ def print_report(report: BuildReport) -> None:
         data = report.decontamination
         verified = data.get("verification") or {}
         how = f", confirmed by verification ({verified.get('confirmed', 0):,} of {verified.get('pairs', 0):,} pairs)"
-        out(f"decontamination: cosine >= {data['threshold']}, embedder {data['embedder']}{how if verified else ''}")
+        chosen_by = "decontaminate.embedder in the recipe" if report.recipe else "--decontaminate-embedder"
+        out(
+            f"decontamination: cosine >= {data['threshold']}, embedder {embedder_text(data['embedder'])} ({chosen_by})"
+            f"{how if verified else ''}"
+        )
         out(format_benchmark_table(data))
     for repair in report.cache_repairs:
         out(f"cache repaired: {repair.file}: {repair.reason}; {repair.action}")
     for alarm in removal_alarms(report):
         out(f"ALARM: {alarm_line(alarm)}")
+
+
+def embedder_text(embedder: object) -> str:
+    """An embedder as a build report records it (its identity, or its name), as `key=value` pairs."""
+    settings = embedder.items() if isinstance(embedder, dict) else [("model", embedder)]
+    return ", ".join(f"{key}={value}" for key, value in settings)
 
 
 def chosen_config(args: argparse.Namespace) -> tuple[str, dict[str, object]]:
@@ -354,7 +197,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_report(built.report)
     built.report.save(folder / stats_file_name(built.report))
     out(f"\nstatistics written to {folder}/*.stats.json")
+    out("\nnext, try:")
+    for line in next_commands(folder):
+        out(f"  {line}")
     return 0
+
+
+def next_commands(folder: Path) -> list[str]:
+    """The three commands the demo suggests next, on its playground (each runnable as printed, offline)."""
+    root, data = shlex.quote(str(folder)), shlex.quote(str(folder / "playground"))
+    config = f"{DEMO_DEDUP_CONFIGS[0]} --data-dir {data} --embedder thumbnail"
+    return [
+        f"llava-mixes report {config} --out {root}/report  # what dedup removed, pair by pair, in index.html",
+        f"llava-mixes export {config} --format llava --out {root}/exported  # the kept rows for LLaVA's training code",
+        f"llava-mixes publish {config} --repo demo/llava_mixes --version 1.0.0 --local-dir {root}/release  "
+        "# a release folder that plain `datasets` loads",
+    ]
 
 
 def write_demo_recipe(folder: Path, benchmarks: Path) -> Path:

@@ -9,6 +9,8 @@ from importlib import metadata
 EXAMPLES = {
     "list": ["llava-mixes list", "llava-mixes list --embedders", "llava-mixes list --benchmarks"],
     "build": [
+        "HF_HUB_OFFLINE=1 llava-mixes build mix665k-dedup-0.8 --data-dir playground/data --embedder thumbnail"
+        "  # offline: no weights to download",
         "llava-mixes build mix665k-dedup-0.8 --data-dir playground/data --batch-size 256 --num-workers 16",
         "llava-mixes build mix665k --data-dir playground/data --threshold 0.85 --embedder thumbnail",
         "llava-mixes build textocr-gpt4v --data-dir D --data-files textocr-gpt4v.train.jsonl",

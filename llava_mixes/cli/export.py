@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from llava_mixes.cli.build import add_config_options, config_kwargs, out
+from llava_mixes.cli.build import out
+from llava_mixes.cli.options import add_config_options, config_kwargs
 from llava_mixes.exporters import FORMATS
 from llava_mixes.workflows.handover import run_export
 

@@ -11,9 +11,10 @@ import logging
 import os
 
 import datasets
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from llava_mixes.cli import build, conventions, export, overlap, publish, report, verify
-from llava_mixes.errors import LlavaMixesError
+from llava_mixes.cli import build, conventions, export, options, overlap, publish, report, verify
+from llava_mixes.errors import LlavaMixesError, command_line_spelling
 
 logger = logging.getLogger("llava_mixes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         # Their own stderr handlers would print each of their warnings a second time, unformatted.
         logging.getLogger(library).handlers.clear()
     try:
-        return args.run(args)
+        # Log records go through tqdm's `write`, so that a warning never lands on a progress bar's line.
+        with command_line_spelling(options.FLAGS), logging_redirect_tqdm():
+            return args.run(args)
     except (LlavaMixesError, json.JSONDecodeError) as error:
         logger.error("%s", error)
         return 2

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from llava_mixes.cli.build import add_config_options, check_flags_apply, check_recipe_flags, config_kwargs, out
+from llava_mixes.cli.build import out
+from llava_mixes.cli.options import add_config_options, check_flags_apply, check_recipe_flags, config_kwargs
 from llava_mixes.errors import ConfigError
 from llava_mixes.publish.check_repo import check_repo
 from llava_mixes.publish.parquet import DEFAULT_MAX_SHARD_SIZE, IMAGE_MODES

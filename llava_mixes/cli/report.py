@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from llava_mixes.building.entry import configure, prepare
-from llava_mixes.cli.build import add_build_options, config_kwargs, out
+from llava_mixes.cli.build import out
+from llava_mixes.cli.options import add_build_options, config_kwargs
 from llava_mixes.dedup import THRESHOLDS
 from llava_mixes.dedup.sweep import GRID, sweep_thresholds
 from llava_mixes.report.cross import CROSS_GROUP_MODES, DEFAULT_SAMPLE, check_cross_group

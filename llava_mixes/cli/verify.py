@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from llava_mixes.building.entry import verify
-from llava_mixes.cli.build import add_build_options, add_recipe_option, chosen_config, out
+from llava_mixes.cli.build import chosen_config, out
+from llava_mixes.cli.options import add_build_options, add_recipe_option
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

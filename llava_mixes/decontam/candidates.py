@@ -102,9 +102,10 @@ class CandidateBudget:
             f"copy detection found about {tally.pairs:,} candidate pairs ({what}) to verify, more than the budget "
             f"of {self.max_pairs:,} (max_candidate_pairs); verifying them would take about {hours:,.1f} CPU-hours "
             f"({hours / cores:,.1f} hours on {cores} cores, at {self.seconds_per_pair * 1000:.0f} ms a pair). "
-            f"Most pairs: {top}. Ways out: a higher candidate threshold ({raise_threshold}); SSCD weights "
-            "(embedder='path/to/sscd_disc_mixup.torchscript.pt'); or a larger budget (max_candidate_pairs=N, or "
-            f"the environment variable {BUDGET_VARIABLE}=N), nothing is verified until then"
+            f"Most pairs: {top}. Ways out: a higher candidate threshold ({raise_threshold}); SSCD weights (a "
+            "TorchScript file such as sscd_disc_mixup.torchscript.pt as the copy embedder); or a larger budget "
+            f"(max_candidate_pairs=N from Python, or the environment variable {BUDGET_VARIABLE}=N), nothing is "
+            "verified until then"
         )
 
 

@@ -28,6 +28,7 @@ from llava_mixes.embedding.embedders import Embedder
 from llava_mixes.embedding.transform import distinct_images
 from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.embedding.verify_runs import PictureSource, VerifyStats, ordered_pairs, verify_pairs
+from llava_mixes.progress import quiet
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +168,14 @@ def copy_deduplicate(
                 target = (first_path[(group, sha)], 1.0)
         duplicate_of.append(target[0] if target else None)
         similarity.append(target[1] if target else None)
-    annotated = rows.add_column(
-        schema.DUPLICATE_OF, pa.array(duplicate_of, pa.string()), feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF]
-    ).add_column(
-        schema.SIMILARITY, pa.array(similarity, pa.float32()), feature=schema.DEDUP_FEATURES[schema.SIMILARITY]
-    )
+    with quiet(len(rows)):
+        annotated = rows.add_column(
+            schema.DUPLICATE_OF,
+            pa.array(duplicate_of, pa.string()),
+            feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
+        ).add_column(
+            schema.SIMILARITY, pa.array(similarity, pa.float32()), feature=schema.DEDUP_FEATURES[schema.SIMILARITY]
+        )
     gone = np.array([value is not None for value in duplicate_of], dtype=bool)
     splits = {
         schema.TRAIN_SPLIT: annotated.select(np.flatnonzero(~gone)),

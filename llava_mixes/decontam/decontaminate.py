@@ -30,6 +30,7 @@ from llava_mixes.embedding.embedders import Embedder, resolve_embedder
 from llava_mixes.embedding.transform import fill_cache
 from llava_mixes.embedding.verify import CopyVerifier
 from llava_mixes.errors import ConfigError
+from llava_mixes.progress import quiet
 from llava_mixes.store import default_cache_root
 
 logger = logging.getLogger(__name__)
@@ -281,9 +282,11 @@ def split_contaminated(dataset: datasets.Dataset, contamination: Contamination) 
     dirty = schema.select_rows(dataset, contamination.rows)
     features = datasets.Features({**dataset.features, **DECONTAM_FEATURES})
     dirty = dirty.remove_columns([name for name in DECONTAM_FEATURES if name in dirty.column_names])
-    dirty = dirty.add_column(MATCHED_REFERENCE, contamination.matched_reference)
-    dirty = dirty.add_column(schema.SIMILARITY, np.asarray(contamination.similarity, dtype=np.float32).tolist())
-    return datasets.DatasetDict({schema.TRAIN_SPLIT: clean, CONTAMINATED_SPLIT: dirty.cast(features)})
+    with quiet(len(dirty)):
+        dirty = dirty.add_column(MATCHED_REFERENCE, contamination.matched_reference)
+        dirty = dirty.add_column(schema.SIMILARITY, np.asarray(contamination.similarity, dtype=np.float32).tolist())
+        dirty = dirty.cast(features)
+    return datasets.DatasetDict({schema.TRAIN_SPLIT: clean, CONTAMINATED_SPLIT: dirty})
 
 
 def decontaminate(

@@ -28,7 +28,8 @@ from datasets.fingerprint import Hasher
 from llava_mixes import schema
 from llava_mixes.dedup.search import greedy_keep_first
 from llava_mixes.devices import cuda_available
-from llava_mixes.errors import BadEmbeddingError, ConfigError
+from llava_mixes.errors import BadEmbeddingError, ConfigError, unknown_choice
+from llava_mixes.progress import quiet
 from llava_mixes.vectors import unusable_vectors
 
 logger = logging.getLogger(__name__)
@@ -89,9 +90,9 @@ class Decisions:
 def _check_arguments(dataset: datasets.Dataset, threshold: float, scope: str, search: str, from_cache: bool) -> None:
     check_threshold(threshold, f"threshold={threshold!r}")
     if scope not in SCOPES:
-        raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
+        raise unknown_choice("scope", scope, SCOPES)
     if search not in SEARCHES:
-        raise ConfigError(f"search={search!r} is not allowed; choose one of {list(SEARCHES)}")
+        raise unknown_choice("search", search, SEARCHES)
     needed = [schema.IMAGE_PATH, schema.IMAGE_SHA256, schema.IMAGE_GROUP, *([] if from_cache else [schema.EMBEDDING])]
     absent = [column for column in needed if column not in dataset.column_names]
     if absent:
@@ -308,14 +309,15 @@ def deduplicate(
     similarity = pa.array(cosine, mask=~removed)
     source = embeddings.key() if embeddings is not None else schema.EMBEDDING
     run = Hasher.hash((dataset._fingerprint, "deduplicate", float(threshold), scope, search, source))
-    annotated = dataset.add_column(
-        schema.DUPLICATE_OF,
-        duplicate_of,
-        feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
-        new_fingerprint=run + "a",
-    ).add_column(
-        schema.SIMILARITY, similarity, feature=schema.DEDUP_FEATURES[schema.SIMILARITY], new_fingerprint=run + "b"
-    )
+    with quiet(len(dataset)):
+        annotated = dataset.add_column(
+            schema.DUPLICATE_OF,
+            duplicate_of,
+            feature=schema.DEDUP_FEATURES[schema.DUPLICATE_OF],
+            new_fingerprint=run + "a",
+        ).add_column(
+            schema.SIMILARITY, similarity, feature=schema.DEDUP_FEATURES[schema.SIMILARITY], new_fingerprint=run + "b"
+        )
     splits = {
         split: annotated.select(np.flatnonzero(removed != want), new_fingerprint=f"{run}-{split}")
         for split, want in ((schema.TRAIN_SPLIT, True), (schema.REMOVED_SPLIT, False))

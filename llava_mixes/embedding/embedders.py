@@ -29,7 +29,7 @@ from llava_mixes.embedding.base import Embedder
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES, GradientsEmbedder, TorchScriptEmbedder
 from llava_mixes.embedding.preprocess import PIXELS_VERSION, ProcessorSteps, to_8bit
 from llava_mixes.embedding.weights import file_digest, folder_digest
-from llava_mixes.errors import EmbedderUnavailableError
+from llava_mixes.errors import EmbedderUnavailableError, setting
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +126,11 @@ def _unavailable(model: str, cause: str) -> EmbedderUnavailableError:
     return EmbedderUnavailableError(
         f"cannot use the embedder {model!r}: {cause}. Either make the weights available (online, they are "
         f"downloaded on first use; offline, run `hf download {model}` on a connected machine, copy the HF "
-        "cache and set HF_HUB_OFFLINE=1, or pass embedder=<local checkpoint folder>), or use "
-        "embedder='thumbnail', which needs no weights. If the embeddings are already cached, "
-        "embedder_revision=<commit sha> skips the weight lookup."
+        f"cache and set HF_HUB_OFFLINE=1, or pass {setting('embedder', placeholder='FOLDER')} with a local "
+        f"checkpoint folder), or use an embedder that needs no weights: {setting('embedder', THUMBNAIL)} (near "
+        f"duplicates) or {setting('embedder', GRADIENTS)} (copies, crops too). If the embeddings are already "
+        f"cached, {setting('embedder_revision', placeholder='SHA')} (the commit they were made with) skips the "
+        "weight lookup."
     )
 
 

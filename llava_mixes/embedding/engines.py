@@ -29,6 +29,7 @@ from datasets.utils import tqdm as hf_tqdm
 from llava_mixes.embedding import cache as embedding_cache
 from llava_mixes.embedding.cache import EmbeddingCache, ImageRef, read_image_bytes, vector_table
 from llava_mixes.embedding.embedders import Embedder
+from llava_mixes.errors import unknown_choice
 
 logger = logging.getLogger(__name__)
 
@@ -317,5 +318,5 @@ def run_engine(
     """Embed `refs` into `cache` with the named engine."""
     runners = {"local": embed_local, "ray": embed_ray}
     if engine not in ENGINES:
-        raise ValueError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
+        raise unknown_choice("engine", engine, ENGINES)
     return runners[engine](cache, refs, dataset, batch_size, num_workers, devices)

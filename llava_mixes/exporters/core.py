@@ -29,7 +29,7 @@ import datasets
 from datasets.utils import tqdm
 
 from llava_mixes import schema
-from llava_mixes.errors import CacheWriteError, ConfigError
+from llava_mixes.errors import CacheWriteError, ConfigError, unknown_choice
 from llava_mixes.exporters.formats import (
     FORMATS,
     ROLES,
@@ -242,7 +242,7 @@ def export(
     `image_folder` or `files_from`, and no file in `out` that llava-mixes did not write is overwritten.
     """
     if format not in FORMATS:
-        raise ConfigError(f"format={format!r} is not allowed; choose one of {list(FORMATS)}")
+        raise unknown_choice("format", format, FORMATS)
     fmt: Format = FORMATS[format]
     train = _train(dataset)
     name = check_file_name(name or train.info.config_name or schema.TRAIN_SPLIT, "name")

@@ -24,6 +24,7 @@ from llava_mixes import schema
 from llava_mixes.builders import SOURCES
 from llava_mixes.building.report import BuildReport
 from llava_mixes.building.tables import format_benchmark_table, format_recipe_table, format_table, format_task_lines
+from llava_mixes.publish.tool import tool_line
 
 PRETTY_NAME = "LLaVA mixes"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
@@ -382,7 +383,7 @@ def render_card(manifest: dict[str, Any], repo_id: str) -> str:
     body = template("card.md").substitute(
         pretty_name=PRETTY_NAME,
         images_note=_images_note(manifest),
-        package_version=latest["package_version"],
+        tool=tool_line(latest["package_version"]),
         version=latest["version"],
         repo_id=repo_id,
         example_config=manifest["default"],

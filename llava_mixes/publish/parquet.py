@@ -23,7 +23,7 @@ from datasets.utils import tqdm as hf_tqdm
 
 from llava_mixes import schema
 from llava_mixes.building.report import BuildReport
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, unknown_choice
 from llava_mixes.plugin import dedup_config_name
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def export_config(
     """Write every split of a built config as Parquet shards under `root` and return its manifest entry; a recipe
     build (its report has a `recipe`) is the config `recipe-<its name>`."""
     if images not in IMAGE_MODES:
-        raise ConfigError(f"images={images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
+        raise unknown_choice("images", images, IMAGE_MODES)
     max_shard_bytes = parse_shard_size(max_shard_size)
     recipe = report.recipe
     name = recipe_config_name(recipe["name"]) if recipe else published_name(config)

@@ -44,7 +44,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from llava_mixes.errors import CacheWriteError, ConfigError, PublishError
+from llava_mixes.errors import CacheWriteError, ConfigError, PublishError, unknown_choice
 from llava_mixes.publish.card import render_card
 from llava_mixes.publish.card_views import dedup_views
 from llava_mixes.publish.local import LocalRepo
@@ -109,7 +109,7 @@ def check_arguments(
     if not VERSION_PATTERN.fullmatch(version):
         raise ConfigError(f"--version {version!r} is not allowed; it must be X.Y.Z, e.g. 1.0.0")
     if images not in IMAGE_MODES:
-        raise ConfigError(f"--images {images!r} is not allowed; choose one of {list(IMAGE_MODES)}")
+        raise unknown_choice("images", images, IMAGE_MODES)
     parse_shard_size(max_shard_size)
 
 

@@ -53,7 +53,7 @@ from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX, named_entries
 from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES
 from llava_mixes.embedding.embedders import THUMBNAIL
-from llava_mixes.errors import ConfigError, PathEscapeError
+from llava_mixes.errors import ConfigError, PathEscapeError, unknown_choice
 from llava_mixes.paths import check_file_name
 from llava_mixes.recipes.sampling import check_cap, check_sample, check_shares, check_size, draw_counts, wanted_rows
 from llava_mixes.recipes.yaml_reader import MAX_DEPTH, MAX_RECIPE_BYTES, read_recipe_file, read_recipe_yaml, show
@@ -151,7 +151,7 @@ class RecipeDedup:
             self, "threshold", check_threshold(self.threshold, f"dedup.threshold={show(self.threshold)}")
         )
         if not isinstance(self.scope, str) or self.scope not in RECIPE_SCOPES:
-            raise ConfigError(f"dedup.scope={show(self.scope)} is not allowed; choose one of {list(RECIPE_SCOPES)}")
+            raise unknown_choice("dedup.scope", self.scope, RECIPE_SCOPES, show)
         _embedder_name("dedup.embedder", self.embedder)
 
 
@@ -210,18 +210,13 @@ class Recipe:
         configs = [source.config for source in self.sources]
         for config in configs:
             if self.plain_configs and config not in self.plain_configs:
-                raise ConfigError(
-                    f"sources[].config={show(config)} is not allowed; choose one of {list(self.plain_configs)}"
-                )
+                raise unknown_choice("sources[].config", config, self.plain_configs, show)
         if len(set(configs)) != len(configs):
             raise ConfigError(f"sources={show(configs)} is not allowed; list each config once")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"seed={show(self.seed)} is not allowed; give an integer in [0, 2**63)")
         if not isinstance(self.duplicate_rows, str) or self.duplicate_rows not in DUPLICATE_ROW_POLICIES:
-            raise ConfigError(
-                f"duplicate_rows={show(self.duplicate_rows)} is not allowed; choose one of "
-                f"{list(DUPLICATE_ROW_POLICIES)}"
-            )
+            raise unknown_choice("duplicate_rows", self.duplicate_rows, DUPLICATE_ROW_POLICIES, show)
         check_cap(self.cap, "cap")
         object.__setattr__(self, "shares", check_shares(self.shares))
         check_size(self.size, self.shares)

@@ -26,7 +26,7 @@ from llava_mixes import schema
 from llava_mixes.dedup.deduplicate import SCOPES
 from llava_mixes.dedup.sweep import GRID, PassResult, sweep_pass, sweep_thresholds
 from llava_mixes.embedding.cache import EmbeddingCache, EmbeddingError
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, unknown_choice
 from llava_mixes.report.cross import (
     DEFAULT_SAMPLE,
     CrossGroup,
@@ -301,7 +301,7 @@ def analyse(
     if scope == "global" and mode == "sample":
         raise ConfigError("cross_group='sample' is not allowed for scope='global': its table is the config's own")
     if scope not in SCOPES:
-        raise ConfigError(f"scope={scope!r} is not allowed; choose one of {list(SCOPES)}")
+        raise unknown_choice("scope", scope, SCOPES)
     if not shown:
         raise ConfigError("give at least one threshold to show")
     if isinstance(per_band, bool) or not isinstance(per_band, int) or per_band < 0:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llava_mixes.dedup.search import FLOAT32_TOLERANCE
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, unknown_choice
 from llava_mixes.vectors import checked_norms, exact_cosines
 
 CROSS_GROUP_MODES = ("exact", "sample", "skip")
@@ -73,7 +73,7 @@ def check_cross_group(mode: object, share: object) -> str:
     if mode is True or mode is False:
         return "exact" if mode else "skip"
     if mode not in CROSS_GROUP_MODES:
-        raise ConfigError(f"cross_group={mode!r} is not allowed; choose one of {list(CROSS_GROUP_MODES)}")
+        raise unknown_choice("cross_group", mode, CROSS_GROUP_MODES)
     if mode == "sample" and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share <= 1.0):
         raise ConfigError(f"cross_group_sample={share!r} is not allowed; it must be a number in (0, 1]")
     return str(mode)

@@ -8,6 +8,7 @@ bookkeeping) is shared and lives here and in `llava_mixes.sources.normalise`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,13 @@ from typing import Any, ClassVar
 
 import datasets
 
-from llava_mixes.errors import MissingDataError
+from llava_mixes.errors import MissingDataError, setting
 from llava_mixes.sources import fetch as hub
 from llava_mixes.sources import readers
 from llava_mixes.sources.data_files import read_instead, similar_files
+
+ABOVE_LEVELS = 2
+"""How many folders above a `data_dir` that lacks an annotation file are looked in for it (`D/coco` for `D`)."""
 
 
 @dataclass(slots=True)
@@ -40,6 +44,13 @@ class SourceRow:
     image_bytes: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Values of the source's `extra_features` columns."""
+
+
+def _printable(path: Path) -> str:
+    """`path` as an error shows it: as it is, or quoted with escapes where it holds a line break or another
+    character that does not print (the error stays one line)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 class Source:
@@ -121,24 +132,43 @@ class Source:
         hub_names = self.hub_files or self.annotation_files
         paths: list[Path] = []
         missing: list[str] = []
+        above = self._folder_above(data_dir)
         for name, hub_name in zip(self.annotation_files, hub_names, strict=True):
             local = self._local(data_dir, name)
-            if local is None and self.hub_repo is not None:
+            if local is None and self.hub_repo is not None and above is None:
                 try:
                     local = hub.fetch_annotation(self.hub_repo, hub_name)
                 except MissingDataError as error:
-                    missing.append(f"{data_dir / name} ({error})")
+                    missing.append(f"{_printable(data_dir / name)} ({error})")
                     continue
             if local is None:
-                missing.append(str(data_dir / name))
+                missing.append(_printable(data_dir / name))
             else:
                 paths.append(local)
         if missing:
             raise MissingDataError(
-                f"{self.name}: missing {'; '.join(missing)}. {self._similar_hint(data_dir, in_recipe)}"
-                f"{self.download_hint}"
+                f"{self.name}: missing {'; '.join(missing)}. {self._above_hint(data_dir, above)}"
+                f"{self._similar_hint(data_dir, in_recipe)}{self.download_hint}"
             )
         return paths
+
+    def _folder_above(self, data_dir: Path) -> Path | None:
+        """The folder one or two levels above `data_dir` that holds this source's annotation files where `data_dir`
+        lacks one of them: `data_dir` given one level too deep (an image folder such as `D/coco`)."""
+        if all(self._local(data_dir, name) is not None for name in self.annotation_files):
+            return None
+        for folder in list(data_dir.absolute().parents)[:ABOVE_LEVELS]:
+            if all(self._local(folder, name) is not None for name in self.annotation_files):
+                return folder
+        return None
+
+    def _above_hint(self, data_dir: Path, above: Path | None) -> str:
+        """ "did you mean data_dir=FOLDER?" where `above` holds the annotation files `data_dir` lacks."""
+        if above is None:
+            return ""
+        shown = str(above) if data_dir.is_absolute() else os.path.relpath(above)
+        verb = "is" if len(self.annotation_files) == 1 else "are"
+        return f"Did you mean {setting('data_dir', shown)}? {', '.join(self.annotation_files)} {verb} there. "
 
     def _similar_hint(self, data_dir: Path, in_recipe: bool) -> str:
         """The files present under `data_dir` whose names resemble a missing annotation file, and how to use them."""

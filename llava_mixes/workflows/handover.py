@@ -10,7 +10,7 @@ from typing import Any
 
 from llava_mixes import schema
 from llava_mixes.building.entry import build
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, unknown_choice
 from llava_mixes.exporters.core import ExportResult, export
 from llava_mixes.exporters.formats import FORMATS, llamafactory_hub_entry
 from llava_mixes.exporters.published import read_published
@@ -53,7 +53,7 @@ def run_export(
     if (data_dir is None) == (from_ is None):
         raise ConfigError(f"pass exactly one of data_dir={data_dir!r} and from_={from_!r}")
     if format not in FORMATS:
-        raise ConfigError(f"format={format!r} is not allowed; choose one of {list(FORMATS)}")
+        raise unknown_choice("format", format, FORMATS)
     inputs = {"data_dir": data_dir, "the published copy": _local_copy(from_), "image_folder": image_folder}
     out_path = output_folder(out, "out", inputs)
     check_file_name(config, "config")

@@ -248,18 +248,18 @@ def test_a_group_losing_more_than_the_alarm_share_is_named_logged_and_printed(
 ) -> None:
     report = BuildReport("mix665k-dedup-0.8", "1.0.0", ["mix665k"], dedup={"threshold": 0.8})
     report.groups = [
-        GroupStats("ocr_vqa", rows=10, kept_rows=3, removed_rows=7),
-        GroupStats("coco", 10, kept_rows=9, removed_rows=1),
+        GroupStats("ocr_vqa", rows=30, kept_rows=9, removed_rows=21),
+        GroupStats("coco", 30, kept_rows=27, removed_rows=3),
     ]
     report.decontamination = {
-        "groups": {"ocr_vqa": {"rows": 3, "contaminated": 2}},
+        "groups": {"ocr_vqa": {"rows": 30, "contaminated": 20}},
         "benchmarks": [],
         "rows_removed": 2,
     }
     alarms = removal_alarms(report)
     assert [(a["step"], a["image_group"], a["removed"]) for a in alarms] == [
-        ("dedup", "ocr_vqa", 7),
-        ("decontamination", "ocr_vqa", 2),
+        ("dedup", "ocr_vqa", 21),
+        ("decontamination", "ocr_vqa", 20),
     ]
     with caplog.at_level("WARNING"):
         report.save(tmp_path / REPORT_FILE)

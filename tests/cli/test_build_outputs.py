@@ -75,6 +75,7 @@ FLAGS = (
     "--batch-size",
     "--num-workers",
     "--decontaminate-threshold",
+    "--decontaminate-embedder",
     "--scope",
     "--precision",
     "--on-bad-records",

@@ -104,7 +104,7 @@ def test_version_and_help_follow_the_hf_conventions(capsys: pytest.CaptureFixtur
         main(["build", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "images per embedder forward pass (default: 64)" in text and "(default: auto)" in text
-    assert "stop at the first one (default: skip)" in text and "examples: llava-mixes build" in text
+    assert "stop at the first one (default: skip)" in text and "examples: HF_HUB_OFFLINE=1 llava-mixes build" in text
     with pytest.raises(SystemExit):
         main(["publish", "--help"])
     text = " ".join(capsys.readouterr().out.split())

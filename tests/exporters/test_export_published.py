@@ -107,7 +107,9 @@ def test_a_picture_outside_image_folder_is_refused_and_nothing_is_left(playgroun
 
 def test_bad_arguments_name_the_allowed_values(playground: Playground, tmp_path: Path) -> None:
     built = datasets.load_dataset("llava_mixes", CONFIG, data_dir=str(playground.root), embedder="thumbnail")
-    with pytest.raises(ConfigError, match=r"format='sharegpt'.*'llava', 'llamafactory', 'swift', 'jsonl'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown format value 'sharegpt'.*'llava', 'llamafactory', 'swift', 'jsonl'"
+    ):
         export(built, "sharegpt", tmp_path, image_folder=playground.root)
     with pytest.raises(ConfigError, match="removed"):
         export(built["removed"], "llava", tmp_path, image_folder=playground.root)

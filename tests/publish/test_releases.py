@@ -269,7 +269,7 @@ def test_offline_push_from_the_cli_fails_with_one_clean_line(
         ({"version": "1.0"}, r"--version '1\.0' is not allowed; it must be X\.Y\.Z"),
         ({"repo_id": "llava_mixes"}, r"--repo 'llava_mixes' is not allowed; it must be ORG/NAME"),
         ({"configs": ["nope"]}, r"unknown config 'nope'; choose one of \['mix665k'"),
-        ({"images": "gif"}, r"--images 'gif' is not allowed; choose one of \['bytes', 'paths'\]"),
+        ({"images": "gif"}, r"unknown images value 'gif'; choose one of \['bytes', 'paths'\]"),
     ],
 )
 def test_bad_arguments_are_refused_with_the_allowed_values(

@@ -198,7 +198,7 @@ def test_report_errors_are_one_clear_line(
 ) -> None:
     argv = ["report", "mix665k", "--data-dir", str(playground.root), "--out", str(tmp_path / "R")]
     assert main(argv) == 2  # the default embedder is CLIP, which cannot be downloaded offline
-    assert "embedder='thumbnail'" in caplog.text and not (tmp_path / "R").exists()
+    assert "--embedder thumbnail" in caplog.text and not (tmp_path / "R").exists()
     assert main([*argv, "--embedder", "thumbnail", "--thresholds", "0.8", "1.5"]) == 2
     assert "threshold 1.5 is not allowed" in caplog.text
     monkeypatch.setitem(sys.modules, "openpyxl", None)
