@@ -58,10 +58,22 @@ def storage_error(error: BaseException) -> OSError | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the log levels it sets (`--log-level`) are put back when it returns, so a process that runs
+    several commands (a test suite, a notebook) keeps its own."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    level, verbosity = logger.level, datasets.utils.logging.get_verbosity()
     logger.setLevel(args.log_level)
     datasets.utils.logging.set_verbosity(logging.getLevelName(args.log_level))
+    try:
+        return _run(args)
+    finally:
+        logger.setLevel(level)
+        datasets.utils.logging.set_verbosity(verbosity)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command: a project error is one logged line and exit 2, as is a full or read-only disk."""
     for library in LIBRARY_LOGGERS:
         # Their own stderr handlers would print each of their warnings a second time, unformatted.
         logging.getLogger(library).handlers.clear()

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import datasets
 import pytest
 
 from llava_mixes.builders import SOURCES
@@ -84,3 +86,14 @@ def test_export_takes_exactly_one_of_a_build_and_a_published_copy(playground: Pl
     assert raised.value.code == 2
     with pytest.raises(SystemExit):
         main([*argv, "--data-dir", str(playground.root), "--from", str(tmp_path)])
+
+
+def test_a_command_puts_the_log_levels_it_set_back(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--log-level` lasts one command: a later command or library call in the same process logs as before."""
+    package = logging.getLogger("llava_mixes")
+    package.setLevel(logging.WARNING)
+    verbosity = datasets.utils.logging.get_verbosity()
+    assert main(["--log-level", "error", "list"]) == 0
+    assert package.level == logging.WARNING
+    assert datasets.utils.logging.get_verbosity() == verbosity
+    package.setLevel(logging.NOTSET)
