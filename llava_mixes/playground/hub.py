@@ -64,7 +64,8 @@ def write_shard(path: Path, records: list[dict[str, Any]], schema: pa.Schema = H
 
 
 def _reencoded(photo: Image.Image) -> bytes:
-    return encode(Image.open(io.BytesIO(encode(photo, quality=45))), quality=80)
+    """The picture saved again as a low-quality JPEG, as the 665K mix's planted re-encoded copies are."""
+    return encode(Image.open(io.BytesIO(encode(photo, quality=40))))
 
 
 def write_llava_next(root: Path, rng: np.random.Generator, mix_picture: tuple[str, Image.Image]) -> SourceFixture:
@@ -79,8 +80,9 @@ def write_llava_next(root: Path, rng: np.random.Generator, mix_picture: tuple[st
         )
         writer.next_row()
     image_path = "llava_next_779k-{0:07d}/next_{0}.jpg".format
-    first.append(hub_record("next_6", _reencoded(photos[2]), "llava_demo", qa("And this one?", "The same shapes.")))
-    writer.fixture.planted[image_path(6)] = (image_path(2), "re-encoded")
+    # Picture 3 has the texture that copy verification needs (recipes verify copies; see `embedding.verify`).
+    first.append(hub_record("next_6", _reencoded(photos[3]), "coco", qa("And this one?", "The same shapes.")))
+    writer.fixture.planted[image_path(6)] = (image_path(3), "re-encoded")
     writer.next_row()
     broken = encode(synthetic_photo(rng))
     first.append(hub_record("next_7", broken[: len(broken) // 3], "coco", qa("Broken?", "Yes.")))
