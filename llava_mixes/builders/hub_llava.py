@@ -21,10 +21,13 @@ from llava_mixes import schema
 from llava_mixes.builders.mix665k import PROMPT_TASKS
 from llava_mixes.errors import MissingDataError, RecordRejected
 from llava_mixes.paths import contained
+from llava_mixes.sources import json_guard
 from llava_mixes.sources.base import Source, SourceRow
 from llava_mixes.sources.conversation import first_human_text, normalise_turns
 from llava_mixes.sources.llava_format import source_id_of
 
+MAX_ROW_BYTES = json_guard.MAX_RECORD_BYTES
+"""Most bytes of text, and separately of picture, one row may hold (the JSON readers' record limit)."""
 MAX_GROUP_CHARS = 120
 """Longest `data_source` kept as an image group; a longer one is no sub-dataset name (the row is rejected)."""
 _GROUP = re.compile(r"[^\x00-\x1f\x7f]+")
@@ -76,6 +79,8 @@ def picture(record: Mapping[str, Any]) -> tuple[bytes | None, str | None]:
         )
     if not data:
         raise RecordRejected(schema.UNDECODABLE_IMAGE, "image bytes are empty")
+    if len(data) > MAX_ROW_BYTES:
+        raise RecordRejected(schema.MALFORMED_RECORD, f"the picture takes {len(data):,} bytes, over {MAX_ROW_BYTES:,}")
     return data, stored_name(name)
 
 
@@ -103,7 +108,13 @@ def hub_row(record: Any, fallback_group: str) -> SourceRow:
     data, name = picture(record)
     if "conversations" not in record:
         raise RecordRejected(schema.MALFORMED_RECORD, f"no 'conversations' column; columns are {sorted(record)}")
-    turns = normalise_turns(record["conversations"], has_image=data is not None)
+    conversations = record["conversations"]
+    if isinstance(conversations, list):
+        values = [turn.get("value") for turn in conversations if isinstance(turn, Mapping)]
+        size = sum(len(value) for value in values if isinstance(value, str))
+        if size > MAX_ROW_BYTES:
+            raise RecordRejected(schema.MALFORMED_RECORD, f"the conversation takes {size:,} characters, over the cap")
+    turns = normalise_turns(conversations, has_image=data is not None)
     group = group_of(record, fallback_group)
     return SourceRow(source_id, turns, name, task_of(data is not None, turns), image_bytes=data, image_group=group)
 
