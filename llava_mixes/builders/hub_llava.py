@@ -105,6 +105,7 @@ def hub_row(record: Any, fallback_group: str) -> SourceRow:
     if not isinstance(record, Mapping):
         raise RecordRejected(schema.MALFORMED_RECORD, f"record is {type(record).__name__}, not an object")
     source_id = source_id_of(dict(record))
+    group = group_of(record, fallback_group)
     data, name = picture(record)
     if "conversations" not in record:
         raise RecordRejected(schema.MALFORMED_RECORD, f"no 'conversations' column; columns are {sorted(record)}")
@@ -115,7 +116,6 @@ def hub_row(record: Any, fallback_group: str) -> SourceRow:
         if size > MAX_ROW_BYTES:
             raise RecordRejected(schema.MALFORMED_RECORD, f"the conversation takes {size:,} characters, over the cap")
     turns = normalise_turns(conversations, has_image=data is not None)
-    group = group_of(record, fallback_group)
     return SourceRow(source_id, turns, name, task_of(data is not None, turns), image_bytes=data, image_group=group)
 
 
