@@ -302,11 +302,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.out)
     playground = write_playground(folder / "playground")
     out(f"playground in {folder}:")
+    subsets = [name for name in playground.sources if SOURCES[name].family]
     for name, fixture in playground.sources.items():
+        if name in subsets:
+            continue
         out(
             f"  {name:20s} {fixture.rows:3d} rows, {len(fixture.planted)} planted near-duplicates, "
             f"{len(fixture.expected_rejections)} rows to reject"
         )
+    if subsets:
+        out(f"  and {len(subsets)} subset configs of the releases above ({subsets[0]}, ...): llava-mixes build NAME")
     kwargs = {"embedder": args.embedder, "content_cache_dir": str(folder / "content_cache")}
     plain = [
         config.name
