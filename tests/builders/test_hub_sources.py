@@ -194,3 +194,16 @@ def test_normalise_gives_a_row_or_a_rejection_for_any_record(record: Any) -> Non
         else:
             assert all(schema.IMAGE_TOKEN not in turn["value"] for turn in row.conversations)
     assert time.monotonic() - started < 5
+
+
+def test_picture_checks_are_keyed_by_content_and_reused_across_releases(shared_playground: Playground) -> None:
+    from llava_mixes.sources.images import ImageIndex
+    from llava_mixes.sources.normalise import SourceNormaliser
+
+    root, cache = shared_playground.root, shared_playground.root.parent / "checks"
+    first = SourceNormaliser(SOURCES["onevision-sharegpt4o"](), root, ImageIndex(cache), "skip")
+    assert sum(table.num_rows for table in first.tables()) == 3 and first.index.inspected == 4
+    # The whole release holds the same four pictures among its others: they are not decoded again.
+    whole = SourceNormaliser(SOURCES["onevision-si"](), root, ImageIndex(cache), "skip")
+    assert sum(table.num_rows for table in whole.tables()) == 85
+    assert whole.index.inspected == 86 - len(LANGUAGE_ONLY) - 4
