@@ -27,7 +27,7 @@ from llava_mixes.embedding.engines import ENGINES
 from llava_mixes.errors import ConfigError
 from llava_mixes.paths import contained
 from llava_mixes.plugin import dedup_config_name
-from llava_mixes.recipes.recipe import Recipe
+from llava_mixes.recipes.recipe import Recipe, choices
 from llava_mixes.store import default_cache_root
 
 VERSION = datasets.Version("1.0.0")
@@ -48,7 +48,7 @@ DEDUP_FIELDS = (
 
 def _choice(field_name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{field_name}={value!r} is not allowed; choose one of {list(allowed)}")
+        raise ConfigError(f"{field_name}={value!r} is not allowed; choose one of {choices(allowed)}")
 
 
 def _positive_int(field_name: str, value: object, allow_none: bool = False) -> None:
@@ -298,4 +298,4 @@ def check_config_name(config: str) -> None:
         if close:
             hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
             raise ConfigError(f"unknown config {config!r}; {hint}")
-        raise ConfigError(f"unknown config {config!r}; choose one of {list(CONFIG_NAMES)}")
+        raise ConfigError(f"unknown config {config!r}; choose one of {choices(CONFIG_NAMES)}")

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import reprlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -74,6 +75,19 @@ _repr.maxstring, _repr.maxother, _repr.maxlong = 80, 80, 40
 def show(value: object) -> str:
     """`repr(value)`, cut short: an error message never grows with the input."""
     return _repr.repr(value)
+
+
+MAX_CHOICES_SHOWN = 12
+
+
+def choices(allowed: Iterable[str]) -> str:
+    """The allowed values of an error message, as a list; past `MAX_CHOICES_SHOWN` the first ones and how many
+    more (there are hundreds of configs with the OneVision subsets), so that the message stays short."""
+    values = list(allowed)
+    if len(values) <= MAX_CHOICES_SHOWN:
+        return str(values)
+    rest = len(values) - MAX_CHOICES_SHOWN
+    return f"{values[:MAX_CHOICES_SHOWN]} and {rest} more (`llava-mixes list` shows them all)"
 
 
 class RecipeLoader(yaml.SafeLoader):
@@ -264,7 +278,7 @@ class Recipe:
         for config in configs:
             if self.plain_configs and config not in self.plain_configs:
                 raise ConfigError(
-                    f"sources[].config={show(config)} is not allowed; choose one of {list(self.plain_configs)}"
+                    f"sources[].config={show(config)} is not allowed; choose one of {choices(self.plain_configs)}"
                 )
         if len(set(configs)) != len(configs):
             raise ConfigError(f"sources={show(configs)} is not allowed; list each config once")
