@@ -107,7 +107,7 @@ def test_a_bytes_config_decontaminates_exports_its_pictures_and_publishes(
 
     out = tmp_path / "published"
     release(
-        [NEXT],
+        [NEXT, "onevision-sharegpt4o"],
         "demo/llava_mixes",
         "1.0.0",
         str(playground.root),
@@ -122,6 +122,8 @@ def test_a_bytes_config_decontaminates_exports_its_pictures_and_publishes(
     assert loaded[schema.IMAGE_GROUP] == plain.dataset[schema.TRAIN_SPLIT][schema.IMAGE_GROUP]
     card = (out / "README.md").read_text()
     assert "apache-2.0" in card and "llava_next_779k" in card
+    assert "1 of them is non-commercial: llava_onevision_sharegpt4o." in card  # the registry's commercial_use
+    assert "academic research and education" in card
 
 
 def _next_rows(playground: Playground) -> list[dict]:
