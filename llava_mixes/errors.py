@@ -1,6 +1,9 @@
-"""Exceptions raised by llava_mixes; each message says what is wrong and what to do about it."""
+"""Exceptions raised by llava_mixes; each message says what is wrong and what to do about it (`choices` names the
+allowed values)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class LlavaMixesError(Exception):
@@ -63,3 +66,16 @@ class PathEscapeError(LlavaMixesError, ValueError):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+MAX_CHOICES_SHOWN = 12
+
+
+def choices(allowed: Iterable[str]) -> str:
+    """The allowed values an error message names, as a list; past `MAX_CHOICES_SHOWN` the first ones and how many
+    more (configs number hundreds with the OneVision subsets), so that the message stays short."""
+    values = list(allowed)
+    if len(values) <= MAX_CHOICES_SHOWN:
+        return str(values)
+    rest = len(values) - MAX_CHOICES_SHOWN
+    return f"{values[:MAX_CHOICES_SHOWN]} and {rest} more (`llava-mixes list` shows them all)"

@@ -24,10 +24,10 @@ from llava_mixes.decontam.decontaminate import check_settings as check_decontami
 from llava_mixes.dedup.deduplicate import SCOPES, SEARCHES, THRESHOLDS, check_threshold
 from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
-from llava_mixes.errors import ConfigError
+from llava_mixes.errors import ConfigError, choices
 from llava_mixes.paths import contained
 from llava_mixes.plugin import dedup_config_name
-from llava_mixes.recipes.recipe import Recipe, choices
+from llava_mixes.recipes.recipe import Recipe
 from llava_mixes.store import default_cache_root
 
 VERSION = datasets.Version("1.0.0")

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import reprlib
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,7 +46,7 @@ from llava_mixes.decontam.references import HUB_ID, HUB_PREFIX
 from llava_mixes.dedup.deduplicate import check_threshold
 from llava_mixes.embedding.copy import GRADIENTS, TORCHSCRIPT_SUFFIXES
 from llava_mixes.embedding.embedders import THUMBNAIL
-from llava_mixes.errors import ConfigError, PathEscapeError
+from llava_mixes.errors import ConfigError, PathEscapeError, choices
 from llava_mixes.paths import check_file_name
 
 RECIPE_SCOPES = ("recipe", "group")
@@ -75,19 +74,6 @@ _repr.maxstring, _repr.maxother, _repr.maxlong = 80, 80, 40
 def show(value: object) -> str:
     """`repr(value)`, cut short: an error message never grows with the input."""
     return _repr.repr(value)
-
-
-MAX_CHOICES_SHOWN = 12
-
-
-def choices(allowed: Iterable[str]) -> str:
-    """The allowed values of an error message, as a list; past `MAX_CHOICES_SHOWN` the first ones and how many
-    more (there are hundreds of configs with the OneVision subsets), so that the message stays short."""
-    values = list(allowed)
-    if len(values) <= MAX_CHOICES_SHOWN:
-        return str(values)
-    rest = len(values) - MAX_CHOICES_SHOWN
-    return f"{values[:MAX_CHOICES_SHOWN]} and {rest} more (`llava-mixes list` shows them all)"
 
 
 class RecipeLoader(yaml.SafeLoader):
