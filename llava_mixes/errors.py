@@ -1,4 +1,5 @@
-"""Exceptions raised by llava_mixes; each message says what is wrong and what to do about it."""
+"""Exceptions raised by llava_mixes; each message says what is wrong and what to do about it (`choices` names the
+allowed values)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,19 @@ class PathEscapeError(LlavaMixesError, ValueError):
         self.path = path
 
 
+MAX_CHOICES_SHOWN = 12
+
+
+def choices(allowed: Iterable[object]) -> str:
+    """The allowed values an error message names, as a list; past `MAX_CHOICES_SHOWN` the first ones and how many
+    more (configs number hundreds with the OneVision subsets), so that the message stays short."""
+    values = list(allowed)
+    if len(values) <= MAX_CHOICES_SHOWN:
+        return str(values)
+    rest = len(values) - MAX_CHOICES_SHOWN
+    return f"{values[:MAX_CHOICES_SHOWN]} and {rest} more (`llava-mixes list` shows them all)"
+
+
 _flags: dict[str, str] = {}
 """The command line's flag for each setting it has one for, while `command_line_spelling` is in effect."""
 
@@ -107,7 +121,7 @@ def unknown_choice(
     """The error for `value` where the setting `what` takes one of `allowed`: "unknown WHAT value 'x'; choose one
     of [...]" for a name that is none of them (a typo, most often), "WHAT=x is not allowed; ..." for a value that is
     no name at all. `shown` writes the value (e.g. with escapes, for a value from an untrusted file)."""
-    choices = f"choose one of {list(allowed)}"
+    listed = f"choose one of {choices(allowed)}"
     if isinstance(value, str):
-        return ConfigError(f"unknown {setting(what)} value {shown(value)}; {choices}")
-    return ConfigError(f"{what}={shown(value)} is not allowed; {choices}")
+        return ConfigError(f"unknown {setting(what)} value {shown(value)}; {listed}")
+    return ConfigError(f"{what}={shown(value)} is not allowed; {listed}")

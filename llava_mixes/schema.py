@@ -82,6 +82,8 @@ EMBEDDING_FAILED = "embedding_failed"
 UNREADABLE_IMAGE = "unreadable_image"
 # A string of the row holds a lone UTF-16 surrogate (e.g. a JSON `"\ud800"` escape): not storable as UTF-8.
 INVALID_TEXT = "invalid_text"
+# The row holds several pictures (an `images` list of more than one); the schema has one picture per row.
+MULTIPLE_IMAGES = "multiple_images"
 
 BAD_RECORD_POLICIES = ("skip", "error")
 """`on_bad_records`: `skip` rejects a bad row and lists it in the build report; `error` stops the build there."""
@@ -104,6 +106,7 @@ REJECT_REASONS = (
     EMBEDDING_FAILED,
     UNREADABLE_IMAGE,
     INVALID_TEXT,
+    MULTIPLE_IMAGES,
 )
 
 

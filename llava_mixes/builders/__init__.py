@@ -7,7 +7,9 @@ from typing import Any
 
 import datasets
 
+from llava_mixes.builders.llava_next import LlavaNext779k
 from llava_mixes.builders.mix665k import Mix665k
+from llava_mixes.builders.onevision import SUBSET_SOURCES, OneVisionSingleImage
 from llava_mixes.builders.pretrain558k import Pretrain558k
 from llava_mixes.builders.sharegpt4v import ShareGpt4vMix665k
 from llava_mixes.builders.svit_core import SvitCore
@@ -17,10 +19,13 @@ from llava_mixes.builders.zh600k import Zh600k
 from llava_mixes.errors import ConfigError, MissingDataError
 from llava_mixes.sources.base import Source
 
-SOURCES: dict[str, type[Source]] = {
-    source.config_name: source
-    for source in (Mix665k, Pretrain558k, ShareGpt4vMix665k, SvitMix665k, SvitCore, TextOcrGpt4v, Zh600k)
-}
+HUB_SOURCES: tuple[type[Source], ...] = (LlavaNext779k, OneVisionSingleImage, *SUBSET_SOURCES)
+"""The Hub releases with their pictures inside (see `builders.hub_llava`)."""
+
+FILE_SOURCES = (Mix665k, Pretrain558k, ShareGpt4vMix665k, SvitMix665k, SvitCore, TextOcrGpt4v, Zh600k)
+"""The instruction sets read from annotation files (their pictures in folders, or inside for zh600k)."""
+
+SOURCES: dict[str, type[Source]] = {source.config_name: source for source in (*FILE_SOURCES, *HUB_SOURCES)}
 """Every source, keyed by its config name."""
 
 MIXES: dict[str, tuple[str, ...]] = {

@@ -24,7 +24,7 @@ from llava_mixes.decontam.decontaminate import check_settings as check_decontami
 from llava_mixes.dedup.deduplicate import SCOPES, SEARCHES, THRESHOLDS, check_threshold
 from llava_mixes.embedding.embedders import DEFAULT_EMBEDDER, PRECISIONS
 from llava_mixes.embedding.engines import ENGINES
-from llava_mixes.errors import ConfigError, unknown_choice
+from llava_mixes.errors import ConfigError, choices, unknown_choice
 from llava_mixes.paths import contained
 from llava_mixes.plugin import dedup_config_name
 from llava_mixes.recipes.recipe import Recipe
@@ -301,7 +301,7 @@ def check_config_name(config: object) -> None:
     if close:
         hint = f"did you mean {', '.join(close)}? (`llava-mixes list` shows all {len(CONFIG_NAMES)} configs)"
         raise ConfigError(f"unknown config {shown}; {hint}")
-    raise ConfigError(f"unknown config {shown}; choose one of {list(CONFIG_NAMES)}")
+    raise ConfigError(f"unknown config {shown}; choose one of {choices(CONFIG_NAMES)}")
 
 
 SHOWN_NAME = 120

@@ -53,13 +53,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, what, copy, near in EMBEDDER_GUIDE:
             out(f"{name:36s} {copy:28s} {near:24s} {what}")
         return 0
+    families: dict[str, list[str]] = {}
     for config in LlavaMixes.BUILDER_CONFIGS:
         if config.is_recipe:
             out(f"{config.name:28s} v{config.version}  a recipe: --recipe FILE or a shipped recipe's name")
             continue
+        family = SOURCES[config.sources[0]].family if len(config.sources) == 1 else None
+        if family is not None:
+            if not config.is_dedup:
+                families.setdefault(family, []).append(config.name)
+            continue
         sources = ", ".join(SOURCES[name].name for name in config.sources)
         dedup = f"dedup at cosine >= {config.dedup_threshold}, per group" if config.is_dedup else "not deduplicated"
         out(f"{config.name:28s} v{config.version}  {dedup:34s} {sources}")
+    for family, names in families.items():
+        out(f"{family}'s subsets, one config each (also <name>-dedup-0.7/0.8/0.9): {', '.join(names)}")
     return 0
 
 
@@ -166,13 +174,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = Path(args.out)
     playground = write_playground(folder / "playground")
     out(f"playground in {folder}:")
+    subsets = [name for name in playground.sources if SOURCES[name].family]
     for name, fixture in playground.sources.items():
+        if name in subsets:
+            continue
         out(
             f"  {name:20s} {fixture.rows:3d} rows, {len(fixture.planted)} planted near-duplicates, "
             f"{len(fixture.expected_rejections)} rows to reject"
         )
+    if subsets:
+        out(f"  and {len(subsets)} subset configs of the releases above ({subsets[0]}, ...): llava-mixes build NAME")
     kwargs = {"embedder": args.embedder, "content_cache_dir": str(folder / "content_cache")}
-    plain = [config.name for config in LlavaMixes.BUILDER_CONFIGS if not config.is_derived]
+    plain = [
+        config.name
+        for config in LlavaMixes.BUILDER_CONFIGS
+        if not config.is_derived and not any(SOURCES[name].family for name in config.sources)
+    ]
     for config in [plain[0], DEMO_DEDUP_CONFIGS[0], *plain[1:], *DEMO_DEDUP_CONFIGS[1:]]:
         report = build(config, str(folder / "playground"), str(folder / "hf_cache"), **kwargs).report
         print_report(report)

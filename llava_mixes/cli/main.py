@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import os
+import sys
 
 import datasets
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     datasets.utils.logging.set_verbosity(logging.getLevelName(args.log_level))
     try:
         return _run(args)
+    except BrokenPipeError:
+        # The reader of stdout went away (`llava-mixes list | head`): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         logger.setLevel(level)
         datasets.utils.logging.set_verbosity(verbosity)

@@ -21,6 +21,7 @@ from PIL import Image, ImageEnhance
 
 from llava_mixes.builders import SOURCES
 from llava_mixes.playground.generic import write_generic
+from llava_mixes.playground.hub import write_llava_next, write_onevision
 from llava_mixes.playground.pictures import encode, synthetic_photo
 from llava_mixes.playground.sources import (
     FixtureWriter,
@@ -132,11 +133,19 @@ def write_playground(root: Path, seed: int = 0) -> Playground:
         "svit-core": write_svit_core(root, vg, mix.fixture.planted),
         "textocr-gpt4v": write_textocr(root, textvqa, mix.fixture.planted),
         "zh600k": write_zh600k(root, np.random.default_rng(seed + 600)),
+        "llava-next-779k": write_llava_next(root, np.random.default_rng(seed + 779), _mix_picture(originals)),
+        **write_onevision(root, np.random.default_rng(seed + 320)),
     }
     for number, (name, source) in enumerate(SOURCES.items()):
         if name not in sources:
             sources[name] = write_generic(root, source(), np.random.default_rng(seed + 1000 + number))
     return Playground(root, sources)
+
+
+def _mix_picture(originals: dict[str, tuple[str, Image.Image]]) -> tuple[str, Image.Image]:
+    """The 665K picture that LLaVA-NeXT's playground release copies (`hub.next_cross_copy`): the first COCO one."""
+    path = next(path for path, (group, _) in originals.items() if group == "coco")
+    return path, originals[path][1]
 
 
 def _write_mix665k(root: Path, seed: int) -> tuple[FixtureWriter, dict[str, tuple[str, Image.Image]]]:

@@ -44,6 +44,9 @@ class SourceRow:
     image_bytes: bytes | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Values of the source's `extra_features` columns."""
+    image_group: str | None = None
+    """The row's own image group (e.g. its `data_source` in a Hub release); None: the source's
+    `image_group(image_path)`."""
 
 
 def _printable(path: Path) -> str:
@@ -60,6 +63,9 @@ class Source:
     """Value of the `source` column, e.g. `llava_v1_5_mix665k`."""
     config_name: ClassVar[str]
     """Prefix of this source's configs, e.g. `mix665k`."""
+    family: ClassVar[str | None] = None
+    """For one subset of a larger release: the config name of the whole release (`llava-mixes list` shows such
+    subsets on one line, the demo builds the whole release only)."""
     annotation_files: ClassVar[tuple[str, ...]]
     """Annotation files, read in this order; `.jsonl` is JSON Lines, `.parquet` Parquet, anything else a JSON array."""
     annotation_dirs: ClassVar[tuple[str, ...]] = ("",)
@@ -105,6 +111,11 @@ class Source:
         """The image path of a raw record that was rejected before it became a `SourceRow`, if it names one."""
         value = record.get("image") if isinstance(record, dict) else None
         return value if isinstance(value, str) else None
+
+    def group_of_raw(self, record: Any) -> str | None:
+        """The image group of a raw record rejected before it became a row, for a source whose rows carry their own
+        group (`SourceRow.image_group`); None: derived from the record's image path."""
+        return None
 
     def image_group(self, image_path: str) -> str:
         """The dedup/statistics group of an image path: its first folder, or `vg/<folder>` for VG."""

@@ -129,11 +129,11 @@ class SourceNormaliser:
             if row.image_bytes is not None:
                 own_id = row_id(self.source, row_index)
                 image_path = f"{own_id}/{row.image_path}" if row.image_path else own_id
-                return row_index, row, image_path, self.source.image_group(image_path), None
+                return row_index, row, image_path, row.image_group or self.source.image_group(image_path), None
             if row.image_path is None:
                 return row_index, row, None, None, None
             found, resolved = self.resolver.resolve_first((row.image_path, *row.image_alternatives))
-            group = self._groups.get(found)
+            group = row.image_group or self._groups.get(found)
             if group is None:
                 group = self._groups[found] = self.source.image_group(found)
             return row_index, row, found, group, resolved
@@ -143,6 +143,11 @@ class SourceNormaliser:
 
     def _group_of_rejected(self, raw: Any, row: SourceRow | None, error: RecordRejected) -> str | None:
         """The group a rejected row's image would have had, so rejections are counted per group."""
+        if row is not None and row.image_group is not None:
+            return row.image_group if (row.image_path or row.image_bytes) is not None else None
+        own = self.source.group_of_raw(raw) if row is None else None
+        if own is not None:
+            return own
         single = self.source.single_image_group
         if single is not None:
             has_image = (row.image_path or row.image_bytes) is not None if row is not None else _raw_has_image(raw)
@@ -268,7 +273,8 @@ def _storable(text: str | None) -> str | None:
 def _storable_text(row: SourceRow) -> bool:
     """Whether every string of the row can be stored as UTF-8 (one check over all of them joined)."""
     texts = [turn["value"] for turn in row.conversations]
-    texts += [row.source_id, row.image_path, row.language, row.task, *row.image_alternatives, *row.extra.values()]
+    texts += [row.source_id, row.image_path, row.language, row.task, row.image_group, *row.image_alternatives]
+    texts += list(row.extra.values())
     joined = "".join([text for text in texts if type(text) is str])
     if joined.isascii():
         return True
@@ -288,6 +294,7 @@ def _storable_texts(rows: list[SourceRow]) -> bool:
         [row.image_path for row in rows],
         [row.language for row in rows],
         [row.task for row in rows],
+        [row.image_group for row in rows],
         [text for row in rows for text in row.image_alternatives],
         [text for row in rows for text in row.extra.values()],
     ):
@@ -314,6 +321,7 @@ def _text_fields(row: SourceRow) -> Iterator[tuple[str, Any]]:
         yield f"turn {position} ({turn['from']})", turn["value"]
     yield "language", row.language
     yield "task", row.task
+    yield "data_source", row.image_group
     yield from row.extra.items()
 
 

@@ -6,7 +6,8 @@ objects. No record may nest deeper than `json_guard.MAX_DEPTH` or take more than
 any object is built; see `json_guard`), and the read goes on. A syntax error in a JSON array stops the
 read with the file, line, column and byte offset (for bytes that are not UTF-8, the first such byte); a
 bad line in JSON Lines is one rejected record, because the lines around it still parse. A Parquet file
-that cannot be read (Arrow bounds its nesting itself) stops the read with the file and the error.
+that cannot be read (Arrow bounds its nesting itself), or whose row group is over `MAX_ROW_GROUP_BYTES`, stops
+the read with the file and the error; Parquet is read one record batch at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ _YAJL_MIN_INDENT = 10
 _YAJL_CARET_COLUMN = 40
 _YAJL_SPACE = b" \t\r\n\x0b\x0c"
 _PARQUET_BATCH_ROWS = 256
+MAX_ROW_GROUP_BYTES = 2 << 30
+"""Largest uncompressed Parquet row group read: Arrow holds a whole row group in memory while reading it, and real
+releases write at most a few hundred MB per row group (the Hub's viewer refuses larger ones)."""
 BadLine = tuple[str, str]
 Reader = Callable[[Path, Callable[[int], None] | None], Iterator[tuple[int, Any]]]
 
@@ -216,6 +220,13 @@ def iter_parquet(path: Path, on_bytes: Callable[[int], None] | None = None) -> I
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
         raise MalformedSourceError(f"{path}: not a readable Parquet file: {error}") from error
+    for group in range(parquet.metadata.num_row_groups):
+        size = parquet.metadata.row_group(group).total_byte_size
+        if size > MAX_ROW_GROUP_BYTES:
+            raise MalformedSourceError(
+                f"{path}: row group {group} holds {size:,} bytes uncompressed, over the {MAX_ROW_GROUP_BYTES:,}-byte "
+                "limit of one read; rewrite the file with smaller row groups (e.g. pyarrow's row_group_size)"
+            )
     total_rows = max(parquet.metadata.num_rows, 1)
     size = path.stat().st_size
     index = 0

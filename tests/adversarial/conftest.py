@@ -34,6 +34,7 @@ FEATURES = (
     "export",
     "publish",
     "copy detection",
+    "hub sources",
 )
 _tally: dict[str, Counter[str]] = {}
 

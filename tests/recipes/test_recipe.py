@@ -197,7 +197,7 @@ def benchmarks(dataset: datasets.DatasetDict) -> set[str]:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, r"config 'recipe' needs recipe=.*\['llava-1.5', 'llava-bilingual', 'llava-en-all'\]"),
+        ({}, r"config 'recipe' needs recipe=.*\['llava-1.5', 'llava-bilingual', 'llava-en-all', 'llava-next-665k'\]"),
         ({"recipe": "nope"}, r"recipe='nope' is neither a file nor a shipped recipe"),
         ({"recipe": "llava-1.5", "dedup_threshold": 0.8}, r"dedup_threshold=0.8 is not allowed for config 'recipe'"),
     ],
