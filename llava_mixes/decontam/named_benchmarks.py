@@ -148,7 +148,8 @@ def _read(named: BenchmarkSet, found: Located, store: Path | None) -> NamedRead:
     return NamedRead(record["benchmark"], list(pictures.values()), missing, record)
 
 
-def _stat(path: Path) -> str:
+def stat_key(path: Path) -> str:
+    """What a fingerprint records of one file read: its size, mtime, ctime and inode, or why it cannot be read."""
     try:
         stat = os.stat(path)
     except OSError as error:
@@ -164,6 +165,6 @@ def fingerprint_lines(named: BenchmarkSet, entries: Sequence[BenchmarkEntry], mi
     for found in locate_named(named, entries, mirror):
         yield f"entry={found.entry!r}\t{found.where}\t{found.revision}\n"
         for path in found.inputs():
-            yield f"{path}\t{_stat(path)}\n"
+            yield f"{path}\t{stat_key(path)}\n"
         for note in found.notes:
             yield f"missing\t{note}\n"

@@ -43,7 +43,7 @@ import pyarrow as pa
 from llava_mixes import schema
 from llava_mixes.decontam.benchmark_repos import mirror_folder
 from llava_mixes.decontam.benchmark_sets import BenchmarkEntry, BenchmarkSet, named_entries, suggest_set
-from llava_mixes.decontam.named_benchmarks import fingerprint_lines, read_named
+from llava_mixes.decontam.named_benchmarks import fingerprint_lines, read_named, stat_key
 from llava_mixes.decontam.reference_files import contained_picture, tsv_pictures
 from llava_mixes.decontam.reference_layouts import Planned, exists, plan_path, short
 from llava_mixes.errors import ConfigError, PathEscapeError
@@ -301,14 +301,6 @@ def load_references(
     return found
 
 
-def _stat_key(path: Path) -> str:
-    try:
-        stat = os.stat(path)
-    except OSError as error:
-        return f"unreadable {error.errno}"
-    return f"{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}"
-
-
 def references_fingerprint(
     references: Sequence[Reference] | Reference, mirror: str | os.PathLike | None = None
 ) -> str:
@@ -334,7 +326,7 @@ def references_fingerprint(
             for plan in plan_path(name, Path(value)):
                 digest.update(f"benchmark={plan.name}\t{plan.root}\n".encode())
                 for path in plan.inputs:
-                    digest.update(f"{path}\t{_stat_key(path)}\n".encode(errors="surrogateescape"))
+                    digest.update(f"{path}\t{stat_key(path)}\n".encode(errors="surrogateescape"))
                 for note in plan.missing:
                     digest.update(f"missing\t{note}\n".encode(errors="surrogateescape"))
         else:

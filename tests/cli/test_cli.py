@@ -58,6 +58,9 @@ def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "\nrecipe (v1.0.0)" in out and "recipe llava-en-all-decontaminated (" in out and "| pope |" in out
     report = json.loads((tmp_path / "demo" / "recipe-llava-en-all-decontaminated.stats.json").read_text())
     assert report["recipe"]["sources"]["svit-mix665k"]["rows_in"] > 0
+    # Last, the shipped recipe that mixes a Hub release (pictures as Parquet bytes) with the 665K files.
+    hub = json.loads((tmp_path / "demo" / "recipe-llava-next-665k.stats.json").read_text())["recipe"]["sources"]
+    assert hub["llava-next-779k"]["rows_in"] > 0 and hub["llava-next-779k"]["removed"] > 0
 
 
 def test_list_embedders_states_each_embedders_thresholds(capsys: pytest.CaptureFixture[str]) -> None:
