@@ -217,7 +217,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print_report(built.report)
     built.report.save(folder / stats_file_name(built.report))
-    out(f"\nshipped recipe {HUB_DEMO_RECIPE}: LLaVA-NeXT's Parquet rows with the 665K mix, copies removed across them:")
+    out(f"\nshipped recipe {HUB_DEMO_RECIPE}: LLaVA-NeXT's Parquet rows and the 665K mix, copies removed across them:")
     built = build(
         RECIPE_CONFIG,
         str(folder / "playground"),
