@@ -104,7 +104,8 @@ class CandidateBudget:
             f"({hours / cores:,.1f} hours on {cores} cores, at {self.seconds_per_pair * 1000:.0f} ms a pair). "
             f"Most pairs: {top}. Ways out: a higher candidate threshold ({raise_threshold}); SSCD weights (a "
             "TorchScript file such as sscd_disc_mixup.torchscript.pt as the copy embedder); or a larger budget "
-            f"(max_candidate_pairs=N from Python, or the environment variable {BUDGET_VARIABLE}=N), nothing is "
+            f"(the environment variable {BUDGET_VARIABLE}=N for any build, or max_candidate_pairs=N where a function "
+            "takes it: decontaminate, source_overlap), nothing is "
             "verified until then"
         )
 
