@@ -31,7 +31,6 @@ import io
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from machine_info import host, peak_rss_bytes
+from machine_info import host, peak_rss_bytes, worker_result
 from PIL import Image
 
 RELEASE = "LLaVA-NeXT-Data"
@@ -149,9 +148,7 @@ def run_side(side: str, folder: Path, work: Path) -> dict[str, float]:
 
 def measure(side: str, folder: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=folder) as work:
-        command = [sys.executable, __file__, "--side", side, "--folder", str(folder), "--work", work]
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        return worker_result(__file__, ["--side", side, "--folder", str(folder), "--work", work], offline=False)
 
 
 def main() -> None:

@@ -21,14 +21,13 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench_second_build import playground
-from machine_info import host
+from machine_info import host, worker_result
 
 CONFIG = "mix665k-dedup-0.8"
 
@@ -61,10 +60,7 @@ def worker(mode: str, folder: str, cache: str) -> str:
 
 
 def run(mode: str, folder: Path, cache: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", mode, "--folder", str(folder), "--cache", str(cache)]
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, ["--worker", mode, "--folder", str(folder), "--cache", str(cache)])
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-from machine_info import host
+from machine_info import host, worker_result
 from PIL import Image
 
 from llava_mixes.playground.synthetic import photo_jpeg
@@ -122,11 +121,8 @@ def worker(config: str, folder: str, cache: str, profile: bool = False) -> str:
 
 
 def run(config: str, folder: Path, cache: Path, profile: bool = False) -> dict:
-    command = [sys.executable, __file__, "--worker", config, "--folder", str(folder), "--cache", str(cache)]
-    command += ["--profile"] if profile else []
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    arguments = ["--worker", config, "--folder", str(folder), "--cache", str(cache)]
+    return worker_result(__file__, arguments + (["--profile"] if profile else []))
 
 
 def main() -> None:

@@ -1,9 +1,13 @@
-"""What the benchmarks record about the machine they ran on, and a process's own peak memory."""
+"""What the benchmarks record about the machine they ran on, a process's own peak memory, and a measurement run in a
+fresh process."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
 
 
 def host() -> str:
@@ -67,3 +71,12 @@ def roofline_line(work: object, seconds: float, ceiling: dict[str, float]) -> st
         f"bound {work.bound_seconds:.1f} s, "
         f"outside the products {outside:.1f} s ({outside / seconds:.0%})"
     )
+
+
+def worker_result(script: str, arguments: list[str], offline: bool = True) -> dict:
+    """Run `script` with `arguments` in a fresh Python process (with `HF_HUB_OFFLINE=1` where `offline`) and return
+    the JSON object its last line of output holds: one measurement, free of what this process imported or cached."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"} if offline else None
+    command = [sys.executable, script, *arguments]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
+    return json.loads(done.stdout.strip().splitlines()[-1])
