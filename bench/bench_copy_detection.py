@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from bench_embed_thumbnail import bare_decode
 from copy_playground import TRANSFORMATIONS, Copy, playground
-from machine_info import host
+from machine_info import host, show_and_append
 
 from llava_mixes.embedding.cache import EmbeddingCache, ImageRef
 from llava_mixes.embedding.copy import GradientsEmbedder
@@ -158,10 +158,7 @@ def main() -> None:
         "",
         *speed,
     ]
-    sys.stdout.write("\n".join(block) + "\n")
-    if args.results:
-        with open(args.results, "a") as handle:
-            handle.write("\n".join(block) + "\n")
+    show_and_append(block, args.results)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from layout_screen import LayoutScreen, edge_map
-from machine_info import host
+from machine_info import host, show_and_append
 from PIL import Image
 
 from llava_mixes.decontam.candidates import SECONDS_PER_PAIR
@@ -330,10 +330,7 @@ def main() -> None:
             "",
             *screen_rows(measured, args.screen or [0.8, 0.85, 0.9], cores),
         ]
-    sys.stdout.write("\n".join(block) + "\n")
-    if args.results:
-        with open(args.results, "a") as handle:
-            handle.write("\n".join(block) + "\n")
+    show_and_append(block, args.results)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import numpy as np
-from machine_info import host
+from machine_info import host, show_and_append
 
 from llava_mixes import schema
 from llava_mixes.decontam.candidates import CandidateBudget
@@ -245,10 +245,7 @@ def main() -> None:
     for embedder, per_seed in measured.items():
         for stage in ("one stage", "two stages"):
             block += ["", *table(stage, per_seed, args.thresholds, embedder)]  # type: ignore[arg-type]
-    sys.stdout.write("\n".join(block) + "\n")
-    if args.results:
-        with open(args.results, "a") as handle:
-            handle.write("\n".join(block) + "\n")
+    show_and_append(block, args.results)
 
 
 if __name__ == "__main__":

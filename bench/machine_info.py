@@ -80,3 +80,11 @@ def worker_result(script: str, arguments: list[str], offline: bool = True) -> di
     command = [sys.executable, script, *arguments]
     done = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def show_and_append(block: list[str], results: str | os.PathLike | None) -> None:
+    """Print a results block, and append it to the Markdown file `results` when one is named."""
+    sys.stdout.write("\n".join(block) + "\n")
+    if results:
+        with open(results, "a") as handle:
+            handle.write("\n".join(block) + "\n")
